@@ -1,0 +1,169 @@
+"""Ledger append and verification throughput, against a plain-INSERT baseline in the same run.
+
+    python -m bench.ledger_append [--clients 16] [--per-client 600] [--verify-entries 100000]
+
+Prints entries/s for: (a) plain single-row INSERTs into an unchained table with the ledger's
+columns, one per transaction; (b) appends through the ledger's own statement
+(:data:`amply.services.ledger.APPEND_SQL`, the one the service runs) spread over 1,000 chains;
+(c) the same on ONE hot chain; and the ratio of each to (a). Then it appends a chain of
+``--verify-entries`` entries and reports how fast Python reads and verifies it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import time
+
+import asyncpg
+
+from amply.lib.ids import generate_id
+from amply.lib.verify import ChainVerifier
+from amply.services.ledger import APPEND_SQL, CHAIN_ROWS_SQL, row_to_entry
+from bench._common import asyncpg_dsn, migrated_database, run_clients
+
+BASELINE_TABLE = """
+CREATE TABLE bench_plain_entries (
+    id text PRIMARY KEY, chain_id text NOT NULL, seq bigint NOT NULL, type text NOT NULL,
+    amount bigint NOT NULL, currency text NOT NULL, balance_after bigint NOT NULL,
+    metadata text NOT NULL, journal_id text NOT NULL, created_at timestamptz NOT NULL,
+    prev_entry_hash text, entry_hash text NOT NULL
+);
+GRANT INSERT ON bench_plain_entries TO amply_app;
+"""
+BASELINE_INSERT = """
+INSERT INTO bench_plain_entries (id, chain_id, seq, type, amount, currency, balance_after,
+    metadata, journal_id, created_at, prev_entry_hash, entry_hash)
+VALUES ($1, $2, 1, 'donation_received', $3, 'EUR', $3, $4, $5, now(), NULL,
+    'sha256:0000000000000000000000000000000000000000000000000000000000000000')
+"""
+METADATA = '{"donation_id":"don_bench","fund":null,"donor":"Anonymous"}'
+
+
+def _ids(prefix: str) -> itertools.count[int]:
+    return itertools.count()
+
+
+async def _append(connection: asyncpg.Connection, chain_id: str) -> None:
+    await connection.execute(
+        APPEND_SQL,
+        [generate_id("led")],
+        [chain_id],
+        ["donation_received"],
+        [1000],
+        ["EUR"],
+        [METADATA],
+        generate_id("jrn"),
+    )
+
+
+async def measure(dsn: str, *, clients: int, per_client: int) -> dict[str, float]:
+    connections = [await asyncpg.connect(dsn) for _ in range(clients)]
+    try:
+
+        async def plain(client: int, i: int) -> None:
+            await connections[client].execute(
+                BASELINE_INSERT, generate_id("led"), "org_bench", 1000, METADATA, generate_id("jrn")
+            )
+
+        async def spread(client: int, i: int) -> None:
+            await _append(connections[client], f"org_bench{(client * per_client + i) % 1000}")
+
+        async def hot(client: int, i: int) -> None:
+            await _append(connections[client], "org_hot")
+
+        rates = {}
+        for name, operation in (("plain", plain), ("spread", spread), ("hot", hot)):
+            await run_clients(clients, max(per_client // 10, 5), operation)  # warm-up
+            rates[name] = await run_clients(clients, per_client, operation)
+        return rates
+    finally:
+        for connection in connections:
+            await connection.close()
+
+
+async def measure_verification(dsn: str, owner_dsn: str, entries: int) -> tuple[float, float]:
+    """Append ``entries`` to one chain (in bulk, as the owner), then read + verify it."""
+    owner = await asyncpg.connect(owner_dsn)
+    try:
+        await owner.execute(
+            "INSERT INTO ledger_chains (id, kind) VALUES ('org_verify', 'organisation')"
+        )
+        batch = 5000
+        for start in range(0, entries, batch):
+            size = min(batch, entries - start)
+            async with owner.transaction():
+                for _ in range(size):
+                    pass
+                await owner.execute(
+                    APPEND_SQL,
+                    [generate_id("led") for _ in range(size)],
+                    ["org_verify"] * size,
+                    ["donation_received"] * size,
+                    [1000] * size,
+                    ["EUR"] * size,
+                    [METADATA] * size,
+                    generate_id("jrn"),
+                )
+    finally:
+        await owner.close()
+    connection = await asyncpg.connect(dsn)
+    try:
+        started = time.perf_counter()
+        rows = await connection.fetch(CHAIN_ROWS_SQL, "org_verify", 0, entries)
+        read_done = time.perf_counter()
+        verifier = ChainVerifier("org_verify", kind="organisation")
+        for row in rows:
+            if not verifier.add(row_to_entry(row)):
+                raise SystemExit(f"verification failed: {verifier.result().verdict()}")
+        finished = time.perf_counter()
+        assert verifier.seq == entries
+        return entries / (finished - started), entries / (finished - read_done)
+    finally:
+        await connection.close()
+
+
+async def main_async(args: argparse.Namespace) -> None:
+    with migrated_database() as urls:
+        dsn, owner_dsn = asyncpg_dsn(urls.app), asyncpg_dsn(urls.migration)
+        owner = await asyncpg.connect(owner_dsn)
+        await owner.execute(BASELINE_TABLE)
+        import os
+
+        if os.environ.get("BENCH_EXTRA_SQL"):
+            await owner.execute(os.environ["BENCH_EXTRA_SQL"])
+        await owner.execute(
+            "INSERT INTO ledger_chains (id, kind) SELECT 'org_bench' || g, 'organisation' "
+            "FROM generate_series(0, 999) g UNION ALL SELECT 'org_hot', 'organisation'"
+        )
+        await owner.close()
+        rates = await measure(dsn, clients=args.clients, per_client=args.per_client)
+        total, verify_only = await measure_verification(dsn, owner_dsn, args.verify_entries)
+    base = rates["plain"]
+    print(f"clients: {args.clients}, appends per client: {args.per_client}")
+    print(f"(a) plain INSERT baseline       {base:10.0f} entries/s   ratio 1.00")
+    print(
+        f"(b) ledger appends, 1,000 chains {rates['spread']:10.0f} entries/s   "
+        f"ratio {rates['spread'] / base:.2f}   (target >= 0.50)"
+    )
+    print(
+        f"(c) ledger appends, one chain    {rates['hot']:10.0f} entries/s   "
+        f"ratio {rates['hot'] / base:.2f}   (target >= 1,000/s)"
+    )
+    print(
+        f"(d) verify {args.verify_entries} entries in Python: {verify_only:,.0f} entries/s "
+        f"(read + verify: {total:,.0f} entries/s; target >= 200,000/s)"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--per-client", type=int, default=600)
+    parser.add_argument("--verify-entries", type=int, default=100_000)
+    asyncio.run(main_async(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    main()

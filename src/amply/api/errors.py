@@ -1,0 +1,138 @@
+"""The one place where errors become HTTP responses, all in the shape of SPEC.md §3."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import InterfaceError, OperationalError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from amply.errors import AmplyError, error_body
+
+logger = logging.getLogger(__name__)
+
+_TYPE_BY_STATUS = {401: "authentication_error", 403: "permission_error", 429: "rate_limit_error"}
+_CODE_BY_STATUS = {
+    400: "invalid_request",
+    401: "authentication_required",
+    403: "forbidden",
+    404: "resource_missing",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    429: "rate_limited",
+}
+
+# Declared in routes' ``responses=`` so OpenAPI documents the error shape.
+ERROR_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["type", "code", "message"],
+            "properties": {
+                "type": {"type": "string", "description": "Error category."},
+                "code": {"type": "string", "description": "Machine-readable error code."},
+                "message": {"type": "string", "description": "What went wrong, for a person."},
+                "param": {
+                    "type": ["string", "null"],
+                    "description": "The request parameter at fault, if any.",
+                },
+            },
+        }
+    },
+}
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """``responses=`` entries for a route that can answer with these error statuses."""
+    return {
+        status: {
+            "description": "Error",
+            "content": {"application/json": {"schema": ERROR_SCHEMA}},
+        }
+        for status in statuses
+    }
+
+
+def _json(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(status_code=status, content=body, headers=headers)
+
+
+async def _amply_error(_: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, AmplyError)
+    return _json(error.status_code, error.body())
+
+
+async def _validation_error(_: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, RequestValidationError)
+    problems = error.errors()
+    first = problems[0] if problems else {}
+    if first.get("type") == "json_invalid":
+        body = error_body(
+            error_type="invalid_request_error",
+            code="body_invalid_json",
+            message="The request body is not valid JSON.",
+            param=None,
+        )
+        return _json(400, body)
+    location = [str(part) for part in first.get("loc", ()) if part not in ("body", "query", "path")]
+    param = ".".join(location) or None
+    message = str(first.get("msg", "Invalid request."))
+    if param:
+        message = f"{param}: {message}"
+    body = error_body(
+        error_type="invalid_request_error", code="parameter_invalid", message=message, param=param
+    )
+    return _json(422, body)
+
+
+async def _http_error(_: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, StarletteHTTPException)
+    status = error.status_code
+    body = error_body(
+        error_type=_TYPE_BY_STATUS.get(status, "invalid_request_error"),
+        code=_CODE_BY_STATUS.get(status, "http_error"),
+        message=str(error.detail),
+        param=None,
+    )
+    return _json(status, body, headers=dict(error.headers or {}))
+
+
+async def _database_unavailable(_: Request, error: Exception) -> JSONResponse:
+    logger.warning("database unavailable: %s", error)
+    body = error_body(
+        error_type="api_error",
+        code="database_unavailable",
+        message="The database is unavailable; retry shortly.",
+        param=None,
+    )
+    return _json(503, body, headers={"Retry-After": "1"})
+
+
+async def _unexpected_error(_: Request, error: Exception) -> JSONResponse:
+    # A bug by definition: logged with its traceback, answered in the standard shape.
+    logger.error("unhandled error", exc_info=error)
+    body = error_body(
+        error_type="api_error",
+        code="internal_error",
+        message="Something went wrong on our side; it has been logged.",
+        param=None,
+    )
+    return _json(500, body)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(AmplyError, _amply_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(OperationalError, _database_unavailable)
+    app.add_exception_handler(InterfaceError, _database_unavailable)
+    app.add_exception_handler(ConnectionError, _database_unavailable)
+    app.add_exception_handler(Exception, _unexpected_error)

@@ -1,0 +1,53 @@
+"""Liveness and readiness, outside the versioned API."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from fastapi import APIRouter, Request
+from pydantic import BaseModel, Field
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+
+from amply.api.errors import error_responses
+from amply.deps import DatabaseDep
+from amply.errors import ServiceUnavailable
+
+router = APIRouter(tags=["health"])
+
+
+class Health(BaseModel):
+    status: Literal["ok"] = Field(description="Always `ok` while the process serves requests.")
+
+
+class Ready(BaseModel):
+    status: Literal["ready"] = Field(description="`ready`: database reachable, schema at head.")
+    schema_revision: str = Field(description="The Alembic revision the database is at.")
+
+
+@router.get("/health", summary="Liveness: the process is up")
+async def health() -> Health:
+    return Health(status="ok")
+
+
+@router.get(
+    "/ready",
+    summary="Readiness: database reachable and migrations at head",
+    responses=error_responses(503),
+)
+async def ready(request: Request, database: DatabaseDep) -> Ready:
+    expected: str = request.app.state.schema_head
+    try:
+        async with database.engine.connect() as connection:
+            current = await connection.scalar(text("SELECT version_num FROM alembic_version"))
+    except (OperationalError, InterfaceError, OSError) as error:
+        raise _not_ready(f"database unreachable: {type(error).__name__}") from error
+    except DBAPIError as error:
+        raise _not_ready("database has no Amply schema (run `amply migrate`)") from error
+    if current != expected:
+        raise _not_ready(f"schema at revision {current}, expected {expected}")
+    return Ready(status="ready", schema_revision=expected)
+
+
+def _not_ready(reason: str) -> ServiceUnavailable:
+    return ServiceUnavailable(f"not ready: {reason}", code="not_ready")

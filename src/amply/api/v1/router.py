@@ -1,0 +1,7 @@
+"""Combines the /v1 routers."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+router = APIRouter(prefix="/v1")

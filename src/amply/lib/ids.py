@@ -1,0 +1,34 @@
+"""Prefixed random identifiers, Stripe style (``org_…``, ``led_…``).
+
+Every id in Amply is made here, so the set of prefixes is the list of resource kinds.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from typing import Final, Literal
+
+IdPrefix = Literal[
+    "org", "fund", "don", "led", "jrn", "usr", "wal", "txn", "req", "card", "key", "plat"
+]
+
+PREFIXES: Final[frozenset[str]] = frozenset(IdPrefix.__args__)  # type: ignore[attr-defined]
+
+_ALPHABET: Final = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+_TOKEN_LENGTH: Final = 24  # 24 base62 characters carry ~142 bits of randomness
+_ID_PATTERN: Final = re.compile(r"^([a-z]+)_([0-9A-Za-z]{1,64})$")
+
+
+def generate_id(prefix: IdPrefix) -> str:
+    """Return a new random id such as ``led_4fG7…`` for the given resource prefix."""
+    if prefix not in PREFIXES:
+        raise ValueError(f"unknown id prefix {prefix!r}")
+    token = "".join(secrets.choice(_ALPHABET) for _ in range(_TOKEN_LENGTH))
+    return f"{prefix}_{token}"
+
+
+def has_prefix(value: str, prefix: IdPrefix) -> bool:
+    """True when ``value`` is a well-formed id of the given kind."""
+    match = _ID_PATTERN.match(value)
+    return match is not None and match.group(1) == prefix

@@ -1,0 +1,48 @@
+"""The FastAPI application."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from amply import __version__
+from amply.api import health
+from amply.api.errors import install_error_handlers
+from amply.api.v1.router import router as v1_router
+from amply.config import Settings
+from amply.db import Database
+from amply.migrate import head_revision
+
+DESCRIPTION = """
+Transparent donations and wallets on an append-only, hash-chained ledger.
+
+Every movement of money is an entry in a public chain that anyone can download and verify
+offline; see `docs/ledger-format.md`. Amounts are integers in minor units with an ISO 4217
+currency. Every error has the shape `{"error": {"type", "code", "message", "param"}}`.
+"""
+
+
+def create_app(settings: Settings, *, database_url: str) -> FastAPI:
+    """Build the app for one database (``database_url`` is the service role's URL)."""
+    database = Database(
+        database_url,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
+        statement_timeout_ms=settings.db_statement_timeout_ms,
+    )
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        await database.dispose()
+
+    app = FastAPI(title="Amply", version=__version__, description=DESCRIPTION, lifespan=lifespan)
+    app.state.settings = settings
+    app.state.database = database
+    app.state.schema_head = head_revision()
+    install_error_handlers(app)
+    app.include_router(health.router)
+    app.include_router(v1_router)
+    return app

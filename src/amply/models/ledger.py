@@ -1,0 +1,39 @@
+"""Read models of the ledger tables. Rows are written only by ``services.ledger``."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import BigInteger, DateTime, Text
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Mapped, mapped_column
+
+from amply.models.base import Base
+
+
+class LedgerChain(Base):
+    __tablename__ = "ledger_chains"
+
+    id: Mapped[str] = mapped_column(Text, primary_key=True)
+    kind: Mapped[str] = mapped_column(Text)
+    head_seq: Mapped[int] = mapped_column(BigInteger)
+    head_hash: Mapped[str | None] = mapped_column(Text)
+    balances: Mapped[dict[str, int]] = mapped_column(JSONB)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class LedgerEntry(Base):
+    __tablename__ = "ledger_entries"
+
+    id: Mapped[str] = mapped_column(Text, primary_key=True)
+    chain_id: Mapped[str] = mapped_column(Text)
+    seq: Mapped[int] = mapped_column(BigInteger)
+    type: Mapped[str] = mapped_column(Text)
+    amount: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(Text)
+    balance_after: Mapped[int] = mapped_column(BigInteger)
+    metadata_json: Mapped[str] = mapped_column("metadata", Text)
+    journal_id: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    prev_entry_hash: Mapped[str | None] = mapped_column(Text)
+    entry_hash: Mapped[str] = mapped_column(Text)

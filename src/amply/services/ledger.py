@@ -1,0 +1,332 @@
+"""The ledger service: the only code that writes ledger entries.
+
+Callers append *journals*: one or more legs, possibly on several chains, written atomically in
+one statement. PostgreSQL assigns each leg's seq, prev_entry_hash, balance_after, created_at
+and entry_hash (migration ``0001_ledger_core``); this module validates what the caller gives,
+turns database refusals into domain errors, and reads chains back for pages, balances and
+verification.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Final, Literal, get_args
+
+from sqlalchemy import select
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from amply.errors import AmplyError, Conflict, InsufficientFunds, NotFound
+from amply.lib.crypto import format_timestamp
+from amply.lib.ids import generate_id
+from amply.lib.money import MoneyError, normalize_currency, validate_amount
+from amply.lib.verify import ChainVerifier, VerificationResult
+from amply.models.ledger import LedgerChain
+
+ChainKind = Literal["organisation", "wallet", "platform"]
+EntryType = Literal[
+    "donation_received",
+    "donation_refunded",
+    "payment_processing_fee",
+    "payment_processing_fee_refunded",
+    "dispute_funds_withdrawn",
+    "dispute_funds_reinstated",
+    "dispute_fee",
+    "deposit",
+    "withdrawal",
+    "withdrawal_reversed",
+    "transfer_out",
+    "transfer_in",
+    "withdrawal_fee",
+    "withdrawal_fee_refunded",
+    "fee_collected",
+    "fee_refunded",
+    "welcome_bonus",
+    "promotion_granted",
+    "wallet_donation_sent",
+    "wallet_donation_received",
+]
+# Mirrors ledger_entry_flow() in the migrations: internal legs of a journal must balance.
+INTERNAL_TYPES: Final[frozenset[str]] = frozenset(
+    {
+        "transfer_out",
+        "transfer_in",
+        "withdrawal_fee",
+        "withdrawal_fee_refunded",
+        "fee_collected",
+        "fee_refunded",
+        "welcome_bonus",
+        "promotion_granted",
+        "wallet_donation_sent",
+        "wallet_donation_received",
+    }
+)
+ENTRY_TYPES: Final[frozenset[str]] = frozenset(get_args(EntryType))
+PLATFORM_FEES_CHAIN: Final = "plat_fees"
+PLATFORM_PROMOTIONS_CHAIN: Final = "plat_promotions"
+MAX_LEGS: Final = 16
+MAX_METADATA_BYTES: Final = 8192
+
+# The one statement that appends a journal. Legs are inserted in chain-id order so that the
+# per-chain locks taken by the ledger_entries_assign() trigger are always acquired in the same
+# order (no deadlock between journals touching the same chains). $7 is the journal id.
+APPEND_SQL: Final = """
+INSERT INTO ledger_entries (id, chain_id, type, amount, currency, metadata, journal_id)
+SELECT leg.id, leg.chain_id, leg.type, leg.amount, leg.currency, leg.metadata, $7
+  FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::text[])
+       WITH ORDINALITY AS leg (id, chain_id, type, amount, currency, metadata, position)
+ ORDER BY leg.chain_id, leg.position
+RETURNING id, chain_id, seq, type, amount, currency, balance_after, metadata, journal_id,
+          created_at, prev_entry_hash, entry_hash
+"""
+
+# A page of a chain by sequence number: $1 chain id, $2 after_seq, $3 limit.
+CHAIN_ROWS_SQL: Final = """
+SELECT id, chain_id, seq, type, amount, currency, balance_after, metadata, journal_id,
+       created_at, prev_entry_hash, entry_hash
+  FROM ledger_entries
+ WHERE chain_id = $1 AND seq > $2
+ ORDER BY seq
+ LIMIT $3
+"""
+
+JSONScalar = str | int | bool | None
+JSONValue = JSONScalar | list["JSONValue"] | dict[str, "JSONValue"]
+
+
+class LedgerError(AmplyError):
+    """A journal that the ledger cannot accept as given (a programming error upstream)."""
+
+    status_code = 500
+    error_type = "api_error"
+    default_code = "ledger_rejected"
+
+
+@dataclass(frozen=True, slots=True)
+class Leg:
+    """One line of a journal: ``amount`` is signed (+ credit, - debit) in minor units."""
+
+    chain_id: str
+    entry_type: EntryType
+    amount: int
+    currency: str
+    metadata: Mapping[str, JSONValue] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """A stored ledger entry, as the database assigned it."""
+
+    id: str
+    chain_id: str
+    seq: int
+    type: str
+    amount: int
+    currency: str
+    balance_after: int
+    metadata: str
+    journal_id: str
+    created_at: datetime
+    prev_entry_hash: str | None
+    entry_hash: str
+
+    def as_export(self) -> dict[str, Any]:
+        """The entry as it appears in an export (``docs/ledger-format.md`` §4)."""
+        return {
+            "chain_id": self.chain_id,
+            "seq": self.seq,
+            "id": self.id,
+            "type": self.type,
+            "amount": self.amount,
+            "currency": self.currency,
+            "balance_after": self.balance_after,
+            "metadata": self.metadata,
+            "journal_id": self.journal_id,
+            "created_at": format_timestamp(self.created_at),
+            "prev_entry_hash": self.prev_entry_hash,
+            "entry_hash": self.entry_hash,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class EntryPage:
+    entries: list[Entry]
+    has_more: bool
+
+
+def row_to_entry(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A database row as the verifier's export-shaped dict."""
+    return {
+        "chain_id": row["chain_id"],
+        "seq": row["seq"],
+        "id": row["id"],
+        "type": row["type"],
+        "amount": row["amount"],
+        "currency": row["currency"],
+        "balance_after": row["balance_after"],
+        "metadata": row["metadata"],
+        "journal_id": row["journal_id"],
+        "created_at": format_timestamp(row["created_at"]),
+        "prev_entry_hash": row["prev_entry_hash"],
+        "entry_hash": row["entry_hash"],
+    }
+
+
+def encode_metadata(metadata: Mapping[str, JSONValue]) -> str:
+    """Public metadata as compact JSON with sorted keys; the stored text is what is hashed."""
+    _check_json(metadata, path="metadata")
+    text = json.dumps(metadata, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+    try:
+        size = len(text.encode("utf-8"))
+    except UnicodeEncodeError as error:
+        raise LedgerError("metadata must be valid Unicode text", param="metadata") from error
+    if size > MAX_METADATA_BYTES:
+        raise LedgerError(f"metadata exceeds {MAX_METADATA_BYTES} bytes", param="metadata")
+    return text
+
+
+def _check_json(value: object, *, path: str) -> None:
+    # Floats are refused so that no amount can sneak into the ledger as a float.
+    if value is None or isinstance(value, str | bool | int):
+        return
+    if isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            _check_json(item, path=f"{path}[{index}]")
+        return
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise LedgerError(f"{path} keys must be strings", param="metadata")
+            _check_json(item, path=f"{path}.{key}")
+        return
+    raise LedgerError(
+        f"{path} holds a {type(value).__name__}; metadata allows strings, integers, booleans, "
+        "null, lists and objects",
+        param="metadata",
+    )
+
+
+def _validated_legs(legs: Sequence[Leg]) -> list[tuple[str, str, str, int, str, str]]:
+    if not 1 <= len(legs) <= MAX_LEGS:
+        raise LedgerError(f"a journal has 1 to {MAX_LEGS} legs, not {len(legs)}")
+    rows: list[tuple[str, str, str, int, str, str]] = []
+    internal_totals: dict[str, int] = {}
+    for leg in legs:
+        if leg.entry_type not in ENTRY_TYPES:
+            raise LedgerError(f"unknown entry type {leg.entry_type!r}")
+        try:
+            currency = normalize_currency(leg.currency)
+            validate_amount(abs(leg.amount) if isinstance(leg.amount, int) else leg.amount)
+        except MoneyError as error:
+            raise LedgerError(str(error), param=error.param) from error
+        if leg.entry_type in INTERNAL_TYPES:
+            internal_totals[currency] = internal_totals.get(currency, 0) + leg.amount
+        rows.append(
+            (
+                generate_id("led"),
+                leg.chain_id,
+                leg.entry_type,
+                leg.amount,
+                currency,
+                encode_metadata(leg.metadata),
+            )
+        )
+    unbalanced = {currency: total for currency, total in internal_totals.items() if total}
+    if unbalanced:
+        raise LedgerError(f"internal legs of a journal must sum to zero, left over: {unbalanced}")
+    return rows
+
+
+def _constraint_of(error: DBAPIError) -> str | None:
+    cause = getattr(error.orig, "__cause__", None)
+    return getattr(cause, "constraint_name", None)
+
+
+async def append_journal(session: AsyncSession, *, legs: Sequence[Leg]) -> list[Entry]:
+    """Append the legs atomically as one journal and return the stored entries.
+
+    Raises :class:`InsufficientFunds` if a wallet leg would take its balance below zero, and
+    :class:`NotFound` for an unknown chain. The caller's transaction commits (or not) as usual;
+    a refused journal leaves no trace.
+    """
+    rows = _validated_legs(legs)
+    columns = [list(column) for column in zip(*rows, strict=True)]
+    connection = await session.connection()
+    try:
+        result = await connection.exec_driver_sql(APPEND_SQL, (*columns, generate_id("jrn")))
+    except DBAPIError as error:
+        constraint = _constraint_of(error)
+        if constraint == "ledger_wallet_balance_non_negative":
+            raise InsufficientFunds("the wallet's balance is too low for this amount") from error
+        if constraint == "ledger_entries_chain_id_fkey":
+            raise NotFound("the ledger chain does not exist", code="chain_missing") from error
+        raise
+    entries = [Entry(**row) for row in result.mappings()]
+    entries.sort(key=lambda entry: (entry.chain_id, entry.seq))
+    return entries
+
+
+async def create_chain(session: AsyncSession, *, chain_id: str, kind: ChainKind) -> None:
+    """Create an empty chain (an organisation's or a wallet's, created with its owner)."""
+    connection = await session.connection()
+    try:
+        await connection.exec_driver_sql(
+            "INSERT INTO ledger_chains (id, kind) VALUES ($1, $2)", (chain_id, kind)
+        )
+    except DBAPIError as error:
+        if _constraint_of(error) == "ledger_chains_pkey":
+            raise Conflict(f"chain {chain_id} already exists", code="chain_exists") from error
+        raise
+
+
+async def get_chain(session: AsyncSession, *, chain_id: str) -> LedgerChain:
+    chain = await session.get(LedgerChain, chain_id)
+    if chain is None:
+        raise NotFound(f"no ledger chain {chain_id}", code="chain_missing")
+    return chain
+
+
+async def get_balances(session: AsyncSession, *, chain_id: str) -> dict[str, int]:
+    """Balance per currency after the chain's last entry."""
+    chain = await get_chain(session, chain_id=chain_id)
+    return {currency: int(amount) for currency, amount in chain.balances.items()}
+
+
+async def list_entries(
+    session: AsyncSession, *, chain_id: str, after_seq: int = 0, limit: int = 100
+) -> EntryPage:
+    """Entries with seq > ``after_seq``, in chain order; ``has_more`` if the chain goes on."""
+    if limit < 1:
+        raise ValueError("limit must be positive")
+    connection = await session.connection()
+    result = await connection.exec_driver_sql(CHAIN_ROWS_SQL, (chain_id, after_seq, limit + 1))
+    entries = [Entry(**row) for row in result.mappings()]
+    return EntryPage(entries=entries[:limit], has_more=len(entries) > limit)
+
+
+async def verify_chain(
+    session: AsyncSession, *, chain_id: str, batch_size: int = 10_000
+) -> VerificationResult:
+    """Recompute every hash, link, seq and balance of a chain, in pages of ``batch_size``."""
+    chain = await get_chain(session, chain_id=chain_id)
+    verifier = ChainVerifier(chain_id, kind=chain.kind)
+    connection = await session.connection()
+    after_seq = 0
+    while True:
+        result = await connection.exec_driver_sql(CHAIN_ROWS_SQL, (chain_id, after_seq, batch_size))
+        rows = result.mappings().all()
+        for row in rows:
+            if not verifier.add(row_to_entry(dict(row))):
+                return verifier.result()
+        if len(rows) < batch_size:
+            return verifier.result()
+        after_seq = rows[-1]["seq"]
+
+
+async def select_chain_ids(session: AsyncSession, *, kind: ChainKind) -> list[str]:
+    """Ids of all chains of one kind (small sets only: used for platform chains)."""
+    result = await session.scalars(select(LedgerChain.id).where(LedgerChain.kind == kind))
+    return list(result)

@@ -1,0 +1,122 @@
+"""Test fixtures: one embedded PostgreSQL per session, a fresh database per test.
+
+The session migrates a template database once; each test that needs a database gets its own
+copy (``CREATE DATABASE … TEMPLATE``), so tests may commit, run concurrent writers and attack
+the ledger as a superuser without affecting each other.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import psycopg
+import pytest
+from psycopg import sql
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from amply.config import Settings
+from amply.db import Database
+from amply.embedded import (
+    APP_ROLE,
+    OWNER_ROLE,
+    DatabaseUrls,
+    create_database,
+    create_roles,
+    role_url,
+    start_server,
+)
+from amply.main import create_app
+from amply.migrate import upgrade_to_head
+
+TEMPLATE = "amply_template"
+_counter = itertools.count()
+
+
+@dataclass(frozen=True)
+class Cluster:
+    superuser_url: str
+
+
+@dataclass(frozen=True)
+class IsolatedDatabase:
+    name: str
+    urls: DatabaseUrls
+    superuser_url: str
+
+
+@pytest.fixture(scope="session")
+def cluster() -> Iterator[Cluster]:
+    data_dir = Path(tempfile.mkdtemp(prefix="amply-tests-"))
+    server = start_server(data_dir)
+    superuser_url: str = server.get_uri()
+    with psycopg.connect(superuser_url, autocommit=True) as connection:
+        # Durability is irrelevant to tests; the benchmarks keep PostgreSQL's defaults.
+        for setting in ("fsync", "synchronous_commit", "full_page_writes"):
+            connection.execute(sql.SQL("ALTER SYSTEM SET {} = off").format(sql.Identifier(setting)))
+        connection.execute("SELECT pg_reload_conf()")
+    create_roles(superuser_url)
+    create_database(superuser_url, TEMPLATE)
+    upgrade_to_head(role_url(superuser_url, role=OWNER_ROLE, database=TEMPLATE))
+    try:
+        yield Cluster(superuser_url=superuser_url)
+    finally:
+        server.cleanup()
+
+
+@pytest.fixture
+def test_database(cluster: Cluster) -> Iterator[IsolatedDatabase]:
+    name = f"amply_test_{os.getpid()}_{next(_counter)}"
+    with psycopg.connect(cluster.superuser_url, autocommit=True) as connection:
+        connection.execute(
+            sql.SQL("CREATE DATABASE {} TEMPLATE {} OWNER {} STRATEGY FILE_COPY").format(
+                sql.Identifier(name), sql.Identifier(TEMPLATE), sql.Identifier(OWNER_ROLE)
+            )
+        )
+    yield IsolatedDatabase(
+        name=name,
+        urls=DatabaseUrls(
+            app=role_url(cluster.superuser_url, role=APP_ROLE, database=name),
+            migration=role_url(cluster.superuser_url, role=OWNER_ROLE, database=name),
+        ),
+        superuser_url=role_url(cluster.superuser_url, role="postgres", database=name),
+    )
+    with psycopg.connect(cluster.superuser_url, autocommit=True) as connection:
+        connection.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@pytest.fixture
+async def database(test_database: IsolatedDatabase) -> AsyncIterator[Database]:
+    """The service's connection pool (as ``amply_app``) on this test's database."""
+    db = Database(test_database.urls.app, pool_size=20, max_overflow=80)
+    try:
+        yield db
+    finally:
+        await db.dispose()
+
+
+@pytest.fixture
+async def session(database: Database) -> AsyncIterator[AsyncSession]:
+    async with database.session() as db_session:
+        yield db_session
+
+
+@pytest.fixture
+def settings() -> Settings:
+    return Settings(environment="test")
+
+
+@pytest.fixture
+async def client(
+    settings: Settings, test_database: IsolatedDatabase
+) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(settings, database_url=test_database.urls.app)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://amply.test") as http:
+        yield http
+    await app.state.database.dispose()

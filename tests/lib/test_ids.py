@@ -1,0 +1,23 @@
+from __future__ import annotations
+
+import pytest
+
+from amply.lib.ids import PREFIXES, generate_id, has_prefix
+
+
+def test_ids_carry_their_prefix_and_are_unique() -> None:
+    ids = {generate_id("led") for _ in range(1000)}
+    assert len(ids) == 1000
+    assert all(has_prefix(value, "led") and len(value) == 28 for value in ids)
+
+
+def test_has_prefix_rejects_other_kinds_and_garbage() -> None:
+    assert not has_prefix(generate_id("org"), "led")
+    for value in ("led_", "led-abc", "LED_abc", "led_abc!", "", "led_" + "a" * 65):
+        assert not has_prefix(value, "led")
+
+
+def test_unknown_prefixes_are_refused() -> None:
+    assert "org" in PREFIXES
+    with pytest.raises(ValueError, match="unknown id prefix"):
+        generate_id("nope")  # type: ignore[arg-type]

@@ -1,0 +1,202 @@
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from amply.lib.crypto import entry_hash
+from amply.lib.verify import (
+    EXPORT_FORMAT,
+    ExportFormatError,
+    verify_entries,
+    verify_export,
+    verify_export_file,
+)
+
+CHAIN = "org_Verify1"
+
+
+def build_chain(amounts: list[int], *, chain_id: str = CHAIN) -> list[dict[str, Any]]:
+    entries: list[dict[str, Any]] = []
+    balance, prev = 0, None
+    for seq, amount in enumerate(amounts, start=1):
+        balance += amount
+        entry = {
+            "chain_id": chain_id,
+            "seq": seq,
+            "id": f"led_{seq:06d}",
+            "type": "donation_received" if amount > 0 else "donation_refunded",
+            "amount": amount,
+            "currency": "EUR",
+            "balance_after": balance,
+            "metadata": json.dumps({"n": seq, "name": "Zoë 🎉"}, ensure_ascii=False),
+            "journal_id": f"jrn_{seq:06d}",
+            "created_at": f"2026-11-21T10:00:{seq % 60:02d}.000000Z",
+            "prev_entry_hash": prev,
+        }
+        entry["entry_hash"] = rehash(entry)
+        prev = entry["entry_hash"]
+        entries.append(entry)
+    return entries
+
+
+def rehash(entry: dict[str, Any]) -> str:
+    return entry_hash(
+        chain_id=entry["chain_id"],
+        seq=entry["seq"],
+        entry_id=entry["id"],
+        entry_type=entry["type"],
+        amount=entry["amount"],
+        currency=entry["currency"],
+        balance_after=entry["balance_after"],
+        metadata=entry["metadata"],
+        journal_id=entry["journal_id"],
+        created_at=entry["created_at"],
+        prev_entry_hash=entry["prev_entry_hash"],
+    )
+
+
+def export_of(entries: list[dict[str, Any]], *, kind: str = "organisation") -> dict[str, Any]:
+    head = entries[-1] if entries else None
+    return {
+        "format": EXPORT_FORMAT,
+        "chain": {"id": CHAIN, "kind": kind},
+        "head": {
+            "seq": head["seq"] if head else 0,
+            "entry_hash": head["entry_hash"] if head else None,
+        },
+        "entries": entries,
+    }
+
+
+def test_an_honest_chain_verifies() -> None:
+    result = verify_export(export_of(build_chain([500, 250, -100, 75])))
+    assert result.ok
+    assert result.entries_checked == 4
+    assert result.balances == {"EUR": 725}
+    assert result.verdict().startswith("OK: chain org_Verify1 verifies, 4 entries")
+
+
+def test_an_empty_chain_verifies() -> None:
+    assert verify_export(export_of([])).ok
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "reason"),
+    [
+        ("amount", 501, "balance_after"),
+        ("metadata", '{"n":3,"name":"Zoe"}', "entry_hash"),
+        ("created_at", "2026-11-21T10:00:03.000001Z", "entry_hash"),
+        ("type", "donation_refunded", "entry_hash"),
+        ("id", "led_forged", "entry_hash"),
+        ("journal_id", "jrn_forged", "entry_hash"),
+        ("entry_hash", "sha256:" + "0" * 64, "entry_hash"),
+        ("prev_entry_hash", "sha256:" + "1" * 64, "prev_entry_hash"),
+        ("seq", 4, "sequence number"),
+        ("chain_id", "org_Other", "belongs to chain"),
+        ("amount", "250", "not a int"),
+    ],
+)
+def test_tampering_with_any_field_names_the_entry(field: str, value: Any, reason: str) -> None:
+    entries = build_chain([500, 250, 100, 75, 60])
+    entries[2][field] = value
+    result = verify_export(export_of(entries))
+    assert not result.ok
+    assert result.broken_seq == 3
+    assert reason in (result.reason or "")
+
+
+def test_a_recomputed_hash_still_breaks_the_next_link() -> None:
+    entries = build_chain([500, 250, 100, 75])
+    entries[1]["metadata"] = '{"forged":true}'
+    entries[1]["entry_hash"] = rehash(entries[1])
+    result = verify_export(export_of(entries))
+    assert result.broken_seq == 3
+    assert "prev_entry_hash" in (result.reason or "")
+
+
+def test_a_dropped_entry_is_a_gap() -> None:
+    entries = build_chain([500, 250, 100, 75])
+    del entries[1]
+    result = verify_export(export_of(entries))
+    assert (result.broken_seq, result.ok) == (2, False)
+
+
+def test_reordered_entries_are_detected() -> None:
+    entries = build_chain([500, 250, 100, 75])
+    entries[1], entries[2] = entries[2], entries[1]
+    assert verify_export(export_of(entries)).broken_seq == 2
+
+
+def test_truncated_export_disagrees_with_its_declared_head() -> None:
+    entries = build_chain([500, 250, 100])
+    document = export_of(entries)
+    document["entries"] = entries[:2]
+    result = verify_export(document)
+    assert not result.ok
+    assert result.broken_seq == 3
+    assert "declared head" in (result.reason or "")
+
+
+def test_wallet_chains_may_not_go_negative() -> None:
+    entries = build_chain([100, -150])
+    result = verify_export(export_of(entries, kind="wallet"))
+    assert result.broken_seq == 2
+    assert "negative" in (result.reason or "")
+    assert verify_export(export_of(build_chain([100, -150]))).ok
+
+
+def test_booleans_are_not_amounts() -> None:
+    entries = build_chain([1])
+    entries[0]["amount"] = True
+    assert verify_entries(CHAIN, kind="organisation", entries=entries).broken_seq == 1
+
+
+def test_non_object_entries_are_reported() -> None:
+    document = export_of(build_chain([5]))
+    document["entries"].append("not an entry")
+    result = verify_export(document)
+    assert (result.broken_seq, result.reason) == (2, "entry is not an object")
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        {"format": "something-else"},
+        {"format": EXPORT_FORMAT, "chain": "org_x", "head": {}, "entries": []},
+        {
+            "format": EXPORT_FORMAT,
+            "chain": {"id": "org_x", "kind": "org"},
+            "head": {},
+            "entries": [],
+        },
+        {"format": EXPORT_FORMAT, "chain": {"id": "org_x", "kind": "wallet"}, "entries": []},
+    ],
+)
+def test_documents_that_are_not_exports_are_refused(document: dict[str, Any]) -> None:
+    with pytest.raises(ExportFormatError):
+        verify_export(document)
+
+
+def test_export_files_are_read_and_verified(tmp_path: Path) -> None:
+    good = tmp_path / "good.json"
+    good.write_text(json.dumps(export_of(build_chain([5, 6]))), "utf-8")
+    assert verify_export_file(good).ok
+    for name, content in (("bad.json", "{not json"), ("list.json", "[]")):
+        path = tmp_path / name
+        path.write_text(content, "utf-8")
+        with pytest.raises(ExportFormatError):
+            verify_export_file(path)
+    with pytest.raises(ExportFormatError):
+        verify_export_file(tmp_path / "missing.json")
+
+
+def test_result_as_dict_is_json_serialisable() -> None:
+    document = export_of(build_chain([5]))
+    broken = copy.deepcopy(document)
+    broken["entries"][0]["amount"] = 6
+    for result in (verify_export(document), verify_export(broken)):
+        assert json.loads(json.dumps(result.as_dict()))["ok"] is result.ok

@@ -1,0 +1,508 @@
+"""The ledger's invariants (SPEC.md §4), each attacked through the service and through SQL."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+import pytest
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from amply.db import Database
+from amply.errors import Conflict, InsufficientFunds, NotFound
+from amply.lib.ids import generate_id
+from amply.services import ledger
+from amply.services.ledger import APPEND_SQL, LedgerError, Leg
+from tests.conftest import IsolatedDatabase
+from tests.factories import append, make_chain, transfer
+from tests.lib.test_crypto import load_vectors
+
+
+@contextmanager
+def connect(url: str) -> Iterator[psycopg.Connection[Any]]:
+    with psycopg.connect(url, autocommit=True) as connection:
+        yield connection
+
+
+def append_raw(connection: psycopg.Connection[Any], *columns: object) -> None:
+    """Run the service's APPEND_SQL directly; its $n placeholders become psycopg's %(pn)s."""
+    statement = APPEND_SQL
+    for position in range(len(columns), 0, -1):
+        statement = statement.replace(f"${position}", f"%(p{position})s")
+    connection.execute(statement, {f"p{n}": value for n, value in enumerate(columns, start=1)})
+
+
+async def chain_rows(session: AsyncSession, chain_id: str) -> list[ledger.Entry]:
+    page = await ledger.list_entries(session, chain_id=chain_id, limit=100_000)
+    return page.entries
+
+
+# --- honest hashes ---------------------------------------------------------------------
+
+
+async def test_committed_vectors_hash_identically_in_postgresql(
+    test_database: IsolatedDatabase,
+) -> None:
+    with connect(test_database.urls.app) as connection:
+        for vector in load_vectors():
+            entry = vector["entry"]
+            computed = connection.execute(
+                "SELECT ledger_entry_hash(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s::timestamptz, %s)",
+                (
+                    entry["chain_id"],
+                    entry["seq"],
+                    entry["id"],
+                    entry["type"],
+                    entry["amount"],
+                    entry["currency"],
+                    entry["balance_after"],
+                    entry["metadata"],
+                    entry["journal_id"],
+                    entry["created_at"],
+                    entry["prev_entry_hash"],
+                ),
+            ).fetchone()
+            assert computed == (entry["entry_hash"],), vector["description"]
+
+
+async def test_stored_entries_verify_with_the_python_verifier(database: Database) -> None:
+    chain = await make_chain(database)
+    metadata: dict[str, ledger.JSONValue] = {"name": "Zoë 🎉", "note": 'quote " and \n newline'}
+    for amount in (500, -120, 75):
+        await append(database, chain, amount, entry_type="donation_received", metadata=metadata)
+    async with database.session() as session:
+        entries = await chain_rows(session, chain)
+        result = await ledger.verify_chain(session, chain_id=chain)
+    assert result.ok, result.verdict()
+    assert [entry.seq for entry in entries] == [1, 2, 3]
+    assert json.loads(entries[0].metadata) == metadata
+
+
+# --- linear chains, balances -------------------------------------------------------------
+
+
+async def test_append_assigns_seq_link_balance_and_time(database: Database) -> None:
+    chain = await make_chain(database)
+    first = await append(database, chain, 1000)
+    second = await append(database, chain, -250, entry_type="withdrawal")
+    assert (first.seq, first.prev_entry_hash, first.balance_after) == (1, None, 1000)
+    assert (second.seq, second.prev_entry_hash, second.balance_after) == (
+        2,
+        first.entry_hash,
+        750,
+    )
+    assert second.created_at >= first.created_at
+    async with database.session() as session:
+        chain_row = await ledger.get_chain(session, chain_id=chain)
+        assert (chain_row.head_seq, chain_row.head_hash) == (2, second.entry_hash)
+        assert await ledger.get_balances(session, chain_id=chain) == {"EUR": 750}
+
+
+async def test_balances_are_kept_per_currency(database: Database) -> None:
+    chain = await make_chain(database)
+    await append(database, chain, 1000, currency="EUR")
+    usd = await append(database, chain, 300, currency="usd")
+    euro = await append(database, chain, 5, currency="EUR")
+    assert (usd.balance_after, usd.currency, euro.balance_after) == (300, "USD", 1005)
+    async with database.session() as session:
+        assert await ledger.get_balances(session, chain_id=chain) == {"EUR": 1005, "USD": 300}
+        result = await ledger.verify_chain(session, chain_id=chain)
+    assert result.balances == {"EUR": 1005, "USD": 300}
+
+
+async def test_balance_equals_the_sum_of_amounts(database: Database) -> None:
+    chain = await make_chain(database, kind="wallet")
+    for amount in (700, -200, 50, -550, 1):
+        await append(database, chain, amount, entry_type="deposit" if amount > 0 else "withdrawal")
+    async with database.session() as session:
+        entries = await chain_rows(session, chain)
+        balances = await ledger.get_balances(session, chain_id=chain)
+    assert balances["EUR"] == sum(entry.amount for entry in entries) == entries[-1].balance_after
+
+
+async def test_concurrent_appends_never_fork_the_chain(database: Database) -> None:
+    chain = await make_chain(database)
+
+    async def writer() -> None:
+        for _ in range(50):
+            await append(database, chain, 7, entry_type="donation_received")
+
+    await asyncio.gather(*(writer() for _ in range(64)))
+    async with database.session() as session:
+        entries = await chain_rows(session, chain)
+        result = await ledger.verify_chain(session, chain_id=chain)
+    assert [entry.seq for entry in entries] == list(range(1, 3201))
+    assert len({entry.prev_entry_hash for entry in entries}) == 3200
+    assert result.ok
+    assert result.head_seq == 3200
+    assert result.balances == {"EUR": 3200 * 7}
+
+
+async def test_opposite_direction_transfers_never_deadlock(database: Database) -> None:
+    alice = await make_chain(database, kind="wallet")
+    bob = await make_chain(database, kind="wallet")
+    await append(database, alice, 10_000)
+    await append(database, bob, 10_000)
+
+    async def send(sender: str, recipient: str) -> None:
+        for _ in range(25):
+            await transfer(database, sender=sender, recipient=recipient, amount=3)
+
+    await asyncio.gather(
+        *(send(alice, bob) for _ in range(8)), *(send(bob, alice) for _ in range(8))
+    )
+    async with database.session() as session:
+        assert await ledger.get_balances(session, chain_id=alice) == {"EUR": 10_000}
+        assert await ledger.get_balances(session, chain_id=bob) == {"EUR": 10_000}
+        for chain in (alice, bob):
+            result = await ledger.verify_chain(session, chain_id=chain)
+            assert result.ok
+            assert result.head_seq == 1 + 400
+
+
+async def test_concurrent_withdrawals_never_overdraw_a_wallet(database: Database) -> None:
+    wallet = await make_chain(database, kind="wallet")
+    await append(database, wallet, 100)
+
+    async def withdraw() -> str:
+        try:
+            await append(database, wallet, -10, entry_type="withdrawal")
+        except InsufficientFunds:
+            return "insufficient_funds"
+        return "ok"
+
+    outcomes = await asyncio.gather(*(withdraw() for _ in range(20)))
+    assert sorted(outcomes) == ["insufficient_funds"] * 10 + ["ok"] * 10
+    async with database.session() as session:
+        assert await ledger.get_balances(session, chain_id=wallet) == {"EUR": 0}
+        assert (await ledger.verify_chain(session, chain_id=wallet)).head_seq == 11
+
+
+async def test_an_overdraft_is_refused_and_leaves_nothing(database: Database) -> None:
+    wallet = await make_chain(database, kind="wallet")
+    organisation = await make_chain(database)
+    await append(database, wallet, 50)
+    with pytest.raises(InsufficientFunds):
+        await append(database, wallet, -51, entry_type="withdrawal")
+    with pytest.raises(InsufficientFunds):
+        await transfer(database, sender=wallet, recipient=organisation, amount=60)
+    async with database.session() as session:
+        assert len(await chain_rows(session, wallet)) == 1
+        assert await chain_rows(session, organisation) == []
+    # Organisation and platform chains may go below zero (a refund after a payout, say).
+    assert (
+        await append(database, organisation, -5, entry_type="donation_refunded")
+    ).balance_after == -5
+
+
+async def test_two_legs_on_one_chain_are_chained_in_order(database: Database) -> None:
+    chain = await make_chain(database)
+    async with database.session() as session:
+        entries = await ledger.append_journal(
+            session,
+            legs=[
+                Leg(chain, "donation_received", 1000, "EUR"),
+                Leg(chain, "payment_processing_fee", -59, "EUR"),
+            ],
+        )
+        await session.commit()
+    assert [(e.seq, e.balance_after) for e in entries] == [(1, 1000), (2, 941)]
+    assert entries[1].prev_entry_hash == entries[0].entry_hash
+    assert entries[0].journal_id == entries[1].journal_id
+
+
+async def test_appending_to_an_unknown_chain_is_not_found(session: AsyncSession) -> None:
+    with pytest.raises(NotFound):
+        await ledger.append_journal(session, legs=[Leg("org_missing", "deposit", 5, "EUR")])
+
+
+async def test_a_chain_id_can_be_used_once(session: AsyncSession) -> None:
+    await ledger.create_chain(session, chain_id="org_Once", kind="organisation")
+    with pytest.raises(Conflict):
+        await ledger.create_chain(session, chain_id="org_Once", kind="organisation")
+
+
+async def test_pages_run_by_seq_with_has_more(database: Database) -> None:
+    chain = await make_chain(database)
+    for amount in range(1, 6):
+        await append(database, chain, amount)
+    async with database.session() as session:
+        first = await ledger.list_entries(session, chain_id=chain, limit=2)
+        last = await ledger.list_entries(session, chain_id=chain, after_seq=4, limit=2)
+        with pytest.raises(ValueError, match="limit"):
+            await ledger.list_entries(session, chain_id=chain, limit=0)
+    assert ([e.seq for e in first.entries], first.has_more) == ([1, 2], True)
+    assert ([e.seq for e in last.entries], last.has_more) == ([5], False)
+
+
+async def test_platform_chains_exist_from_the_first_migration(session: AsyncSession) -> None:
+    assert sorted(await ledger.select_chain_ids(session, kind="platform")) == [
+        "plat_fees",
+        "plat_promotions",
+    ]
+
+
+# --- double entry --------------------------------------------------------------------
+
+
+async def test_the_service_refuses_an_unbalanced_internal_journal(session: AsyncSession) -> None:
+    with pytest.raises(LedgerError, match="sum to zero"):
+        await ledger.append_journal(
+            session,
+            legs=[Leg("wal_a", "transfer_out", -10, "EUR"), Leg("wal_b", "transfer_in", 9, "EUR")],
+        )
+
+
+async def test_the_database_rejects_an_unbalanced_internal_journal_at_commit(
+    database: Database, test_database: IsolatedDatabase
+) -> None:
+    sender = await make_chain(database, kind="wallet")
+    recipient = await make_chain(database, kind="wallet")
+    await append(database, sender, 100)
+    journal = generate_id("jrn")
+    with connect(test_database.urls.app) as connection:
+        with pytest.raises(psycopg.errors.CheckViolation, match="does not balance"):
+            with connection.transaction():
+                append_raw(
+                    connection,
+                    [generate_id("led")],
+                    [sender],
+                    ["transfer_out"],
+                    [-10],
+                    ["EUR"],
+                    ["{}"],
+                    journal,
+                )
+        # A balanced journal commits; a later leg added to it unbalances it and is refused.
+        append_raw(
+            connection,
+            [generate_id("led"), generate_id("led")],
+            [sender, recipient],
+            ["transfer_out", "transfer_in"],
+            [-10, 10],
+            ["EUR", "EUR"],
+            ["{}", "{}"],
+            journal,
+        )
+        with pytest.raises(psycopg.errors.CheckViolation, match="does not balance"):
+            append_raw(
+                connection,
+                [generate_id("led")],
+                [recipient],
+                ["transfer_in"],
+                [10],
+                ["EUR"],
+                ["{}"],
+                journal,
+            )
+        # External legs (a card payment, a payout) may stand alone in a journal.
+        append_raw(
+            connection,
+            [generate_id("led")],
+            [recipient],
+            ["withdrawal"],
+            [-5],
+            ["EUR"],
+            ["{}"],
+            journal,
+        )
+    async with database.session() as session:
+        assert await ledger.get_balances(session, chain_id=sender) == {"EUR": 90}
+        assert await ledger.get_balances(session, chain_id=recipient) == {"EUR": 5}
+
+
+@pytest.mark.parametrize(
+    ("legs", "message"),
+    [
+        ([], "1 to 16 legs"),
+        ([Leg("org_x", "deposit", 1, "EUR")] * 17, "1 to 16 legs"),
+        ([Leg("org_x", "bonus", 1, "EUR")], "unknown entry type"),  # type: ignore[arg-type]
+        ([Leg("org_x", "deposit", 1, "EURO")], "currency"),
+        ([Leg("org_x", "deposit", 0, "EUR")], "positive"),
+        ([Leg("org_x", "deposit", 1.5, "EUR")], "integer"),  # type: ignore[arg-type]
+        ([Leg("org_x", "deposit", 10**16, "EUR")], "exceed"),
+        ([Leg("org_x", "deposit", 1, "EUR", {"amount": 1.5})], "float"),
+        ([Leg("org_x", "deposit", 1, "EUR", {"k": "\ud800"})], "Unicode"),
+        ([Leg("org_x", "deposit", 1, "EUR", {"k": "x" * 9000})], "8192 bytes"),
+        ([Leg("org_x", "deposit", 1, "EUR", {"k": {1: "x"}})], "keys must be strings"),  # type: ignore[dict-item]
+    ],
+)
+async def test_the_service_refuses_malformed_legs(
+    session: AsyncSession, legs: list[Leg], message: str
+) -> None:
+    with pytest.raises(LedgerError, match=message):
+        await ledger.append_journal(session, legs=legs)
+
+
+# --- append-only, privileges --------------------------------------------------------------
+
+
+MUTATIONS = [
+    "UPDATE ledger_entries SET amount = amount + 1",
+    "DELETE FROM ledger_entries",
+    "TRUNCATE ledger_entries",
+    "TRUNCATE ledger_chains CASCADE",
+    "UPDATE ledger_chains SET head_seq = 0, head_hash = NULL, balances = '{}'",
+    "DELETE FROM ledger_chains WHERE id = 'plat_fees'",
+]
+
+
+@pytest.mark.parametrize("statement", MUTATIONS)
+async def test_the_service_role_cannot_change_the_ledger(
+    database: Database, test_database: IsolatedDatabase, statement: str
+) -> None:
+    await append(database, await make_chain(database), 10)
+    with connect(test_database.urls.app) as connection:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            connection.execute(statement)
+
+
+@pytest.mark.parametrize("role", ["owner", "superuser in replica mode"])
+@pytest.mark.parametrize("statement", MUTATIONS)
+async def test_even_the_owner_cannot_change_the_ledger(
+    database: Database, test_database: IsolatedDatabase, statement: str, role: str
+) -> None:
+    chain = await make_chain(database)
+    await append(database, chain, 10)
+    url = test_database.urls.migration if role == "owner" else test_database.superuser_url
+    with connect(url) as connection:
+        if role != "owner":
+            connection.execute("SET session_replication_role = replica")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="ledger"):
+            connection.execute(statement)
+    async with database.session() as session:
+        assert (await ledger.verify_chain(session, chain_id=chain)).head_seq == 1
+
+
+@pytest.mark.parametrize(
+    "column", ["seq", "prev_entry_hash", "balance_after", "created_at", "entry_hash"]
+)
+async def test_nobody_supplies_the_fields_the_database_assigns(
+    database: Database, test_database: IsolatedDatabase, column: str
+) -> None:
+    chain = await make_chain(database)
+    first = await append(database, chain, 10)
+    values = {
+        "seq": 2,
+        "prev_entry_hash": first.entry_hash,
+        "balance_after": 20,
+        "created_at": "2026-01-01T00:00:00Z",
+        "entry_hash": first.entry_hash,
+    }
+    statement = (
+        f"INSERT INTO ledger_entries (id, chain_id, type, amount, currency, journal_id, {column}) "
+        "VALUES (%s, %s, 'deposit', 10, 'EUR', %s, %s)"
+    )
+    arguments = (generate_id("led"), chain, generate_id("jrn"), values[column])
+    with connect(test_database.urls.app) as connection:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            connection.execute(statement, arguments)
+    with connect(test_database.urls.migration) as connection:
+        with pytest.raises(psycopg.errors.CheckViolation, match="assigned by the database"):
+            connection.execute(statement, arguments)
+
+
+async def test_a_new_chain_cannot_start_with_a_forged_head(
+    test_database: IsolatedDatabase,
+) -> None:
+    with connect(test_database.urls.app) as connection:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            connection.execute(
+                "INSERT INTO ledger_chains (id, kind, head_seq) "
+                "VALUES ('org_Forged', 'organisation', 5)"
+            )
+    with connect(test_database.urls.migration) as connection:
+        with pytest.raises(psycopg.errors.CheckViolation, match="starts empty"):
+            connection.execute(
+                "INSERT INTO ledger_chains (id, kind, balances) "
+                """VALUES ('org_Forged', 'organisation', '{"EUR": 100}')"""
+            )
+
+
+# --- backstops behind the lock, with the assigning trigger removed ------------------------
+
+
+async def test_unique_constraints_stop_forks_even_without_the_trigger(
+    database: Database, test_database: IsolatedDatabase
+) -> None:
+    chain = await make_chain(database)
+    first = await append(database, chain, 10)
+    second = await append(database, chain, 10)
+    columns = (
+        "id, chain_id, seq, type, amount, currency, balance_after, metadata, journal_id, "
+        "created_at, prev_entry_hash, entry_hash"
+    )
+    forged = (
+        "INSERT INTO ledger_entries (" + columns + ") VALUES (%s, %s, %s, 'deposit', 10, "
+        "'EUR', 20, '{}', %s, now(), %s, %s)"
+    )
+    fake_hash = "sha256:" + "ab" * 32
+    with connect(test_database.superuser_url) as connection:
+        connection.execute("ALTER TABLE ledger_entries DISABLE TRIGGER ledger_entries_assign")
+        attempts = [
+            (2, first.entry_hash, psycopg.errors.UniqueViolation, "chain_seq_key"),
+            (3, first.entry_hash, psycopg.errors.UniqueViolation, "chain_prev_hash_key"),
+            (1, second.entry_hash, psycopg.errors.CheckViolation, "genesis_link"),
+        ]
+        for seq, prev_hash, error, constraint in attempts:
+            with pytest.raises(error, match=constraint):
+                connection.execute(
+                    forged,
+                    (generate_id("led"), chain, seq, generate_id("jrn"), prev_hash, fake_hash),
+                )
+
+
+# --- tamper evidence -----------------------------------------------------------------------
+
+
+async def fill_chain(test_database: IsolatedDatabase, chain: str, count: int) -> None:
+    with connect(test_database.urls.app) as connection:
+        for start in range(0, count, 100):
+            size = min(100, count - start)
+            append_raw(
+                connection,
+                [generate_id("led") for _ in range(size)],
+                [chain] * size,
+                ["donation_received"] * size,
+                [1000] * size,
+                ["EUR"] * size,
+                ['{"donor":"Anonymous"}'] * size,
+                generate_id("jrn"),
+            )
+
+
+@pytest.mark.parametrize(
+    ("seq", "tampering"),
+    [
+        (500, "amount = 1001"),
+        (700, """metadata = '{"donor":"Anonymouz"}'"""),
+        (999, "created_at = created_at + interval '1 microsecond'"),
+        (2, "balance_after = 2001"),
+    ],
+)
+async def test_verification_names_the_one_entry_a_superuser_altered(
+    database: Database, test_database: IsolatedDatabase, seq: int, tampering: str
+) -> None:
+    chain = await make_chain(database)
+    await fill_chain(test_database, chain, 1000)
+    async with database.session() as session:
+        assert (await ledger.verify_chain(session, chain_id=chain, batch_size=300)).ok
+    with connect(test_database.superuser_url) as connection:
+        connection.execute("ALTER TABLE ledger_entries DISABLE TRIGGER ALL")
+        connection.execute(
+            f"UPDATE ledger_entries SET {tampering} WHERE chain_id = %s AND seq = %s",
+            (chain, seq),
+        )
+    async with database.session() as session:
+        result = await ledger.verify_chain(session, chain_id=chain, batch_size=300)
+    assert not result.ok
+    assert result.broken_seq == seq, result.verdict()
+
+
+async def test_verifying_an_unknown_chain_is_not_found(session: AsyncSession) -> None:
+    with pytest.raises(NotFound):
+        await ledger.verify_chain(session, chain_id="org_Nobody")

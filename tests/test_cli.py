@@ -1,0 +1,154 @@
+"""The ``amply`` command: verify offline, migrate an external database, serve end to end."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+
+from amply.cli import main
+from amply.lib.verify import EXPORT_FORMAT
+from tests.conftest import IsolatedDatabase
+from tests.lib.test_verify import build_chain
+
+
+def write_export(path: Path, *, tamper: bool = False) -> Path:
+    entries = build_chain([1000, 250, -300, 40])
+    if tamper:
+        entries[2]["metadata"] = entries[2]["metadata"].replace("Zoë", "Zoe")
+    document = {
+        "format": EXPORT_FORMAT,
+        "chain": {"id": entries[0]["chain_id"], "kind": "organisation"},
+        "head": {"seq": 4, "entry_hash": build_chain([1000, 250, -300, 40])[-1]["entry_hash"]},
+        "entries": entries,
+    }
+    path.write_text(json.dumps(document, ensure_ascii=False), "utf-8")
+    return path
+
+
+def test_verify_accepts_an_honest_export(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["verify", str(write_export(tmp_path / "ok.json"))]) == 0
+    assert capsys.readouterr().out.startswith("OK: chain org_Verify1 verifies, 4 entries")
+
+
+def test_verify_names_the_tampered_seq_and_fails(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["verify", str(write_export(tmp_path / "bad.json", tamper=True))]) == 1
+    assert capsys.readouterr().out.startswith("BROKEN: chain org_Verify1 at seq 3:")
+    assert main(["verify", "--json", str(tmp_path / "bad.json")]) == 1
+    assert json.loads(capsys.readouterr().out)["broken_seq"] == 3
+
+
+def test_verify_reports_unreadable_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "junk.json").write_text("{", "utf-8")
+    assert main(["verify", str(tmp_path / "junk.json")]) == 2
+    assert "UNREADABLE" in capsys.readouterr().err
+    assert main(["verify", "--json", str(tmp_path / "absent.json")]) == 2
+    assert json.loads(capsys.readouterr().out)["ok"] is False
+
+
+def test_verify_runs_with_no_database_and_no_server(tmp_path: Path) -> None:
+    export = write_export(tmp_path / "ok.json")
+    environment = {"PATH": os.environ["PATH"], "DATABASE_URL": "postgresql://nobody@127.0.0.1:1/x"}
+    completed = subprocess.run(
+        [sys.executable, "-m", "amply.cli", "verify", str(export)],
+        capture_output=True,
+        text=True,
+        env=environment,
+        check=False,
+        timeout=60,
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout.startswith("OK:")
+
+
+def test_migrate_brings_an_external_database_to_head(
+    test_database: IsolatedDatabase, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from amply.config import get_settings
+
+    monkeypatch.setenv("DATABASE_URL", test_database.urls.app)
+    monkeypatch.setenv("DATABASE_MIGRATION_URL", test_database.urls.migration)
+    get_settings.cache_clear()
+    try:
+        assert main(["migrate"]) == 0
+    finally:
+        get_settings.cache_clear()
+    assert "0001_ledger_core" in capsys.readouterr().out
+
+
+def test_production_refuses_the_embedded_database(monkeypatch: pytest.MonkeyPatch) -> None:
+    from amply.config import get_settings
+
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.setenv("AMPLY_ENVIRONMENT", "production")
+    get_settings.cache_clear()
+    try:
+        with pytest.raises(SystemExit, match="needs DATABASE_URL"):
+            main(["migrate"])
+    finally:
+        get_settings.cache_clear()
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def embedded_postgres_processes(data_dir: Path) -> list[psutil.Process]:
+    found = []
+    for process in psutil.process_iter(["name", "cmdline"]):
+        cmdline = process.info["cmdline"] or []
+        if process.info["name"] == "postgres" and str(data_dir) in " ".join(cmdline):
+            found.append(process)
+    return found
+
+
+def test_serve_starts_embedded_postgres_and_stops_it_on_sigterm(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    port = free_port()
+    environment = {
+        key: value for key, value in os.environ.items() if not key.startswith(("DATABASE_", "AMPLY_"))
+    }
+    environment["AMPLY_DATA_DIR"] = str(data_dir)
+    server = subprocess.Popen(  # noqa: S603
+        [sys.executable, "-m", "amply.cli", "serve", "--port", str(port)],
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 90
+        ready = None
+        while time.monotonic() < deadline and server.poll() is None:
+            try:
+                ready = httpx.get(f"http://127.0.0.1:{port}/ready", timeout=2)
+                break
+            except httpx.TransportError:
+                time.sleep(0.25)
+        assert ready is not None, "amply serve never answered"
+        assert ready.status_code == 200
+        assert ready.json()["status"] == "ready"
+        assert httpx.get(f"http://127.0.0.1:{port}/health").json() == {"status": "ok"}
+        assert embedded_postgres_processes(data_dir)
+    finally:
+        server.send_signal(signal.SIGTERM)
+        output, _ = server.communicate(timeout=60)
+    assert server.returncode == 0, output
+    deadline = time.monotonic() + 20
+    while embedded_postgres_processes(data_dir) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not embedded_postgres_processes(data_dir), "embedded PostgreSQL left running"
