@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import itertools
 import time
 
 import asyncpg
 
 from amply.lib.ids import generate_id
 from amply.lib.verify import ChainVerifier
-from amply.services.ledger import APPEND_SQL, CHAIN_ROWS_SQL, row_to_entry
+from amply.services.ledger import APPEND_SQL, EXPORT_ROWS_SQL
 from bench._common import asyncpg_dsn, migrated_database, run_clients
 
 BASELINE_TABLE = """
@@ -39,10 +38,6 @@ VALUES ($1, $2, 1, 'donation_received', $3, 'EUR', $3, $4, $5, now(), NULL,
     'sha256:0000000000000000000000000000000000000000000000000000000000000000')
 """
 METADATA = '{"donation_id":"don_bench","fund":null,"donor":"Anonymous"}'
-
-
-def _ids(prefix: str) -> itertools.count[int]:
-    return itertools.count()
 
 
 async def _append(connection: asyncpg.Connection, chain_id: str) -> None:
@@ -94,8 +89,6 @@ async def measure_verification(dsn: str, owner_dsn: str, entries: int) -> tuple[
         for start in range(0, entries, batch):
             size = min(batch, entries - start)
             async with owner.transaction():
-                for _ in range(size):
-                    pass
                 await owner.execute(
                     APPEND_SQL,
                     [generate_id("led") for _ in range(size)],
@@ -111,11 +104,11 @@ async def measure_verification(dsn: str, owner_dsn: str, entries: int) -> tuple[
     connection = await asyncpg.connect(dsn)
     try:
         started = time.perf_counter()
-        rows = await connection.fetch(CHAIN_ROWS_SQL, "org_verify", 0, entries)
+        rows = await connection.fetch(EXPORT_ROWS_SQL, "org_verify", 0, entries)
         read_done = time.perf_counter()
         verifier = ChainVerifier("org_verify", kind="organisation")
         for row in rows:
-            if not verifier.add(row_to_entry(row)):
+            if not verifier.add(row):
                 raise SystemExit(f"verification failed: {verifier.result().verdict()}")
         finished = time.perf_counter()
         assert verifier.seq == entries

@@ -35,7 +35,9 @@ def write_export(path: Path, *, tamper: bool = False) -> Path:
     return path
 
 
-def test_verify_accepts_an_honest_export(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_verify_accepts_an_honest_export(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert main(["verify", str(write_export(tmp_path / "ok.json"))]) == 0
     assert capsys.readouterr().out.startswith("OK: chain org_Verify1 verifies, 4 entries")
 
@@ -49,7 +51,9 @@ def test_verify_names_the_tampered_seq_and_fails(
     assert json.loads(capsys.readouterr().out)["broken_seq"] == 3
 
 
-def test_verify_reports_unreadable_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_verify_reports_unreadable_files(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     (tmp_path / "junk.json").write_text("{", "utf-8")
     assert main(["verify", str(tmp_path / "junk.json")]) == 2
     assert "UNREADABLE" in capsys.readouterr().err
@@ -73,7 +77,9 @@ def test_verify_runs_with_no_database_and_no_server(tmp_path: Path) -> None:
 
 
 def test_migrate_brings_an_external_database_to_head(
-    test_database: IsolatedDatabase, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    test_database: IsolatedDatabase,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     from amply.config import get_settings
 
@@ -120,10 +126,12 @@ def test_serve_starts_embedded_postgres_and_stops_it_on_sigterm(tmp_path: Path) 
     data_dir = tmp_path / "data"
     port = free_port()
     environment = {
-        key: value for key, value in os.environ.items() if not key.startswith(("DATABASE_", "AMPLY_"))
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("DATABASE_", "AMPLY_"))
     }
     environment["AMPLY_DATA_DIR"] = str(data_dir)
-    server = subprocess.Popen(  # noqa: S603
+    server = subprocess.Popen(
         [sys.executable, "-m", "amply.cli", "serve", "--port", str(port)],
         env=environment,
         stdout=subprocess.PIPE,

@@ -92,3 +92,12 @@ def test_timestamps_format_in_utc_with_six_fractional_digits() -> None:
 def test_naive_timestamps_are_refused() -> None:
     with pytest.raises(ValueError, match="timezone-aware"):
         format_timestamp(datetime(2026, 1, 1))
+
+
+@pytest.mark.parametrize("field", ["chain_id", "entry_id", "entry_type", "journal_id"])
+def test_non_ascii_outside_metadata_is_still_counted_in_bytes(field: str) -> None:
+    value = "ünïcode🍕"
+    fields = hash_fields(load_vectors()[2]["entry"]) | {field: value}
+    netstring = f"{len(value.encode())}:{value},".encode()
+    assert len(value.encode()) == 13
+    assert canonical_preimage(**fields).count(netstring) == 1

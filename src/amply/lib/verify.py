@@ -9,12 +9,13 @@ with that entry's sequence number.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from hashlib import sha256
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
-from amply.lib.crypto import entry_hash
+from amply.lib.crypto import HASH_PREFIX, fast_preimage
 
 EXPORT_FORMAT: Final = "amply-ledger-export/v1"
 CHAIN_KINDS: Final = frozenset({"organisation", "wallet", "platform"})
@@ -32,6 +33,12 @@ _ENTRY_FIELDS: Final = (
     ("created_at", str),
     ("entry_hash", str),
 )
+
+
+class EntryFields(Protocol):
+    """Anything with ``get(name)``: a parsed JSON object, or a database record."""
+
+    def get(self, key: str, /) -> Any: ...
 
 
 class ExportFormatError(ValueError):
@@ -87,7 +94,7 @@ class ChainVerifier:
         self.broken_seq: int | None = None
         self.reason: str | None = None
 
-    def add(self, entry: Mapping[str, Any]) -> bool:
+    def add(self, entry: EntryFields) -> bool:
         """Check the next entry; False (and remember why) if it breaks the chain."""
         if self.broken_seq is not None:
             return False
@@ -97,44 +104,57 @@ class ChainVerifier:
             self.broken_seq, self.reason = expected_seq, problem
             return False
         self.seq = expected_seq
-        self.head_hash = entry["entry_hash"]
-        self.balances[entry["currency"]] = entry["balance_after"]
+        self.head_hash = entry.get("entry_hash")
+        self.balances[entry.get("currency")] = entry.get("balance_after")
         return True
 
-    def _problem(self, entry: Mapping[str, Any], expected_seq: int) -> str | None:
-        for name, kind in _ENTRY_FIELDS:
-            value = entry.get(name)
-            if type(value) is not kind:
-                return f"field {name!r} is missing or not a {kind.__name__}"
-        prev_hash = entry.get("prev_entry_hash")
-        if prev_hash is not None and type(prev_hash) is not str:
-            return "field 'prev_entry_hash' is not a string or null"
-        if entry["chain_id"] != self.chain_id:
-            return f"entry belongs to chain {entry['chain_id']!r}"
-        if entry["seq"] != expected_seq:
-            return f"sequence number is {entry['seq']}, expected {expected_seq} (gap or reorder)"
+    def _problem(self, entry: EntryFields, expected_seq: int) -> str | None:
+        get: Callable[[str], Any] = entry.get
+        chain_id, seq, entry_id, entry_type = get("chain_id"), get("seq"), get("id"), get("type")
+        amount, currency, balance_after = get("amount"), get("currency"), get("balance_after")
+        metadata, journal_id, created_at = get("metadata"), get("journal_id"), get("created_at")
+        prev_hash, stored_hash = get("prev_entry_hash"), get("entry_hash")
+        well_typed = (
+            type(chain_id) is str
+            and type(seq) is int
+            and type(entry_id) is str
+            and type(entry_type) is str
+            and type(amount) is int
+            and type(currency) is str
+            and type(balance_after) is int
+            and type(metadata) is str
+            and type(journal_id) is str
+            and type(created_at) is str
+            and type(stored_hash) is str
+            and (prev_hash is None or type(prev_hash) is str)
+        )
+        if not well_typed:
+            return _type_problem(entry)
+        if chain_id != self.chain_id:
+            return f"entry belongs to chain {chain_id!r}"
+        if seq != expected_seq:
+            return f"sequence number is {seq}, expected {expected_seq} (gap or reorder)"
         if prev_hash != self.head_hash:
             return "prev_entry_hash does not link to the previous entry's entry_hash"
-        amount, currency = entry["amount"], entry["currency"]
         balance = self.balances.get(currency, 0) + amount
-        if entry["balance_after"] != balance:
-            return f"balance_after is {entry['balance_after']}, expected {balance} {currency}"
+        if balance_after != balance:
+            return f"balance_after is {balance_after}, expected {balance} {currency}"
         if self.non_negative and balance < 0:
             return f"wallet balance goes negative ({balance} {currency})"
-        recomputed = entry_hash(
-            chain_id=entry["chain_id"],
-            seq=expected_seq,
-            entry_id=entry["id"],
-            entry_type=entry["type"],
-            amount=amount,
-            currency=currency,
-            balance_after=balance,
-            metadata=entry["metadata"],
-            journal_id=entry["journal_id"],
-            created_at=entry["created_at"],
-            prev_entry_hash=prev_hash,
+        preimage = fast_preimage(
+            chain_id,
+            seq,
+            entry_id,
+            entry_type,
+            amount,
+            currency,
+            balance,
+            metadata,
+            journal_id,
+            created_at,
+            prev_hash or "",
         )
-        if recomputed != entry["entry_hash"]:
+        if HASH_PREFIX + sha256(preimage).hexdigest() != stored_hash:
             return "entry_hash does not match the entry's contents"
         return None
 
@@ -158,6 +178,13 @@ class ChainVerifier:
             broken_seq=self.broken_seq,
             reason=self.reason,
         )
+
+
+def _type_problem(entry: EntryFields) -> str:
+    for name, kind in _ENTRY_FIELDS:
+        if type(entry.get(name)) is not kind:
+            return f"field {name!r} is missing or not a {kind.__name__}"
+    return "field 'prev_entry_hash' is not a string or null"
 
 
 def verify_entries(
