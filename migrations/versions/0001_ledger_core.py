@@ -240,13 +240,26 @@ CREATE TRIGGER ledger_entries_no_truncate
     FOR EACH STATEMENT EXECUTE FUNCTION ledger_refuse_change();
 
 -- A chain is never deleted, and its head only ever moves forward by one entry at a time (as
--- ledger_entries_assign() moves it); its id, kind and creation time never change.
+-- ledger_entries_assign() moves it); its id, kind and creation time never change. A new
+-- chain starts empty, and its id's prefix names its kind.
 CREATE FUNCTION ledger_chains_guard() RETURNS trigger
 LANGUAGE plpgsql
 SET search_path = pg_catalog
 AS $$
+DECLARE
+    kind_prefix text;
 BEGIN
     IF TG_OP = 'INSERT' THEN
+        -- The kind is part of the id (org_, wal_, plat_), so an export cannot relabel a
+        -- wallet chain to escape the non-negative rule.
+        kind_prefix := CASE NEW.kind
+            WHEN 'organisation' THEN 'org' WHEN 'wallet' THEN 'wal' WHEN 'platform' THEN 'plat'
+        END;
+        IF split_part(NEW.id, '_', 1) IS DISTINCT FROM kind_prefix THEN
+            RAISE EXCEPTION 'ledger: a % chain id must start with its kind''s prefix, not %',
+                NEW.kind, NEW.id
+                USING ERRCODE = 'check_violation', CONSTRAINT = 'ledger_chains_kind_prefix';
+        END IF;
         IF NEW.head_seq <> 0 OR NEW.head_hash IS NOT NULL OR NEW.balances <> '{}'::jsonb THEN
             RAISE EXCEPTION 'ledger: a new chain starts empty'
                 USING ERRCODE = 'check_violation', CONSTRAINT = 'ledger_chains_start_empty';

@@ -59,11 +59,13 @@ def rehash(entry: dict[str, Any]) -> str:
     )
 
 
-def export_of(entries: list[dict[str, Any]], *, kind: str = "organisation") -> dict[str, Any]:
+def export_of(
+    entries: list[dict[str, Any]], *, kind: str = "organisation", chain_id: str = CHAIN
+) -> dict[str, Any]:
     head = entries[-1] if entries else None
     return {
         "format": EXPORT_FORMAT,
-        "chain": {"id": CHAIN, "kind": kind},
+        "chain": {"id": chain_id, "kind": kind},
         "head": {
             "seq": head["seq"] if head else 0,
             "entry_hash": head["entry_hash"] if head else None,
@@ -142,11 +144,22 @@ def test_truncated_export_disagrees_with_its_declared_head() -> None:
 
 
 def test_wallet_chains_may_not_go_negative() -> None:
-    entries = build_chain([100, -150])
-    result = verify_export(export_of(entries, kind="wallet"))
+    wallet = "wal_Verify1"
+    result = verify_export(
+        export_of(build_chain([100, -150], chain_id=wallet), kind="wallet", chain_id=wallet)
+    )
     assert result.broken_seq == 2
     assert "negative" in (result.reason or "")
     assert verify_export(export_of(build_chain([100, -150]))).ok
+
+
+def test_an_export_cannot_relabel_a_wallet_chain() -> None:
+    wallet = "wal_Verify1"
+    document = export_of(
+        build_chain([100, -150], chain_id=wallet), kind="organisation", chain_id=wallet
+    )
+    with pytest.raises(ExportFormatError, match="must start with 'org_'"):
+        verify_export(document)
 
 
 def test_booleans_are_not_amounts() -> None:

@@ -415,6 +415,9 @@ async def test_a_new_chain_cannot_start_with_a_forged_head(
                 "INSERT INTO ledger_chains (id, kind, head_seq) "
                 "VALUES ('org_Forged', 'organisation', 5)"
             )
+    with connect(test_database.urls.app) as connection:
+        with pytest.raises(psycopg.errors.CheckViolation, match="prefix"):
+            connection.execute("INSERT INTO ledger_chains (id, kind) VALUES ('org_Wal', 'wallet')")
     with connect(test_database.urls.migration) as connection:
         with pytest.raises(psycopg.errors.CheckViolation, match="starts empty"):
             connection.execute(

@@ -18,7 +18,8 @@ from typing import Any, Final, Protocol
 from amply.lib.crypto import HASH_PREFIX, fast_preimage
 
 EXPORT_FORMAT: Final = "amply-ledger-export/v1"
-CHAIN_KINDS: Final = frozenset({"organisation", "wallet", "platform"})
+# A chain's kind is part of its id, so an export cannot relabel a wallet chain.
+KIND_PREFIXES: Final = {"organisation": "org_", "wallet": "wal_", "platform": "plat_"}
 
 _ENTRY_FIELDS: Final = (
     ("chain_id", str),
@@ -84,8 +85,13 @@ class ChainVerifier:
     """Feed entries in chain order with :meth:`add`; it stops at the first broken one."""
 
     def __init__(self, chain_id: str, *, kind: str) -> None:
-        if kind not in CHAIN_KINDS:
+        if kind not in KIND_PREFIXES:
             raise ExportFormatError(f"unknown chain kind {kind!r}")
+        if not chain_id.startswith(KIND_PREFIXES[kind]):
+            raise ExportFormatError(
+                f"chain {chain_id!r} cannot be of kind {kind!r}: its id must start with "
+                f"{KIND_PREFIXES[kind]!r}"
+            )
         self.chain_id = chain_id
         self.non_negative = kind == "wallet"
         self.seq = 0

@@ -1,0 +1,72 @@
+"""The auditor's documentation stays true: its example chain and verifier sketch really work."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from amply.lib.verify import verify_export
+from tests.lib.test_crypto import load_vectors
+
+LEDGER_FORMAT = Path(__file__).parents[1] / "docs" / "ledger-format.md"
+
+
+def code_blocks(language: str) -> list[str]:
+    text = LEDGER_FORMAT.read_text("utf-8")
+    return re.findall(rf"```{language}\n(.*?)```", text, flags=re.DOTALL)
+
+
+def example_export() -> dict[str, Any]:
+    [block] = code_blocks("json")
+    document: dict[str, Any] = json.loads(block)
+    return document
+
+
+def run_sketch(export: dict[str, Any], directory: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    [sketch] = code_blocks("python")
+    (directory / "export.json").write_text(json.dumps(export, ensure_ascii=False), "utf-8")
+    monkeypatch.chdir(directory)
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        exec(sketch, {})  # noqa: S102 - the documented verifier, run as an auditor would
+    return printed.getvalue().split("#")[0].strip()
+
+
+def test_the_example_export_verifies() -> None:
+    result = verify_export(example_export())
+    assert result.ok, result.verdict()
+    assert result.entries_checked == 3
+
+
+def test_the_example_entries_are_the_committed_vectors() -> None:
+    vectors = [vector["entry"] for vector in load_vectors()[:3]]
+    assert example_export()["entries"] == vectors
+
+
+def test_the_worked_example_preimage_is_the_vectors() -> None:
+    [shell] = code_blocks("sh")[:1]
+    preimage = re.search(r"printf '%s' '(.*)' \| sha256sum", shell)
+    assert preimage is not None
+    assert preimage.group(1) == load_vectors()[0]["preimage_utf8"]
+    assert load_vectors()[0]["preimage_sha256_hex"] in shell
+
+
+def test_the_documented_verifier_sketch_accepts_and_rejects(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    export = example_export()
+    assert run_sketch(export, tmp_path, monkeypatch) == "None"
+    export["entries"][1]["metadata"] = export["entries"][1]["metadata"].replace("1Abc", "1Abd")
+    assert run_sketch(export, tmp_path, monkeypatch) == "2"
+
+
+def test_the_byte_count_example_is_right() -> None:
+    metadata = example_export()["entries"][2]["metadata"]
+    text = LEDGER_FORMAT.read_text("utf-8")
+    assert f"{len(metadata)}\ncharacters but {len(metadata.encode())} bytes" in text
