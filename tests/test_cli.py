@@ -106,6 +106,20 @@ def test_production_refuses_the_embedded_database(monkeypatch: pytest.MonkeyPatc
         get_settings.cache_clear()
 
 
+def test_production_needs_a_separate_migration_role(monkeypatch: pytest.MonkeyPatch) -> None:
+    from amply.config import get_settings
+
+    monkeypatch.setenv("DATABASE_URL", "postgresql://amply_app@db.invalid/amply")
+    monkeypatch.delenv("DATABASE_MIGRATION_URL", raising=False)
+    monkeypatch.setenv("AMPLY_ENVIRONMENT", "production")
+    get_settings.cache_clear()
+    try:
+        with pytest.raises(SystemExit, match="DATABASE_MIGRATION_URL"):
+            main(["migrate"])
+    finally:
+        get_settings.cache_clear()
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -122,7 +136,10 @@ def embedded_postgres_processes(data_dir: Path) -> list[psutil.Process]:
     return found
 
 
-def test_serve_starts_embedded_postgres_and_stops_it_on_sigterm(tmp_path: Path) -> None:
+@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGHUP], ids=["TERM", "HUP"])
+def test_serve_starts_embedded_postgres_and_stops_it_on_a_signal(
+    tmp_path: Path, stop_signal: signal.Signals
+) -> None:
     data_dir = tmp_path / "data"
     port = free_port()
     environment = {
@@ -153,7 +170,7 @@ def test_serve_starts_embedded_postgres_and_stops_it_on_sigterm(tmp_path: Path) 
         assert httpx.get(f"http://127.0.0.1:{port}/health").json() == {"status": "ok"}
         assert embedded_postgres_processes(data_dir)
     finally:
-        server.send_signal(signal.SIGTERM)
+        server.send_signal(stop_signal)
         output, _ = server.communicate(timeout=60)
     assert server.returncode == 0, output
     deadline = time.monotonic() + 20

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import httpx
 import psycopg
@@ -18,8 +19,8 @@ from amply.services.ledger import APPEND_SQL, Leg
 from tests.conftest import IsolatedDatabase
 
 
-def app_with_test_routes(settings: Settings, test_database: IsolatedDatabase) -> FastAPI:
-    app = create_app(settings, database_url=test_database.urls.app)
+def app_with_test_routes(settings: Settings, database_url: str) -> FastAPI:
+    app = create_app(settings, database_url=database_url)
 
     @app.post("/test/chains/{chain_id}/deposit")
     async def deposit(chain_id: str, session: SessionDep) -> dict[str, int]:
@@ -45,7 +46,7 @@ def app_with_test_routes(settings: Settings, test_database: IsolatedDatabase) ->
 async def http(
     settings: Settings, test_database: IsolatedDatabase
 ) -> AsyncIterator[httpx.AsyncClient]:
-    app = app_with_test_routes(settings, test_database)
+    app = app_with_test_routes(settings, test_database.urls.app)
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     async with (
         app.router.lifespan_context(app),
@@ -74,3 +75,22 @@ async def test_a_failed_commit_is_the_response_and_nothing_is_written(
             "SELECT type FROM ledger_entries WHERE chain_id = 'wal_Target'"
         ).fetchall()
     assert rows == [("deposit",)]
+
+
+async def test_an_unreachable_database_is_a_503_not_a_500(
+    settings: Settings, tmp_path: Path
+) -> None:
+    # What a stopped embedded server leaves behind: a socket directory with no server in it.
+    app = app_with_test_routes(settings, f"postgresql://amply_app@/amply?host={tmp_path}")
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=transport, base_url="http://amply.test") as client,
+    ):
+        response = await client.post("/test/chains/wal_Down/deposit")
+        ready = await client.get("/ready")
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "database_unavailable"
+    assert response.headers["retry-after"] == "1"
+    assert ready.status_code == 503
+    assert ready.json()["error"]["message"] == "not ready: database unreachable"

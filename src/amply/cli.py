@@ -25,6 +25,11 @@ def database_urls(settings: Settings) -> Iterator[DatabaseUrls]:
     if settings.database_url is not None:
         app_url = settings.database_url.get_secret_value()
         migration = settings.database_migration_url
+        if migration is None and settings.environment == "production":
+            raise SystemExit(
+                "AMPLY_ENVIRONMENT=production needs DATABASE_MIGRATION_URL (the schema owner) "
+                "besides DATABASE_URL (amply_app): see docs/operations.md."
+            )
         yield DatabaseUrls(
             app=app_url, migration=migration.get_secret_value() if migration else app_url
         )
@@ -40,7 +45,7 @@ def database_urls(settings: Settings) -> Iterator[DatabaseUrls]:
         embedded.stop()
 
 
-def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
+def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:  # also SIGHUP
     raise SystemExit(EXIT_OK)
 
 
@@ -55,6 +60,7 @@ def _serve(args: argparse.Namespace) -> int:
     # exceptions here, that signal unwinds through database_urls(), which stops the embedded
     # PostgreSQL cleanly instead of leaving it running.
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    signal.signal(signal.SIGHUP, _exit_on_sigterm)
     try:
         with database_urls(settings) as urls:
             upgrade_to_head(urls.migration)

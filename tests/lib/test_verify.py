@@ -207,6 +207,29 @@ def test_export_files_are_read_and_verified(tmp_path: Path) -> None:
         verify_export_file(tmp_path / "missing.json")
 
 
+def test_text_that_cannot_be_encoded_breaks_the_entry_instead_of_crashing() -> None:
+    entries = build_chain([5, 6])
+    entries[1]["metadata"] = '{"k":"\ud800"}'
+    result = verify_export(export_of(entries))
+    assert result.broken_seq == 2
+    assert "not valid Unicode" in (result.reason or "")
+
+
+@pytest.mark.parametrize(
+    "content",
+    ['{"format": ' + "9" * 5000 + "}", "[" * 100_000 + "]" * 100_000, b"\xff\xfe{"],
+    ids=["huge integer", "deep nesting", "not UTF-8"],
+)
+def test_hostile_files_are_unreadable_not_crashes(tmp_path: Path, content: str | bytes) -> None:
+    path = tmp_path / "hostile.json"
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        path.write_text(content, "utf-8")
+    with pytest.raises(ExportFormatError):
+        verify_export_file(path)
+
+
 def test_result_as_dict_is_json_serialisable() -> None:
     document = export_of(build_chain([5]))
     broken = copy.deepcopy(document)

@@ -215,6 +215,58 @@ async def test_two_legs_on_one_chain_are_chained_in_order(database: Database) ->
     assert entries[0].journal_id == entries[1].journal_id
 
 
+async def test_journals_in_one_transaction_must_not_lock_chains_out_of_order(
+    database: Database,
+) -> None:
+    first = await make_chain(database, kind="wallet")
+    second = await make_chain(database, kind="wallet")
+    low, high = sorted([first, second])
+    await append(database, low, 100)
+    await append(database, high, 100)
+    async with database.session() as session:
+        await ledger.append_journal(session, legs=[Leg(high, "withdrawal", -1, "EUR")])
+        with pytest.raises(LedgerError, match="could deadlock"):
+            await ledger.append_journal(session, legs=[Leg(low, "withdrawal", -1, "EUR")])
+        await session.rollback()
+        # Locked up front, in any order of journals, the same work is safe and allowed.
+        await ledger.lock_chains(session, chain_ids=[high, low])
+        await ledger.append_journal(session, legs=[Leg(high, "withdrawal", -1, "EUR")])
+        await ledger.append_journal(session, legs=[Leg(low, "withdrawal", -1, "EUR")])
+        await session.commit()
+        # The next transaction starts with no locks: the lower chain alone is fine again.
+        await ledger.append_journal(session, legs=[Leg(low, "withdrawal", -1, "EUR")])
+        await session.commit()
+        with pytest.raises(NotFound):
+            await ledger.lock_chains(session, chain_ids=["wal_Missing"])
+        await session.rollback()
+    async with database.session() as session:
+        assert await ledger.get_balances(session, chain_id=low) == {"EUR": 98}
+        assert await ledger.get_balances(session, chain_id=high) == {"EUR": 99}
+
+
+async def test_concurrent_multi_journal_transactions_with_up_front_locks_never_deadlock(
+    database: Database,
+) -> None:
+    alice = await make_chain(database, kind="wallet")
+    bob = await make_chain(database, kind="wallet")
+    await append(database, alice, 1000)
+    await append(database, bob, 1000)
+
+    async def two_journals(first: str, second: str) -> None:
+        for _ in range(10):
+            async with database.session() as session:
+                await ledger.lock_chains(session, chain_ids=[first, second])
+                await ledger.append_journal(session, legs=[Leg(first, "withdrawal", -1, "EUR")])
+                await ledger.append_journal(session, legs=[Leg(second, "withdrawal", -1, "EUR")])
+                await session.commit()
+
+    await asyncio.gather(*(two_journals(alice, bob) for _ in range(4)),
+                         *(two_journals(bob, alice) for _ in range(4)))  # fmt: skip
+    async with database.session() as session:
+        assert await ledger.get_balances(session, chain_id=alice) == {"EUR": 920}
+        assert await ledger.get_balances(session, chain_id=bob) == {"EUR": 920}
+
+
 async def test_appending_to_an_unknown_chain_is_not_found(session: AsyncSession) -> None:
     with pytest.raises(NotFound):
         await ledger.append_journal(session, legs=[Leg("org_missing", "deposit", 5, "EUR")])
@@ -324,6 +376,7 @@ async def test_the_database_rejects_an_unbalanced_internal_journal_at_commit(
         ([Leg("org_x", "deposit", 1, "EURO")], "currency"),
         ([Leg("org_x", "deposit", 0, "EUR")], "positive"),
         ([Leg("org_x", "deposit", 1.5, "EUR")], "integer"),  # type: ignore[arg-type]
+        ([Leg("org_x", "deposit", True, "EUR")], "integer"),
         ([Leg("org_x", "deposit", 10**16, "EUR")], "exceed"),
         ([Leg("org_x", "deposit", 1, "EUR", {"amount": 1.5})], "float"),
         ([Leg("org_x", "deposit", 1, "EUR", {"k": "\ud800"})], "Unicode"),
@@ -363,7 +416,7 @@ async def test_the_service_role_cannot_change_the_ledger(
 
 @pytest.mark.parametrize("role", ["owner", "superuser in replica mode"])
 @pytest.mark.parametrize("statement", MUTATIONS)
-async def test_even_the_owner_cannot_change_the_ledger(
+async def test_even_the_owner_cannot_change_the_ledger_with_sql(
     database: Database, test_database: IsolatedDatabase, statement: str, role: str
 ) -> None:
     chain = await make_chain(database)
@@ -406,6 +459,71 @@ async def test_nobody_supplies_the_fields_the_database_assigns(
             connection.execute(statement, arguments)
 
 
+@pytest.mark.parametrize(
+    ("column", "value", "constraint"),
+    [
+        ("id", "entry_1", "ledger_entries_ids"),
+        ("id", "led_" + "a" * 80, "ledger_entries_ids"),
+        ("journal_id", "jrn_with space", "ledger_entries_ids"),
+        ("type", "gift", "ledger_entries_type"),
+        ("currency", "eur", "ledger_entries_currency"),
+        ("currency", "EURO", "ledger_entries_currency"),
+        ("metadata", "[1, 2]", "ledger_entries_metadata"),
+        ("metadata", '{"k": "' + "x" * 8200 + '"}', "ledger_entries_metadata"),
+        ("amount", 0, "ledger_entries_amount_check"),
+    ],
+)
+async def test_the_database_refuses_malformed_entries_from_anyone(
+    database: Database, test_database: IsolatedDatabase, column: str, value: object, constraint: str
+) -> None:
+    chain = await make_chain(database)
+    row: dict[str, object] = {
+        "id": generate_id("led"),
+        "chain_id": chain,
+        "type": "deposit",
+        "amount": 10,
+        "currency": "EUR",
+        "metadata": "{}",
+        "journal_id": generate_id("jrn"),
+    } | {column: value}
+    statement = (
+        "INSERT INTO ledger_entries (id, chain_id, type, amount, currency, metadata, journal_id) "
+        "VALUES (%(id)s, %(chain_id)s, %(type)s, %(amount)s, %(currency)s, %(metadata)s, "
+        "%(journal_id)s)"
+    )
+    with connect(test_database.urls.migration) as connection:
+        with pytest.raises(psycopg.errors.CheckViolation) as refused:
+            connection.execute(statement, row)
+    assert refused.value.diag.constraint_name == constraint
+
+
+async def test_the_database_refuses_metadata_that_is_not_json(
+    database: Database, test_database: IsolatedDatabase
+) -> None:
+    chain = await make_chain(database)
+    with connect(test_database.urls.migration) as connection:
+        with pytest.raises(psycopg.errors.InvalidTextRepresentation, match="json"):
+            connection.execute(
+                "INSERT INTO ledger_entries (id, chain_id, type, amount, currency, metadata, "
+                "journal_id) VALUES (%s, %s, 'deposit', 1, 'EUR', '{not json', %s)",
+                (generate_id("led"), chain, generate_id("jrn")),
+            )
+
+
+async def test_the_database_refuses_malformed_chains(test_database: IsolatedDatabase) -> None:
+    with connect(test_database.urls.migration) as connection:
+        for chain_id, kind, constraint in [
+            ("org-bad", "organisation", "ledger_chains_id"),
+            ("org_x", "charity", "ledger_chains_kind_prefix"),
+            ("wal_x", "organisation", "ledger_chains_kind_prefix"),
+        ]:
+            with pytest.raises(psycopg.errors.CheckViolation) as refused:
+                connection.execute(
+                    "INSERT INTO ledger_chains (id, kind) VALUES (%s, %s)", (chain_id, kind)
+                )
+            assert refused.value.diag.constraint_name == constraint
+
+
 async def test_a_new_chain_cannot_start_with_a_forged_head(
     test_database: IsolatedDatabase,
 ) -> None:
@@ -423,6 +541,71 @@ async def test_a_new_chain_cannot_start_with_a_forged_head(
             connection.execute(
                 "INSERT INTO ledger_chains (id, kind, balances) "
                 """VALUES ('org_Forged', 'organisation', '{"EUR": 100}')"""
+            )
+
+
+async def test_on_conflict_do_nothing_cannot_advance_a_head_without_an_entry(
+    database: Database, test_database: IsolatedDatabase
+) -> None:
+    wallet = await make_chain(database, kind="wallet")
+    deposit = await append(database, wallet, 100)
+    # The BEFORE trigger moves the head, then ON CONFLICT silently skips the duplicate row.
+    with connect(test_database.urls.app) as connection:
+        with pytest.raises(psycopg.errors.CheckViolation, match="names no stored entry"):
+            connection.execute(
+                "INSERT INTO ledger_entries (id, chain_id, type, amount, currency, journal_id) "
+                "VALUES (%s, %s, 'deposit', 1000000000, 'EUR', %s) ON CONFLICT DO NOTHING",
+                (deposit.id, wallet, generate_id("jrn")),
+            )
+    async with database.session() as session:
+        assert await ledger.get_balances(session, chain_id=wallet) == {"EUR": 100}
+        assert (await ledger.verify_chain(session, chain_id=wallet)).head_seq == 1
+
+
+async def test_temporary_tables_cannot_shadow_the_ledger(
+    database: Database, test_database: IsolatedDatabase
+) -> None:
+    wallet = await make_chain(database, kind="wallet")
+    with connect(test_database.urls.app) as connection:
+        connection.execute(
+            "CREATE TEMP TABLE ledger_chains (id text, kind text, head_seq bigint, "
+            "head_hash text, balances jsonb, created_at timestamptz)"
+        )
+        connection.execute(
+            "INSERT INTO pg_temp.ledger_chains VALUES (%s, 'platform', 0, NULL, '{}', now())",
+            (wallet,),
+        )
+        connection.execute("CREATE TEMP TABLE ledger_entries (LIKE public.ledger_entries)")
+        with pytest.raises(psycopg.errors.CheckViolation, match="insufficient funds"):
+            connection.execute(
+                "INSERT INTO public.ledger_entries "
+                "(id, chain_id, type, amount, currency, journal_id) "
+                "VALUES (%s, %s, 'withdrawal', -777, 'EUR', %s)",
+                (generate_id("led"), wallet, generate_id("jrn")),
+            )
+        await append(database, wallet, 50)
+        with pytest.raises(psycopg.errors.CheckViolation, match="does not balance"):
+            connection.execute(
+                "INSERT INTO public.ledger_entries "
+                "(id, chain_id, type, amount, currency, journal_id) "
+                "VALUES (%s, %s, 'welcome_bonus', 500, 'EUR', %s)",
+                (generate_id("led"), wallet, generate_id("jrn")),
+            )
+    async with database.session() as session:
+        assert await ledger.get_balances(session, chain_id=wallet) == {"EUR": 50}
+
+
+async def test_the_owner_cannot_move_a_chain_head_by_hand(
+    database: Database, test_database: IsolatedDatabase
+) -> None:
+    wallet = await make_chain(database, kind="wallet")
+    await append(database, wallet, 10)
+    with connect(test_database.urls.migration) as connection:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="only advances"):
+            connection.execute(
+                "UPDATE ledger_chains SET head_seq = head_seq + 1, "
+                """balances = '{"EUR": 1000000}' WHERE id = %s""",
+                (wallet,),
             )
 
 

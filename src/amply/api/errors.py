@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from amply.errors import AmplyError, error_body
@@ -65,8 +65,11 @@ def _json(status: int, body: dict[str, Any], headers: dict[str, str] | None = No
     return JSONResponse(status_code=status, content=body, headers=headers)
 
 
-async def _amply_error(_: Request, error: Exception) -> JSONResponse:
+async def _amply_error(request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, AmplyError)
+    if error.status_code == 500:
+        # A domain error that means a bug upstream: its details are for the log, not the client.
+        return await _unexpected_error(request, error)
     return _json(error.status_code, error.body())
 
 
@@ -105,7 +108,24 @@ async def _http_error(_: Request, error: Exception) -> JSONResponse:
     return _json(status, body, headers=dict(error.headers or {}))
 
 
-async def _database_unavailable(_: Request, error: Exception) -> JSONResponse:
+# SQLSTATE classes and codes that mean "the database is not there right now", not a bug:
+# connection exceptions (08), too many connections (53300), shutdown or restart (57P01-57P03).
+_UNAVAILABLE_SQLSTATES = ("08", "53300", "57P01", "57P02", "57P03")
+
+
+def is_database_unavailable(error: BaseException) -> bool:
+    """True for errors that say the database cannot be reached, rather than a bug."""
+    if isinstance(error, OSError):  # refused, timed out, socket gone (embedded server down)
+        return True
+    if isinstance(error, DBAPIError):
+        sqlstate = getattr(error.orig, "sqlstate", None) or ""
+        return error.connection_invalidated or sqlstate.startswith(_UNAVAILABLE_SQLSTATES)
+    return False
+
+
+async def _database_error(request: Request, error: Exception) -> JSONResponse:
+    if not is_database_unavailable(error):
+        return await _unexpected_error(request, error)
     logger.warning("database unavailable: %s", error)
     body = error_body(
         error_type="api_error",
@@ -132,7 +152,6 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(AmplyError, _amply_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
-    app.add_exception_handler(OperationalError, _database_unavailable)
-    app.add_exception_handler(InterfaceError, _database_unavailable)
-    app.add_exception_handler(ConnectionError, _database_unavailable)
+    app.add_exception_handler(DBAPIError, _database_error)
+    app.add_exception_handler(OSError, _database_error)
     app.add_exception_handler(Exception, _unexpected_error)

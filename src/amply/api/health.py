@@ -41,7 +41,7 @@ async def ready(request: Request, database: DatabaseDep) -> Ready:
         async with database.engine.connect() as connection:
             current = await connection.scalar(text("SELECT version_num FROM alembic_version"))
     except (OperationalError, InterfaceError, OSError) as error:
-        raise _not_ready(f"database unreachable: {type(error).__name__}") from error
+        raise _not_ready("database unreachable") from error
     except DBAPIError as error:
         raise _not_ready("database has no Amply schema (run `amply migrate`)") from error
     if current != expected:

@@ -147,19 +147,22 @@ class ChainVerifier:
             return f"balance_after is {balance_after}, expected {balance} {currency}"
         if self.non_negative and balance < 0:
             return f"wallet balance goes negative ({balance} {currency})"
-        preimage = fast_preimage(
-            chain_id,
-            seq,
-            entry_id,
-            entry_type,
-            amount,
-            currency,
-            balance,
-            metadata,
-            journal_id,
-            created_at,
-            prev_hash or "",
-        )
+        try:
+            preimage = fast_preimage(
+                chain_id,
+                seq,
+                entry_id,
+                entry_type,
+                amount,
+                currency,
+                balance,
+                metadata,
+                journal_id,
+                created_at,
+                prev_hash or "",
+            )
+        except UnicodeEncodeError:
+            return "entry holds text that is not valid Unicode (a lone surrogate)"
         if HASH_PREFIX + sha256(preimage).hexdigest() != stored_hash:
             return "entry_hash does not match the entry's contents"
         return None
@@ -228,7 +231,8 @@ def verify_export_file(path: Path) -> VerificationResult:
     try:
         with path.open("rb") as handle:
             document = json.load(handle)
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+    except (OSError, ValueError, RecursionError) as error:
+        # ValueError covers malformed JSON, bad UTF-8 and over-long integers.
         raise ExportFormatError(f"cannot read {path}: {error}") from error
     if not isinstance(document, dict):
         raise ExportFormatError("an export must be a JSON object")

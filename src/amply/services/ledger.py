@@ -213,7 +213,9 @@ def _validated_legs(legs: Sequence[Leg]) -> list[tuple[str, str, str, int, str, 
             raise LedgerError(f"unknown entry type {leg.entry_type!r}")
         try:
             currency = normalize_currency(leg.currency)
-            validate_amount(abs(leg.amount) if isinstance(leg.amount, int) else leg.amount)
+            if isinstance(leg.amount, bool) or not isinstance(leg.amount, int):
+                raise MoneyError("amount must be an integer number of minor units", param="amount")
+            validate_amount(abs(leg.amount))
         except MoneyError as error:
             raise LedgerError(str(error), param=error.param) from error
         if leg.entry_type in INTERNAL_TYPES:
@@ -239,14 +241,57 @@ def _constraint_of(error: DBAPIError) -> str | None:
     return getattr(cause, "constraint_name", None)
 
 
+_LOCKS_KEY: Final = "amply.ledger.locked_chains"
+
+
+def _locked_chains(session: AsyncSession) -> set[str]:
+    """Chains this session's current transaction holds locks on (reset with each transaction)."""
+    transaction = session.get_transaction()
+    record = session.info.get(_LOCKS_KEY)
+    if record is None or record[0] is not transaction:
+        record = (transaction, set())
+        session.info[_LOCKS_KEY] = record
+    locked: set[str] = record[1]
+    return locked
+
+
+def _check_lock_order(session: AsyncSession, chain_ids: set[str]) -> None:
+    # Chain locks are held until commit. A transaction that appends several journals must take
+    # them in ascending id order overall, or two such transactions can deadlock; take them all
+    # up front with lock_chains() when a later journal needs a lower id.
+    locked = _locked_chains(session)
+    new = chain_ids - locked
+    if locked and new and min(new) < max(locked):
+        raise LedgerError(
+            f"locking {sorted(new)} after {sorted(locked)} could deadlock: "
+            "call ledger.lock_chains() with every chain first"
+        )
+
+
+async def lock_chains(session: AsyncSession, *, chain_ids: Sequence[str]) -> None:
+    """Lock chains in id order, up front, for a transaction that appends several journals."""
+    wanted = set(chain_ids)
+    _check_lock_order(session, wanted)
+    connection = await session.connection()
+    result = await connection.exec_driver_sql(
+        "SELECT ledger_lock_chains($1::text[])", (sorted(wanted),)
+    )
+    if result.scalar_one() != len(wanted):
+        raise NotFound("a ledger chain does not exist", code="chain_missing")
+    _locked_chains(session).update(wanted)
+
+
 async def append_journal(session: AsyncSession, *, legs: Sequence[Leg]) -> list[Entry]:
     """Append the legs atomically as one journal and return the stored entries.
 
     Raises :class:`InsufficientFunds` if a wallet leg would take its balance below zero, and
-    :class:`NotFound` for an unknown chain. The caller's transaction commits (or not) as usual;
-    a refused journal leaves no trace.
+    :class:`NotFound` for an unknown chain. Such a refusal comes from the database and aborts
+    the caller's transaction: nothing of it is committed, and the session must be rolled back
+    (the request's session dependency does this) before it is used again.
     """
     rows = _validated_legs(legs)
+    chain_ids = {row[1] for row in rows}
+    _check_lock_order(session, chain_ids)
     columns = [list(column) for column in zip(*rows, strict=True)]
     connection = await session.connection()
     try:
@@ -258,6 +303,7 @@ async def append_journal(session: AsyncSession, *, legs: Sequence[Leg]) -> list[
         if constraint == "ledger_entries_chain_id_fkey":
             raise NotFound("the ledger chain does not exist", code="chain_missing") from error
         raise
+    _locked_chains(session).update(chain_ids)
     entries = [Entry(**row) for row in result.mappings()]
     entries.sort(key=lambda entry: (entry.chain_id, entry.seq))
     return entries
