@@ -63,7 +63,8 @@ async def measure(dsn: str, *, clients: int, per_client: int) -> dict[str, float
             )
 
         async def spread(client: int, i: int) -> None:
-            await _append(connections[client], f"org_bench{(client * per_client + i) % 1000}")
+            # At every step the 16 clients write 16 different chains, as independent callers would.
+            await _append(connections[client], f"org_bench{(i * clients + client) % 1000}")
 
         async def hot(client: int, i: int) -> None:
             await _append(connections[client], "org_hot")

@@ -85,23 +85,18 @@ $$;
 
 TABLES = """
 -- Rows never change once inserted, so the formats of caller-supplied fields (ids, currency,
--- type, metadata) are checked once, by ledger_entries_assign() below, rather than by CHECK
+-- type, metadata) are checked once, by the insert triggers below, rather than by CHECK
 -- constraints: PostgreSQL re-reads and re-plans every CHECK expression of a table on each
 -- statement, which cost more than all the rest of an append. The CHECKs that remain are
 -- small structural ones.
 CREATE TABLE ledger_chains (
     id text PRIMARY KEY,
     kind text NOT NULL,
-    -- The head is a cache of the last entry, maintained only by ledger_entries_assign().
-    head_seq bigint NOT NULL DEFAULT 0,
-    head_hash text,
-    balances jsonb NOT NULL DEFAULT '{}'::jsonb,
-    created_at timestamptz NOT NULL DEFAULT clock_timestamp(),
-    CONSTRAINT ledger_chains_head CHECK ((head_seq = 0) = (head_hash IS NULL))
-) WITH (fillfactor = 50);  -- room for in-page (HOT) updates of the head on every append
+    created_at timestamptz NOT NULL DEFAULT clock_timestamp()
+);
 
 COMMENT ON TABLE ledger_chains IS
-    'One hash chain per organisation, per wallet, and per platform purpose.';
+    'One hash chain per organisation, per wallet, and per platform purpose. Never changes.';
 
 CREATE TABLE ledger_entries (
     id text PRIMARY KEY,
@@ -124,6 +119,9 @@ CREATE TABLE ledger_entries (
     CONSTRAINT ledger_entries_genesis_link CHECK ((seq = 1) = (prev_entry_hash IS NULL))
 );
 
+-- The head of a chain is its entry with the highest seq (ledger_entries_chain_seq_key); the
+-- balance of one currency is that of its entry with the highest seq in that currency.
+CREATE INDEX ledger_entries_chain_currency_seq_idx ON ledger_entries (chain_id, currency, seq);
 CREATE INDEX ledger_entries_journal_id_idx ON ledger_entries (journal_id);
 
 COMMENT ON TABLE ledger_entries IS
@@ -171,24 +169,32 @@ $$;
 """
 
 ASSIGN_TRIGGER = """
+-- Which lock stands for a chain: a transaction-level advisory lock on a 64-bit hash of its id
+-- (distinct chains sharing a key would merely queue behind each other). Waiters are served
+-- in order and nothing is written to take it.
+CREATE FUNCTION ledger_chain_lock_key(chain_id text) RETURNS bigint
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$ SELECT pg_catalog.hashtextextended(chain_id, 1095585868) $$;
+
 -- Linear chains, honest hashes, balances: the database, not the caller, assigns seq,
--- prev_entry_hash, balance_after, created_at and entry_hash, under a lock on the chain's head
--- row. Concurrent appends to one chain queue on that lock and each sees the head its
--- predecessor committed, so the chain never forks. Multi-chain journals take the locks in
--- chain-id order (the ledger service inserts legs sorted by chain_id), so they never deadlock.
--- Wallet chains refuse an entry that would take a balance below zero. The caller-supplied
--- fields are checked first: id and journal id shapes, a known type, an upper-case
--- three-letter currency, and metadata that is a JSON object of at most 8 KiB.
+-- prev_entry_hash, balance_after, created_at and entry_hash, holding the chain's lock until
+-- the transaction ends. Concurrent appends to one chain queue on that lock and each reads the
+-- entries its predecessors committed, so the chain never forks. Multi-chain journals take the
+-- locks in chain-id order (the ledger service inserts legs sorted by chain_id, and
+-- ledger_lock_chains() below sorts too), so they never deadlock. Wallet chains refuse an
+-- entry that would take a balance below zero. The caller-supplied fields are checked first:
+-- id and journal id shapes, a known type, an upper-case three-letter currency, and metadata
+-- that is a JSON object of at most 8 KiB.
 CREATE FUNCTION ledger_entries_assign() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER
 -- pg_temp last: otherwise a caller's temporary table could shadow the ledger's tables.
 SET search_path = pg_catalog, public, pg_temp
 AS $$
 DECLARE
-    chain_kind text;
-    chain_head_seq bigint;
-    chain_head_hash text;
-    chain_balances jsonb;
+    prev_seq bigint;
+    prev_hash text;
+    prev_currency text;
+    prev_balance bigint;
 BEGIN
     IF NEW.seq IS NOT NULL OR NEW.prev_entry_hash IS NOT NULL OR NEW.balance_after IS NOT NULL
        OR NEW.entry_hash IS NOT NULL OR NEW.created_at IS NOT NULL THEN
@@ -215,20 +221,39 @@ BEGIN
         RAISE EXCEPTION 'ledger: metadata must be a JSON object of at most 8192 bytes'
             USING ERRCODE = 'check_violation', CONSTRAINT = 'ledger_entries_metadata';
     END IF;
-
-    SELECT kind, head_seq, head_hash, balances
-      INTO chain_kind, chain_head_seq, chain_head_hash, chain_balances
-      FROM public.ledger_chains WHERE id = NEW.chain_id
-       FOR NO KEY UPDATE;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'ledger: chain % does not exist', NEW.chain_id
-            USING ERRCODE = 'foreign_key_violation', CONSTRAINT = 'ledger_entries_chain_id_fkey';
+    -- Each statement below must see what the chain's previous lock holder committed, which
+    -- only READ COMMITTED guarantees; in a snapshot-isolated transaction the append would
+    -- fail on ledger_entries_chain_seq_key, so say why up front.
+    IF current_setting('transaction_isolation') <> 'read committed' THEN
+        RAISE EXCEPTION 'ledger: append in a READ COMMITTED transaction, not %',
+            current_setting('transaction_isolation')
+            USING ERRCODE = 'invalid_transaction_state';
     END IF;
 
-    NEW.seq := chain_head_seq + 1;
-    NEW.prev_entry_hash := chain_head_hash;
-    NEW.balance_after := coalesce((chain_balances ->> NEW.currency)::bigint, 0) + NEW.amount;
-    IF chain_kind = 'wallet' AND NEW.balance_after < 0 THEN
+    PERFORM pg_advisory_xact_lock(public.ledger_chain_lock_key(NEW.chain_id));
+    SELECT seq, entry_hash, currency, balance_after
+      INTO prev_seq, prev_hash, prev_currency, prev_balance
+      FROM public.ledger_entries
+     WHERE chain_id = NEW.chain_id
+     ORDER BY seq DESC
+     LIMIT 1;
+    IF NOT FOUND THEN
+        prev_seq := 0;
+        prev_balance := 0;
+    ELSIF prev_currency <> NEW.currency THEN
+        SELECT balance_after INTO prev_balance
+          FROM public.ledger_entries
+         WHERE chain_id = NEW.chain_id AND currency = NEW.currency
+         ORDER BY seq DESC
+         LIMIT 1;
+        prev_balance := coalesce(prev_balance, 0);
+    END IF;
+
+    NEW.seq := prev_seq + 1;
+    NEW.prev_entry_hash := prev_hash;
+    NEW.balance_after := prev_balance + NEW.amount;
+    -- A chain's kind is bound to its id's prefix (ledger_chains_guard), so 'wal_' is a wallet.
+    IF starts_with(NEW.chain_id, 'wal_') AND NEW.balance_after < 0 THEN
         RAISE EXCEPTION 'ledger: insufficient funds on chain % (% % short)',
             NEW.chain_id, -NEW.balance_after, NEW.currency
             USING ERRCODE = 'check_violation',
@@ -239,12 +264,6 @@ BEGIN
         NEW.chain_id, NEW.seq, NEW.id, NEW.type, NEW.amount, NEW.currency,
         NEW.balance_after, NEW.metadata, NEW.journal_id, NEW.created_at,
         NEW.prev_entry_hash);
-
-    UPDATE public.ledger_chains
-       SET head_seq = NEW.seq,
-           head_hash = NEW.entry_hash,
-           balances = jsonb_set(chain_balances, ARRAY[NEW.currency], to_jsonb(NEW.balance_after))
-     WHERE id = NEW.chain_id;
     RETURN NEW;
 END
 $$;
@@ -275,9 +294,9 @@ CREATE TRIGGER ledger_entries_no_truncate
     BEFORE TRUNCATE ON ledger_entries
     FOR EACH STATEMENT EXECUTE FUNCTION ledger_refuse_change();
 
--- A chain is never deleted, and its head only ever moves forward by one entry at a time (as
--- ledger_entries_assign() moves it); its id, kind and creation time never change. A new
--- chain starts empty, and its id's prefix names its kind.
+-- A chain never changes and is never deleted. A new chain has a well-formed id whose prefix
+-- names its kind (org_, wal_, plat_), so an export cannot relabel a wallet chain to escape
+-- the non-negative rule.
 CREATE FUNCTION ledger_chains_guard() RETURNS trigger
 LANGUAGE plpgsql
 SET search_path = pg_catalog
@@ -285,42 +304,27 @@ AS $$
 DECLARE
     kind_prefix text;
 BEGIN
-    IF TG_OP = 'INSERT' THEN
-        IF NEW.id !~ '^[a-z]+_[0-9A-Za-z]+$' OR octet_length(NEW.id) > 80 THEN
-            RAISE EXCEPTION 'ledger: malformed chain id %', NEW.id
-                USING ERRCODE = 'check_violation', CONSTRAINT = 'ledger_chains_id';
-        END IF;
-        -- The kind is part of the id (org_, wal_, plat_), so an export cannot relabel a
-        -- wallet chain to escape the non-negative rule.
-        kind_prefix := CASE NEW.kind
-            WHEN 'organisation' THEN 'org' WHEN 'wallet' THEN 'wal' WHEN 'platform' THEN 'plat'
-        END;
-        IF split_part(NEW.id, '_', 1) IS DISTINCT FROM kind_prefix THEN
-            RAISE EXCEPTION 'ledger: a % chain id must start with its kind''s prefix, not %',
-                NEW.kind, NEW.id
-                USING ERRCODE = 'check_violation', CONSTRAINT = 'ledger_chains_kind_prefix';
-        END IF;
-        IF NEW.head_seq <> 0 OR NEW.head_hash IS NOT NULL OR NEW.balances <> '{}'::jsonb THEN
-            RAISE EXCEPTION 'ledger: a new chain starts empty'
-                USING ERRCODE = 'check_violation', CONSTRAINT = 'ledger_chains_start_empty';
-        END IF;
-        RETURN NEW;
+    IF NEW.id !~ '^[a-z]+_[0-9A-Za-z]+$' OR octet_length(NEW.id) > 80 THEN
+        RAISE EXCEPTION 'ledger: malformed chain id %', NEW.id
+            USING ERRCODE = 'check_violation', CONSTRAINT = 'ledger_chains_id';
     END IF;
-    -- pg_trigger_depth() > 1: the UPDATE comes from ledger_entries_assign(), not a statement.
-    IF pg_trigger_depth() < 2 OR NEW.id <> OLD.id OR NEW.kind <> OLD.kind
-       OR NEW.created_at <> OLD.created_at OR NEW.head_seq <> OLD.head_seq + 1 THEN
-        RAISE EXCEPTION 'ledger: a chain head only advances by appending an entry'
-            USING ERRCODE = 'insufficient_privilege';
+    kind_prefix := CASE NEW.kind
+        WHEN 'organisation' THEN 'org' WHEN 'wallet' THEN 'wal' WHEN 'platform' THEN 'plat'
+    END;
+    IF split_part(NEW.id, '_', 1) IS DISTINCT FROM kind_prefix THEN
+        RAISE EXCEPTION 'ledger: a % chain id must start with its kind''s prefix, not %',
+            NEW.kind, NEW.id
+            USING ERRCODE = 'check_violation', CONSTRAINT = 'ledger_chains_kind_prefix';
     END IF;
     RETURN NEW;
 END
 $$;
 
 CREATE TRIGGER ledger_chains_guard
-    BEFORE INSERT OR UPDATE ON ledger_chains
+    BEFORE INSERT ON ledger_chains
     FOR EACH ROW EXECUTE FUNCTION ledger_chains_guard();
-CREATE TRIGGER ledger_chains_no_delete
-    BEFORE DELETE ON ledger_chains
+CREATE TRIGGER ledger_chains_no_update_delete
+    BEFORE UPDATE OR DELETE ON ledger_chains
     FOR EACH ROW EXECUTE FUNCTION ledger_refuse_change();
 CREATE TRIGGER ledger_chains_no_truncate
     BEFORE TRUNCATE ON ledger_chains
@@ -363,47 +367,23 @@ CREATE CONSTRAINT TRIGGER ledger_entries_journal_balanced
     EXECUTE FUNCTION ledger_check_journal_balanced();
 """
 
-HEAD_CONSISTENCY = """
--- Linear chains, honest balances: at commit, every head a transaction moved must name an
--- entry that was really stored, with that hash and balance. This catches a head advanced
--- for a row that was then not inserted (INSERT ... ON CONFLICT DO NOTHING runs BEFORE
--- triggers first, then skips the row), and any head written by hand.
-CREATE FUNCTION ledger_check_chain_head() RETURNS trigger
+LOCKING = """
+-- No deadlocks across journals: a transaction that appends several journals takes all their
+-- chains' locks first, in id order. Returns how many of the chains exist.
+CREATE FUNCTION ledger_lock_chains(chain_ids text[]) RETURNS integer
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, public, pg_temp
 AS $$
+DECLARE
+    chain text;
+    locked_count integer := 0;
 BEGIN
-    PERFORM FROM public.ledger_entries
-      WHERE chain_id = NEW.id AND seq = NEW.head_seq AND entry_hash = NEW.head_hash
-        AND balance_after = (NEW.balances ->> currency)::bigint;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'ledger: chain % head (seq %) names no stored entry', NEW.id, NEW.head_seq
-            USING ERRCODE = 'check_violation', CONSTRAINT = 'ledger_chains_head_stored';
-    END IF;
-    RETURN NULL;
+    FOR chain IN SELECT id FROM public.ledger_chains WHERE id = ANY (chain_ids) ORDER BY id LOOP
+        PERFORM pg_advisory_xact_lock(public.ledger_chain_lock_key(chain));
+        locked_count := locked_count + 1;
+    END LOOP;
+    RETURN locked_count;
 END
-$$;
-
-CREATE CONSTRAINT TRIGGER ledger_chains_head_stored
-    AFTER UPDATE ON ledger_chains
-    DEFERRABLE INITIALLY DEFERRED
-    FOR EACH ROW EXECUTE FUNCTION ledger_check_chain_head();
-"""
-
-LOCKING = """
--- No deadlocks across journals: a transaction that appends several journals locks all their
--- chains first, in id order (the service role has no UPDATE privilege to do it with SELECT ...
--- FOR UPDATE itself). Returns how many of the chains exist.
-CREATE FUNCTION ledger_lock_chains(chain_ids text[]) RETURNS integer
-LANGUAGE sql SECURITY DEFINER
-SET search_path = pg_catalog, public, pg_temp
-AS $$
-    SELECT count(*)::integer FROM (
-        SELECT id FROM public.ledger_chains
-         WHERE id = ANY (chain_ids)
-         ORDER BY id
-           FOR NO KEY UPDATE
-    ) AS locked
 $$;
 """
 
@@ -414,9 +394,8 @@ ALTER TABLE ledger_entries ENABLE ALWAYS TRIGGER ledger_entries_no_update_delete
 ALTER TABLE ledger_entries ENABLE ALWAYS TRIGGER ledger_entries_no_truncate;
 ALTER TABLE ledger_entries ENABLE ALWAYS TRIGGER ledger_entries_journal_balanced;
 ALTER TABLE ledger_chains ENABLE ALWAYS TRIGGER ledger_chains_guard;
-ALTER TABLE ledger_chains ENABLE ALWAYS TRIGGER ledger_chains_no_delete;
+ALTER TABLE ledger_chains ENABLE ALWAYS TRIGGER ledger_chains_no_update_delete;
 ALTER TABLE ledger_chains ENABLE ALWAYS TRIGGER ledger_chains_no_truncate;
-ALTER TABLE ledger_chains ENABLE ALWAYS TRIGGER ledger_chains_head_stored;
 """
 
 PLATFORM_CHAINS = """
@@ -430,14 +409,14 @@ INSERT INTO ledger_chains (id, kind) VALUES
 PRIVILEGES = """
 -- Append-only, second line: the service's role may read the ledger and insert the
 -- caller-supplied columns of new chains and entries, nothing more. It cannot UPDATE, DELETE or
--- TRUNCATE, cannot set seq or hashes, and the trigger functions run with the owner's rights.
+-- TRUNCATE, and cannot set seq, hashes, balances or timestamps.
 REVOKE ALL ON ledger_chains, ledger_entries FROM PUBLIC;
 GRANT SELECT ON ledger_chains, ledger_entries TO amply_app;
 GRANT INSERT (id, kind) ON ledger_chains TO amply_app;
 GRANT INSERT (id, chain_id, type, amount, currency, metadata, journal_id)
     ON ledger_entries TO amply_app;
 REVOKE ALL ON FUNCTION ledger_entries_assign(), ledger_check_journal_balanced(),
-    ledger_check_chain_head(), ledger_lock_chains(text[]) FROM PUBLIC;
+    ledger_lock_chains(text[]) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION ledger_lock_chains(text[]) TO amply_app;
 GRANT SELECT ON alembic_version TO amply_app;
 
@@ -462,7 +441,6 @@ def upgrade() -> None:
         ASSIGN_TRIGGER,
         IMMUTABILITY,
         DOUBLE_ENTRY,
-        HEAD_CONSISTENCY,
         LOCKING,
         ALWAYS_FIRE,
         PLATFORM_CHAINS,

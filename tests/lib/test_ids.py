@@ -21,3 +21,8 @@ def test_unknown_prefixes_are_refused() -> None:
     assert "org" in PREFIXES
     with pytest.raises(ValueError, match="unknown id prefix"):
         generate_id("nope")  # type: ignore[arg-type]
+
+
+def test_id_tokens_use_the_whole_alphabet() -> None:
+    characters = {char for _ in range(1000) for char in generate_id("jrn")[4:]}
+    assert len(characters) == 62

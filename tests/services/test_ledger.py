@@ -97,8 +97,8 @@ async def test_append_assigns_seq_link_balance_and_time(database: Database) -> N
     )
     assert second.created_at >= first.created_at
     async with database.session() as session:
-        chain_row = await ledger.get_chain(session, chain_id=chain)
-        assert (chain_row.head_seq, chain_row.head_hash) == (2, second.entry_hash)
+        head = await ledger.get_head(session, chain_id=chain)
+        assert (head.seq, head.entry_hash) == (2, second.entry_hash)
         assert await ledger.get_balances(session, chain_id=chain) == {"EUR": 750}
 
 
@@ -267,6 +267,27 @@ async def test_concurrent_multi_journal_transactions_with_up_front_locks_never_d
         assert await ledger.get_balances(session, chain_id=bob) == {"EUR": 920}
 
 
+async def test_appends_refuse_snapshot_isolation(
+    database: Database, test_database: IsolatedDatabase
+) -> None:
+    chain = await make_chain(database)
+    with connect(test_database.urls.app) as connection:
+        connection.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
+        with pytest.raises(psycopg.errors.InvalidTransactionState, match="READ COMMITTED"):
+            append_raw(
+                connection,
+                [generate_id("led")], [chain], ["deposit"], [1], ["EUR"], ["{}"],
+                generate_id("jrn"),
+            )  # fmt: skip
+
+
+async def test_an_empty_chain_has_no_head_and_no_balances(database: Database) -> None:
+    chain = await make_chain(database, kind="wallet")
+    async with database.session() as session:
+        assert await ledger.get_head(session, chain_id=chain) == ledger.ChainHead(0, None)
+        assert await ledger.get_balances(session, chain_id=chain) == {}
+
+
 async def test_appending_to_an_unknown_chain_is_not_found(session: AsyncSession) -> None:
     with pytest.raises(NotFound):
         await ledger.append_journal(session, legs=[Leg("org_missing", "deposit", 5, "EUR")])
@@ -399,7 +420,7 @@ MUTATIONS = [
     "DELETE FROM ledger_entries",
     "TRUNCATE ledger_entries",
     "TRUNCATE ledger_chains CASCADE",
-    "UPDATE ledger_chains SET head_seq = 0, head_hash = NULL, balances = '{}'",
+    "UPDATE ledger_chains SET kind = 'platform'",
     "DELETE FROM ledger_chains WHERE id = 'plat_fees'",
 ]
 
@@ -524,42 +545,39 @@ async def test_the_database_refuses_malformed_chains(test_database: IsolatedData
             assert refused.value.diag.constraint_name == constraint
 
 
-async def test_a_new_chain_cannot_start_with_a_forged_head(
+async def test_the_service_sets_only_a_new_chains_id_and_kind(
     test_database: IsolatedDatabase,
 ) -> None:
     with connect(test_database.urls.app) as connection:
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             connection.execute(
-                "INSERT INTO ledger_chains (id, kind, head_seq) "
-                "VALUES ('org_Forged', 'organisation', 5)"
+                "INSERT INTO ledger_chains (id, kind, created_at) "
+                "VALUES ('org_Backdated', 'organisation', '2001-01-01')"
             )
-    with connect(test_database.urls.app) as connection:
         with pytest.raises(psycopg.errors.CheckViolation, match="prefix"):
             connection.execute("INSERT INTO ledger_chains (id, kind) VALUES ('org_Wal', 'wallet')")
-    with connect(test_database.urls.migration) as connection:
-        with pytest.raises(psycopg.errors.CheckViolation, match="starts empty"):
-            connection.execute(
-                "INSERT INTO ledger_chains (id, kind, balances) "
-                """VALUES ('org_Forged', 'organisation', '{"EUR": 100}')"""
-            )
 
 
-async def test_on_conflict_do_nothing_cannot_advance_a_head_without_an_entry(
+async def test_on_conflict_do_nothing_leaves_the_chain_as_it_was(
     database: Database, test_database: IsolatedDatabase
 ) -> None:
     wallet = await make_chain(database, kind="wallet")
     deposit = await append(database, wallet, 100)
-    # The BEFORE trigger moves the head, then ON CONFLICT silently skips the duplicate row.
+    # BEFORE triggers run before the conflict is found; nothing they do may survive the skip.
     with connect(test_database.urls.app) as connection:
-        with pytest.raises(psycopg.errors.CheckViolation, match="names no stored entry"):
-            connection.execute(
-                "INSERT INTO ledger_entries (id, chain_id, type, amount, currency, journal_id) "
-                "VALUES (%s, %s, 'deposit', 1000000000, 'EUR', %s) ON CONFLICT DO NOTHING",
-                (deposit.id, wallet, generate_id("jrn")),
-            )
+        skipped = connection.execute(
+            "INSERT INTO ledger_entries (id, chain_id, type, amount, currency, journal_id) "
+            "VALUES (%s, %s, 'deposit', 1000000000, 'EUR', %s) ON CONFLICT DO NOTHING",
+            (deposit.id, wallet, generate_id("jrn")),
+        )
+        assert skipped.rowcount == 0
+    withdrawal = await append(database, wallet, -100, entry_type="withdrawal")
+    assert (withdrawal.seq, withdrawal.prev_entry_hash) == (2, deposit.entry_hash)
+    with pytest.raises(InsufficientFunds):
+        await append(database, wallet, -1, entry_type="withdrawal")
     async with database.session() as session:
-        assert await ledger.get_balances(session, chain_id=wallet) == {"EUR": 100}
-        assert (await ledger.verify_chain(session, chain_id=wallet)).head_seq == 1
+        assert await ledger.get_balances(session, chain_id=wallet) == {"EUR": 0}
+        assert (await ledger.verify_chain(session, chain_id=wallet)).ok
 
 
 async def test_temporary_tables_cannot_shadow_the_ledger(
@@ -567,15 +585,13 @@ async def test_temporary_tables_cannot_shadow_the_ledger(
 ) -> None:
     wallet = await make_chain(database, kind="wallet")
     with connect(test_database.urls.app) as connection:
-        connection.execute(
-            "CREATE TEMP TABLE ledger_chains (id text, kind text, head_seq bigint, "
-            "head_hash text, balances jsonb, created_at timestamptz)"
-        )
-        connection.execute(
-            "INSERT INTO pg_temp.ledger_chains VALUES (%s, 'platform', 0, NULL, '{}', now())",
-            (wallet,),
-        )
+        # A fake history in which the wallet is rich, and no journal legs to balance against.
         connection.execute("CREATE TEMP TABLE ledger_entries (LIKE public.ledger_entries)")
+        connection.execute(
+            "INSERT INTO pg_temp.ledger_entries VALUES (%s, %s, 1, 'deposit', 10000, 'EUR', "
+            "10000, '{}', %s, now(), NULL, %s)",
+            (generate_id("led"), wallet, generate_id("jrn"), "sha256:" + "0" * 64),
+        )
         with pytest.raises(psycopg.errors.CheckViolation, match="insufficient funds"):
             connection.execute(
                 "INSERT INTO public.ledger_entries "
@@ -583,7 +599,6 @@ async def test_temporary_tables_cannot_shadow_the_ledger(
                 "VALUES (%s, %s, 'withdrawal', -777, 'EUR', %s)",
                 (generate_id("led"), wallet, generate_id("jrn")),
             )
-        await append(database, wallet, 50)
         with pytest.raises(psycopg.errors.CheckViolation, match="does not balance"):
             connection.execute(
                 "INSERT INTO public.ledger_entries "
@@ -591,22 +606,8 @@ async def test_temporary_tables_cannot_shadow_the_ledger(
                 "VALUES (%s, %s, 'welcome_bonus', 500, 'EUR', %s)",
                 (generate_id("led"), wallet, generate_id("jrn")),
             )
-    async with database.session() as session:
-        assert await ledger.get_balances(session, chain_id=wallet) == {"EUR": 50}
-
-
-async def test_the_owner_cannot_move_a_chain_head_by_hand(
-    database: Database, test_database: IsolatedDatabase
-) -> None:
-    wallet = await make_chain(database, kind="wallet")
-    await append(database, wallet, 10)
-    with connect(test_database.urls.migration) as connection:
-        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="only advances"):
-            connection.execute(
-                "UPDATE ledger_chains SET head_seq = head_seq + 1, "
-                """balances = '{"EUR": 1000000}' WHERE id = %s""",
-                (wallet,),
-            )
+    first = await append(database, wallet, 50)
+    assert (first.seq, first.balance_after) == (1, 50)
 
 
 # --- backstops behind the lock, with the assigning trigger removed ------------------------

@@ -17,6 +17,7 @@ PREFIXES: Final[frozenset[str]] = frozenset(IdPrefix.__args__)  # type: ignore[a
 
 _ALPHABET: Final = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 _TOKEN_LENGTH: Final = 24  # 24 base62 characters carry ~142 bits of randomness
+_TOKEN_SPACE: Final = 62**_TOKEN_LENGTH
 _ID_PATTERN: Final = re.compile(r"^([a-z]+)_([0-9A-Za-z]{1,64})$")
 
 
@@ -24,8 +25,13 @@ def generate_id(prefix: IdPrefix) -> str:
     """Return a new random id such as ``led_4fG7…`` for the given resource prefix."""
     if prefix not in PREFIXES:
         raise ValueError(f"unknown id prefix {prefix!r}")
-    token = "".join(secrets.choice(_ALPHABET) for _ in range(_TOKEN_LENGTH))
-    return f"{prefix}_{token}"
+    # One uniform draw from all 62^24 tokens, written in base 62 (zero-padded to 24 places).
+    number = secrets.randbelow(_TOKEN_SPACE)
+    digits = []
+    for _ in range(_TOKEN_LENGTH):
+        number, digit = divmod(number, 62)
+        digits.append(_ALPHABET[digit])
+    return f"{prefix}_{''.join(digits)}"
 
 
 def has_prefix(value: str, prefix: IdPrefix) -> bool:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import BigInteger, DateTime, Text
-from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from amply.models.base import Base
@@ -16,9 +15,6 @@ class LedgerChain(Base):
 
     id: Mapped[str] = mapped_column(Text, primary_key=True)
     kind: Mapped[str] = mapped_column(Text)
-    head_seq: Mapped[int] = mapped_column(BigInteger)
-    head_hash: Mapped[str | None] = mapped_column(Text)
-    balances: Mapped[dict[str, int]] = mapped_column(JSONB)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 

@@ -329,10 +329,55 @@ async def get_chain(session: AsyncSession, *, chain_id: str) -> LedgerChain:
     return chain
 
 
+# The balance of each currency is that of the chain's last entry in it. PostgreSQL 16 has no
+# skip scan, so the currencies are walked one index probe at a time (a "loose index scan").
+BALANCES_SQL: Final = """
+WITH RECURSIVE currencies (currency) AS (
+    (SELECT currency FROM ledger_entries WHERE chain_id = $1 ORDER BY currency LIMIT 1)
+    UNION ALL
+    SELECT (SELECT e.currency FROM ledger_entries e
+             WHERE e.chain_id = $1 AND e.currency > c.currency
+             ORDER BY e.currency LIMIT 1)
+      FROM currencies c
+     WHERE c.currency IS NOT NULL
+)
+SELECT c.currency,
+       (SELECT e.balance_after FROM ledger_entries e
+         WHERE e.chain_id = $1 AND e.currency = c.currency
+         ORDER BY e.seq DESC LIMIT 1) AS balance
+  FROM currencies c
+ WHERE c.currency IS NOT NULL
+"""
+
+HEAD_SQL: Final = """
+SELECT seq, entry_hash FROM ledger_entries WHERE chain_id = $1 ORDER BY seq DESC LIMIT 1
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class ChainHead:
+    """The last entry of a chain: seq 0 and no hash while the chain is empty."""
+
+    seq: int
+    entry_hash: str | None
+
+
 async def get_balances(session: AsyncSession, *, chain_id: str) -> dict[str, int]:
-    """Balance per currency after the chain's last entry."""
-    chain = await get_chain(session, chain_id=chain_id)
-    return {currency: int(amount) for currency, amount in chain.balances.items()}
+    """Balance per currency after the chain's last entry in that currency."""
+    await get_chain(session, chain_id=chain_id)
+    connection = await session.connection()
+    result = await connection.exec_driver_sql(BALANCES_SQL, (chain_id,))
+    return {row["currency"]: row["balance"] for row in result.mappings()}
+
+
+async def get_head(session: AsyncSession, *, chain_id: str) -> ChainHead:
+    """The chain's head: its last seq and entry_hash."""
+    await get_chain(session, chain_id=chain_id)
+    connection = await session.connection()
+    row = (await connection.exec_driver_sql(HEAD_SQL, (chain_id,))).mappings().first()
+    if row is None:
+        return ChainHead(seq=0, entry_hash=None)
+    return ChainHead(seq=row["seq"], entry_hash=row["entry_hash"])
 
 
 async def list_entries(
