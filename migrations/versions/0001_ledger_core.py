@@ -37,8 +37,7 @@ END $$;
 # Which entry types exist, and whether each moves money inside Amply ('internal': both legs
 # are on Amply chains and must balance) or across its edge ('external': card payments,
 # refunds, bank deposits, payouts: one leg naming the outside reference in its metadata).
-# A later migration that adds types recreates ledger_entry_flow() and the WHEN clause of
-# ledger_entries_journal_balanced from its own lists.
+# A later migration that adds types recreates ledger_entry_flow() from its own lists.
 EXTERNAL_TYPES = (
     "donation_received",
     "donation_refunded",
@@ -70,8 +69,8 @@ def sql_list(values: Sequence[str]) -> str:
 
 
 ENTRY_TYPES = f"""
--- An SQL function, so that PostgreSQL inlines it into the (cached) plans of the trigger
--- functions below that call it; it is deliberately not used in CHECK constraints or trigger
+-- An SQL function, so that PostgreSQL inlines it into the (cached) plan of the trigger
+-- function below that calls it; it is deliberately not used in CHECK constraints or trigger
 -- WHEN clauses, which PostgreSQL re-plans on every statement.
 CREATE FUNCTION ledger_entry_flow(entry_type text) RETURNS text
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
@@ -100,7 +99,10 @@ COMMENT ON TABLE ledger_chains IS
 
 CREATE TABLE ledger_entries (
     id text PRIMARY KEY,
-    chain_id text NOT NULL REFERENCES ledger_chains (id),
+    -- References ledger_chains (id): ledger_entries_assign() looks the chain up for every insert
+    -- and refuses an unknown one, and chains are never deleted; a declarative foreign key
+    -- would look it up a second time, with a lock, on every append.
+    chain_id text NOT NULL,
     seq bigint NOT NULL CHECK (seq >= 1),
     type text NOT NULL,
     amount bigint NOT NULL CHECK (amount <> 0),
@@ -109,6 +111,10 @@ CREATE TABLE ledger_entries (
     -- Public metadata, stored as the exact JSON text that is hashed (never re-serialised).
     metadata text NOT NULL DEFAULT '{}',
     journal_id text NOT NULL,
+    -- Whether the type is an internal one (ledger_entry_flow()), set by ledger_entries_assign()
+    -- so that the double-entry check below fires for internal legs only. Not part of the hash:
+    -- it follows from the type.
+    internal boolean NOT NULL,
     created_at timestamptz NOT NULL,
     prev_entry_hash text,
     entry_hash text NOT NULL,
@@ -191,15 +197,17 @@ LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, public, pg_temp
 AS $$
 DECLARE
+    flow text;
     prev_seq bigint;
     prev_hash text;
     prev_currency text;
     prev_balance bigint;
 BEGIN
     IF NEW.seq IS NOT NULL OR NEW.prev_entry_hash IS NOT NULL OR NEW.balance_after IS NOT NULL
-       OR NEW.entry_hash IS NOT NULL OR NEW.created_at IS NOT NULL THEN
-        RAISE EXCEPTION 'ledger: seq, prev_entry_hash, balance_after, created_at and '
-            'entry_hash are assigned by the database'
+       OR NEW.entry_hash IS NOT NULL OR NEW.created_at IS NOT NULL
+       OR NEW.internal IS NOT NULL THEN
+        RAISE EXCEPTION 'ledger: seq, prev_entry_hash, balance_after, created_at, '
+            'entry_hash and internal are assigned by the database'
             USING ERRCODE = 'check_violation', CONSTRAINT = 'ledger_entries_assigned_fields';
     END IF;
     -- (Patterns use + and a length limit, never {n} bounds, which PostgreSQL expands into
@@ -209,10 +217,12 @@ BEGIN
         RAISE EXCEPTION 'ledger: malformed entry id % or journal id %', NEW.id, NEW.journal_id
             USING ERRCODE = 'check_violation', CONSTRAINT = 'ledger_entries_ids';
     END IF;
-    IF public.ledger_entry_flow(NEW.type) IS NULL THEN
+    flow := public.ledger_entry_flow(NEW.type);
+    IF flow IS NULL THEN
         RAISE EXCEPTION 'ledger: unknown entry type %', NEW.type
             USING ERRCODE = 'check_violation', CONSTRAINT = 'ledger_entries_type';
     END IF;
+    NEW.internal := flow = 'internal';
     IF NEW.currency !~ '^[A-Z][A-Z][A-Z]$' THEN
         RAISE EXCEPTION 'ledger: currency % is not an upper-case ISO 4217 code', NEW.currency
             USING ERRCODE = 'check_violation', CONSTRAINT = 'ledger_entries_currency';
@@ -231,13 +241,23 @@ BEGIN
     END IF;
 
     PERFORM pg_advisory_xact_lock(public.ledger_chain_lock_key(NEW.chain_id));
-    SELECT seq, entry_hash, currency, balance_after
+    -- One lookup: the chain must exist, and its last entry (if any) is the predecessor.
+    SELECT last.seq, last.entry_hash, last.currency, last.balance_after
       INTO prev_seq, prev_hash, prev_currency, prev_balance
-      FROM public.ledger_entries
-     WHERE chain_id = NEW.chain_id
-     ORDER BY seq DESC
-     LIMIT 1;
+      FROM public.ledger_chains AS chain
+      LEFT JOIN LATERAL (
+            SELECT seq, entry_hash, currency, balance_after
+              FROM public.ledger_entries
+             WHERE chain_id = chain.id
+             ORDER BY seq DESC
+             LIMIT 1
+           ) AS last ON true
+     WHERE chain.id = NEW.chain_id;
     IF NOT FOUND THEN
+        RAISE EXCEPTION 'ledger: chain % does not exist', NEW.chain_id
+            USING ERRCODE = 'foreign_key_violation', CONSTRAINT = 'ledger_entries_chain_id_fkey';
+    END IF;
+    IF prev_seq IS NULL THEN
         prev_seq := 0;
         prev_balance := 0;
     ELSIF prev_currency <> NEW.currency THEN
@@ -331,7 +351,7 @@ CREATE TRIGGER ledger_chains_no_truncate
     FOR EACH STATEMENT EXECUTE FUNCTION ledger_refuse_change();
 """
 
-DOUBLE_ENTRY = f"""
+DOUBLE_ENTRY = """
 -- Double entry: the internal legs of a journal sum to zero per currency. Checked at commit
 -- (deferred), so a journal's legs may be inserted one by one, but a transaction that leaves an
 -- internal journal unbalanced, or adds a leg to an already balanced one, is rejected whole.
@@ -346,7 +366,7 @@ BEGIN
     SELECT currency, sum(amount)
       INTO unbalanced_currency, unbalanced_total
       FROM public.ledger_entries
-     WHERE journal_id = NEW.journal_id AND public.ledger_entry_flow(type) = 'internal'
+     WHERE journal_id = NEW.journal_id AND internal
      GROUP BY currency
     HAVING sum(amount) <> 0
      LIMIT 1;
@@ -363,7 +383,7 @@ CREATE CONSTRAINT TRIGGER ledger_entries_journal_balanced
     AFTER INSERT ON ledger_entries
     DEFERRABLE INITIALLY DEFERRED
     FOR EACH ROW
-    WHEN (NEW.type IN ({sql_list(INTERNAL_TYPES)}))
+    WHEN (NEW.internal)
     EXECUTE FUNCTION ledger_check_journal_balanced();
 """
 

@@ -453,7 +453,7 @@ async def test_even_the_owner_cannot_change_the_ledger_with_sql(
 
 
 @pytest.mark.parametrize(
-    "column", ["seq", "prev_entry_hash", "balance_after", "created_at", "entry_hash"]
+    "column", ["seq", "prev_entry_hash", "balance_after", "created_at", "entry_hash", "internal"]
 )
 async def test_nobody_supplies_the_fields_the_database_assigns(
     database: Database, test_database: IsolatedDatabase, column: str
@@ -466,6 +466,7 @@ async def test_nobody_supplies_the_fields_the_database_assigns(
         "balance_after": 20,
         "created_at": "2026-01-01T00:00:00Z",
         "entry_hash": first.entry_hash,
+        "internal": True,
     }
     statement = (
         f"INSERT INTO ledger_entries (id, chain_id, type, amount, currency, journal_id, {column}) "
@@ -589,7 +590,7 @@ async def test_temporary_tables_cannot_shadow_the_ledger(
         connection.execute("CREATE TEMP TABLE ledger_entries (LIKE public.ledger_entries)")
         connection.execute(
             "INSERT INTO pg_temp.ledger_entries VALUES (%s, %s, 1, 'deposit', 10000, 'EUR', "
-            "10000, '{}', %s, now(), NULL, %s)",
+            "10000, '{}', %s, false, now(), NULL, %s)",
             (generate_id("led"), wallet, generate_id("jrn"), "sha256:" + "0" * 64),
         )
         with pytest.raises(psycopg.errors.CheckViolation, match="insufficient funds"):
@@ -621,11 +622,11 @@ async def test_unique_constraints_stop_forks_even_without_the_trigger(
     second = await append(database, chain, 10)
     columns = (
         "id, chain_id, seq, type, amount, currency, balance_after, metadata, journal_id, "
-        "created_at, prev_entry_hash, entry_hash"
+        "internal, created_at, prev_entry_hash, entry_hash"
     )
     forged = (
         "INSERT INTO ledger_entries (" + columns + ") VALUES (%s, %s, %s, 'deposit', 10, "
-        "'EUR', 20, '{}', %s, now(), %s, %s)"
+        "'EUR', 20, '{}', %s, false, now(), %s, %s)"
     )
     fake_hash = "sha256:" + "ab" * 32
     with connect(test_database.superuser_url) as connection:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, DateTime, Text
+from sqlalchemy import BigInteger, Boolean, DateTime, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from amply.models.base import Base
@@ -30,6 +30,7 @@ class LedgerEntry(Base):
     balance_after: Mapped[int] = mapped_column(BigInteger)
     metadata_json: Mapped[str] = mapped_column("metadata", Text)
     journal_id: Mapped[str] = mapped_column(Text)
+    internal: Mapped[bool] = mapped_column(Boolean)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     prev_entry_hash: Mapped[str | None] = mapped_column(Text)
     entry_hash: Mapped[str] = mapped_column(Text)
