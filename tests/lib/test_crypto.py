@@ -18,29 +18,13 @@ def load_vectors() -> list[dict[str, Any]]:
     return vectors
 
 
-def hash_fields(entry: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "chain_id": entry["chain_id"],
-        "seq": entry["seq"],
-        "entry_id": entry["id"],
-        "entry_type": entry["type"],
-        "amount": entry["amount"],
-        "currency": entry["currency"],
-        "balance_after": entry["balance_after"],
-        "metadata": entry["metadata"],
-        "journal_id": entry["journal_id"],
-        "created_at": entry["created_at"],
-        "prev_entry_hash": entry["prev_entry_hash"],
-    }
-
-
 @pytest.mark.parametrize("vector", load_vectors(), ids=lambda vector: vector["description"])
 def test_committed_vectors_hash_identically_in_python(vector: dict[str, Any]) -> None:
     entry = vector["entry"]
-    preimage = canonical_preimage(**hash_fields(entry))
+    preimage = canonical_preimage(entry)
     assert preimage == vector["preimage_utf8"].encode("utf-8")
     assert hashlib.sha256(preimage).hexdigest() == vector["preimage_sha256_hex"]
-    assert entry_hash(**hash_fields(entry)) == entry["entry_hash"]
+    assert entry_hash(entry) == entry["entry_hash"]
 
 
 def test_vectors_cover_non_ascii_and_emoji_metadata() -> None:
@@ -50,20 +34,20 @@ def test_vectors_cover_non_ascii_and_emoji_metadata() -> None:
 
 
 def test_netstring_lengths_count_utf8_bytes_not_characters() -> None:
-    fields = hash_fields(load_vectors()[0]["entry"]) | {"metadata": '{"n":"🍕"}'}
-    preimage = canonical_preimage(**fields)
+    entry = load_vectors()[0]["entry"] | {"metadata": '{"n":"🍕"}'}
+    preimage = canonical_preimage(entry)
     # 9 characters, 12 bytes: the emoji is 4 bytes of UTF-8.
     assert b'12:{"n":"\xf0\x9f\x8d\x95"},' in preimage
 
 
 def test_every_field_changes_the_hash() -> None:
-    base = hash_fields(load_vectors()[1]["entry"])
-    original = entry_hash(**base)
+    base = load_vectors()[1]["entry"]
+    original = entry_hash(base)
     changes = {
         "chain_id": "org_other",
         "seq": base["seq"] + 1,
-        "entry_id": "led_other",
-        "entry_type": "donation_refunded",
+        "id": "led_other",
+        "type": "donation_refunded",
         "amount": base["amount"] - 1,
         "currency": "USD",
         "balance_after": base["balance_after"] + 1,
@@ -72,15 +56,15 @@ def test_every_field_changes_the_hash() -> None:
         "created_at": "2026-11-21T09:30:01.250001Z",
         "prev_entry_hash": None,
     }
-    assert set(changes) == set(base)
+    assert set(changes) == set(base) - {"entry_hash"}
     for field, value in changes.items():
-        assert entry_hash(**(base | {field: value})) != original, field
+        assert entry_hash(base | {field: value}) != original, field
 
 
 def test_moving_characters_between_fields_changes_the_hash() -> None:
-    base = hash_fields(load_vectors()[0]["entry"])
-    moved = base | {"chain_id": base["chain_id"] + "l", "entry_id": base["entry_id"][1:]}
-    assert entry_hash(**moved) != entry_hash(**base)
+    base = load_vectors()[0]["entry"]
+    moved = base | {"chain_id": base["chain_id"] + "l", "id": base["id"][1:]}
+    assert entry_hash(moved) != entry_hash(base)
 
 
 def test_timestamps_format_in_utc_with_six_fractional_digits() -> None:
@@ -94,10 +78,10 @@ def test_naive_timestamps_are_refused() -> None:
         format_timestamp(datetime(2026, 1, 1))
 
 
-@pytest.mark.parametrize("field", ["chain_id", "entry_id", "entry_type", "journal_id"])
+@pytest.mark.parametrize("field", ["chain_id", "id", "type", "journal_id"])
 def test_non_ascii_outside_metadata_is_still_counted_in_bytes(field: str) -> None:
     value = "ünïcode🍕"
-    fields = hash_fields(load_vectors()[2]["entry"]) | {field: value}
+    entry = load_vectors()[2]["entry"] | {field: value}
     netstring = f"{len(value.encode())}:{value},".encode()
     assert len(value.encode()) == 13
-    assert canonical_preimage(**fields).count(netstring) == 1
+    assert canonical_preimage(entry).count(netstring) == 1

@@ -44,19 +44,7 @@ def build_chain(amounts: list[int], *, chain_id: str = CHAIN) -> list[dict[str, 
 
 
 def rehash(entry: dict[str, Any]) -> str:
-    return entry_hash(
-        chain_id=entry["chain_id"],
-        seq=entry["seq"],
-        entry_id=entry["id"],
-        entry_type=entry["type"],
-        amount=entry["amount"],
-        currency=entry["currency"],
-        balance_after=entry["balance_after"],
-        metadata=entry["metadata"],
-        journal_id=entry["journal_id"],
-        created_at=entry["created_at"],
-        prev_entry_hash=entry["prev_entry_hash"],
-    )
+    return entry_hash(entry)
 
 
 def export_of(

@@ -481,6 +481,23 @@ async def test_nobody_supplies_the_fields_the_database_assigns(
             connection.execute(statement, arguments)
 
 
+async def test_the_services_entry_types_are_the_databases(
+    test_database: IsolatedDatabase,
+) -> None:
+    with connect(test_database.urls.app) as connection:
+        flows = dict(
+            connection.execute(
+                "SELECT t, ledger_entry_flow(t) FROM unnest(%s::text[]) AS t",
+                (sorted(ledger.ENTRY_TYPES | {"not_a_type"}),),
+            ).fetchall()
+        )
+    assert flows.pop("not_a_type") is None
+    assert {t for t, flow in flows.items() if flow == "internal"} == ledger.INTERNAL_TYPES
+    assert {t for t, flow in flows.items() if flow == "external"} == (
+        ledger.ENTRY_TYPES - ledger.INTERNAL_TYPES
+    )
+
+
 @pytest.mark.parametrize(
     ("column", "value", "constraint"),
     [

@@ -12,8 +12,9 @@ the concatenation, in a fixed order, of the netstrings of the version tag and th
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Final
+from typing import Any, Final
 
 HASH_VERSION: Final = "amply-ledger-entry/v1"
 HASH_PREFIX: Final = "sha256:"
@@ -85,66 +86,23 @@ def _careful_preimage(*fields: str) -> bytes:
     return (_VERSION_NETSTRING + "".join(_netstring(field) for field in fields)).encode("utf-8")
 
 
-def canonical_preimage(
-    *,
-    chain_id: str,
-    seq: int,
-    entry_id: str,
-    entry_type: str,
-    amount: int,
-    currency: str,
-    balance_after: int,
-    metadata: str,
-    journal_id: str,
-    created_at: str,
-    prev_entry_hash: str | None,
-) -> bytes:
-    """The exact bytes that are hashed for one entry (``docs/ledger-format.md`` §2)."""
+def canonical_preimage(entry: Mapping[str, Any]) -> bytes:
+    """The exact bytes hashed for an entry given in export shape (``docs/ledger-format.md``)."""
     return fast_preimage(
-        chain_id,
-        seq,
-        entry_id,
-        entry_type,
-        amount,
-        currency,
-        balance_after,
-        metadata,
-        journal_id,
-        created_at,
-        prev_entry_hash or "",
+        entry["chain_id"],
+        entry["seq"],
+        entry["id"],
+        entry["type"],
+        entry["amount"],
+        entry["currency"],
+        entry["balance_after"],
+        entry["metadata"],
+        entry["journal_id"],
+        entry["created_at"],
+        entry["prev_entry_hash"] or "",
     )
 
 
-def entry_hash(
-    *,
-    chain_id: str,
-    seq: int,
-    entry_id: str,
-    entry_type: str,
-    amount: int,
-    currency: str,
-    balance_after: int,
-    metadata: str,
-    journal_id: str,
-    created_at: str,
-    prev_entry_hash: str | None,
-) -> str:
+def entry_hash(entry: Mapping[str, Any]) -> str:
     """``sha256:`` + lowercase hex SHA-256 of the entry's canonical preimage."""
-    return (
-        HASH_PREFIX
-        + hashlib.sha256(
-            fast_preimage(
-                chain_id,
-                seq,
-                entry_id,
-                entry_type,
-                amount,
-                currency,
-                balance_after,
-                metadata,
-                journal_id,
-                created_at,
-                prev_entry_hash or "",
-            )
-        ).hexdigest()
-    )
+    return HASH_PREFIX + hashlib.sha256(canonical_preimage(entry)).hexdigest()
