@@ -93,6 +93,24 @@ def test_migrate_brings_an_external_database_to_head(
     assert "0001_ledger_core" in capsys.readouterr().out
 
 
+def test_migrate_starts_an_embedded_database_and_reuses_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from amply.config import get_settings
+
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.setenv("AMPLY_DATA_DIR", str(tmp_path / "data"))
+    get_settings.cache_clear()
+    try:
+        assert main(["migrate"]) == 0
+        assert main(["migrate"]) == 0  # same data directory: roles and database are reused
+    finally:
+        get_settings.cache_clear()
+    assert capsys.readouterr().out.count("database at revision 0001_ledger_core") == 2
+    assert (tmp_path / "data" / "postgres" / "PG_VERSION").is_file()
+    assert not embedded_postgres_processes(tmp_path / "data")
+
+
 def test_production_refuses_the_embedded_database(monkeypatch: pytest.MonkeyPatch) -> None:
     from amply.config import get_settings
 
