@@ -80,6 +80,9 @@ async def test_stored_entries_verify_with_the_python_verifier(database: Database
     assert result.ok, result.verdict()
     assert [entry.seq for entry in entries] == [1, 2, 3]
     assert json.loads(entries[0].metadata) == metadata
+    exported = [entry.as_export() for entry in entries]
+    offline = verify_entries(chain, kind="organisation", entries=exported)
+    assert (offline.ok, offline.head_hash) == (True, entries[-1].entry_hash)
 
 
 # --- linear chains, balances -------------------------------------------------------------
