@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from amply.db import Database
 from amply.errors import Conflict, InsufficientFunds, NotFound
 from amply.lib.ids import generate_id
+from amply.lib.verify import verify_entries
 from amply.services import ledger
 from amply.services.ledger import APPEND_SQL, LedgerError, Leg
 from tests.conftest import IsolatedDatabase
