@@ -26,11 +26,6 @@ def migrated_database() -> Iterator[DatabaseUrls]:
             server.stop()
 
 
-def asyncpg_dsn(url: str) -> str:
-    """asyncpg takes plain ``postgresql://`` URLs."""
-    return url.replace("postgresql+psycopg://", "postgresql://")
-
-
 async def run_clients(
     clients: int, per_client: int, operation: Callable[[int, int], Awaitable[None]]
 ) -> float:

@@ -20,7 +20,7 @@ import asyncpg
 from amply.lib.ids import generate_id
 from amply.lib.verify import ChainVerifier
 from amply.services.ledger import APPEND_SQL, EXPORT_ROWS_SQL
-from bench._common import asyncpg_dsn, migrated_database, run_clients
+from bench._common import migrated_database, run_clients
 
 BASELINE_TABLE = """
 CREATE TABLE bench_plain_entries (
@@ -120,7 +120,7 @@ async def measure_verification(dsn: str, owner_dsn: str, entries: int) -> tuple[
 
 async def main_async(args: argparse.Namespace) -> None:
     with migrated_database() as urls:
-        dsn, owner_dsn = asyncpg_dsn(urls.app), asyncpg_dsn(urls.migration)
+        dsn, owner_dsn = urls.app, urls.migration
         owner = await asyncpg.connect(owner_dsn)
         await owner.execute(BASELINE_TABLE)
         import os

@@ -8,18 +8,12 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from amply.config import Settings
 from amply.db import Database
 
 
 def get_database(request: Request) -> Database:
     database: Database = request.app.state.database
     return database
-
-
-def get_settings_dep(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
-    return settings
 
 
 async def get_session(
@@ -37,5 +31,4 @@ async def get_session(
 
 # scope="function": the code after ``yield`` (the commit) runs before the response is sent.
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
-SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 DatabaseDep = Annotated[Database, Depends(get_database)]

@@ -32,15 +32,6 @@ def error_body(*, error_type: str, code: str, message: str, param: str | None) -
     return {"error": {"type": error_type, "code": code, "message": message, "param": param}}
 
 
-class InvalidRequest(AmplyError):
-    status_code = 400
-
-
-class ValidationFailed(AmplyError):
-    status_code = 422
-    default_code = "parameter_invalid"
-
-
 class NotFound(AmplyError):
     status_code = 404
     default_code = "resource_missing"
