@@ -10,9 +10,11 @@ from __future__ import annotations
 import itertools
 import os
 import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psycopg
@@ -108,15 +110,52 @@ async def session(database: Database) -> AsyncIterator[AsyncSession]:
 
 @pytest.fixture
 def settings() -> Settings:
-    return Settings(environment="test")
+    # The cheapest argon2id the settings allow: tests sign up hundreds of users.
+    return Settings(
+        environment="test",
+        password_hash_time_cost=1,
+        password_hash_memory_kib=1024,
+        password_hash_parallelism=1,
+    )
+
+
+ClientFactory = Callable[[Settings], AbstractAsyncContextManager[httpx.AsyncClient]]
+
+
+@pytest.fixture
+def make_client(test_database: IsolatedDatabase) -> ClientFactory:
+    """Clients of apps with their own settings, all on this test's database."""
+
+    @asynccontextmanager
+    async def make(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+        app = create_app(settings, database_url=test_database.urls.app)
+        transport = httpx.ASGITransport(app=app)
+        try:
+            async with httpx.AsyncClient(
+                transport=transport, base_url="https://amply.test"
+            ) as http:
+                yield http
+        finally:
+            await app.state.database.dispose()
+
+    return make
 
 
 @pytest.fixture
 async def client(
-    settings: Settings, test_database: IsolatedDatabase
+    settings: Settings, make_client: ClientFactory
 ) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(settings, database_url=test_database.urls.app)
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://amply.test") as http:
+    async with make_client(settings) as http:
         yield http
-    await app.state.database.dispose()
+
+
+@pytest.fixture
+def superuser_sql(test_database: IsolatedDatabase) -> Callable[..., list[tuple[Any, ...]]]:
+    """Run one SQL statement as the superuser on this test's database; return its rows."""
+
+    def run(statement: str, *params: object) -> list[tuple[Any, ...]]:
+        with psycopg.connect(test_database.superuser_url, autocommit=True) as connection:
+            cursor = connection.execute(statement, params or None)  # type: ignore[arg-type]
+            return cursor.fetchall() if cursor.description else []
+
+    return run

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
+import secrets
+from dataclasses import dataclass
+
+import httpx
+
 from amply.db import Database
 from amply.lib.ids import generate_id
 from amply.services import ledger
@@ -49,3 +55,87 @@ async def transfer(
         )
         await session.commit()
     return entries
+
+
+# --- Identity -------------------------------------------------------------------------------
+
+PASSWORD = "correct horse battery staple"
+_names = itertools.count(1)
+
+
+@dataclass(frozen=True)
+class Account:
+    """A signed-up user holding a bearer session token."""
+
+    user_id: str
+    username: str
+    email: str
+    token: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+
+async def sign_up(
+    client: httpx.AsyncClient, *, username: str | None = None, password: str = PASSWORD
+) -> Account:
+    username = username or f"user_{next(_names)}_{secrets.token_hex(3)}"
+    email = f"{username.lower()}@example.org"
+    response = await client.post(
+        "/v1/auth/signup",
+        json={
+            "name": username.title(),
+            "username": username,
+            "email": email,
+            "password": password,
+            "session_type": "token",
+        },
+    )
+    assert response.status_code == 201, response.text
+    body = response.json()
+    return Account(
+        user_id=body["user"]["id"], username=username, email=email, token=body["session"]["token"]
+    )
+
+
+async def create_organisation(
+    client: httpx.AsyncClient, owner: Account, *, slug: str | None = None
+) -> str:
+    slug = slug or f"org-{next(_names)}-{secrets.token_hex(3)}"
+    response = await client.post(
+        "/v1/organisations",
+        json={"name": slug.title(), "slug": slug, "country": "DE", "default_currency": "EUR"},
+        headers=owner.headers,
+    )
+    assert response.status_code == 201, response.text
+    organisation_id: str = response.json()["organisation"]["id"]
+    return organisation_id
+
+
+async def add_member(
+    client: httpx.AsyncClient, owner: Account, organisation_id: str, member: Account, role: str
+) -> None:
+    response = await client.post(
+        f"/v1/organisations/{organisation_id}/members",
+        json={"username": member.username, "role": role},
+        headers=owner.headers,
+    )
+    assert response.status_code == 201, response.text
+
+
+async def create_api_key(
+    client: httpx.AsyncClient, admin: Account, organisation_id: str, *, read_only: bool = False
+) -> tuple[str, str]:
+    """A new key of the organisation: (key id, secret)."""
+    response = await client.post(
+        f"/v1/organisations/{organisation_id}/api-keys",
+        json={"name": "integration", "read_only": read_only},
+        headers=admin.headers,
+    )
+    assert response.status_code == 201, response.text
+    return response.json()["id"], response.json()["secret"]
+
+
+def bearer(secret: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {secret}"}

@@ -90,7 +90,7 @@ def test_migrate_brings_an_external_database_to_head(
         assert main(["migrate"]) == 0
     finally:
         get_settings.cache_clear()
-    assert "0001_ledger_core" in capsys.readouterr().out
+    assert "0002_identity" in capsys.readouterr().out
 
 
 def test_migrate_starts_an_embedded_database_and_reuses_it(
@@ -106,7 +106,7 @@ def test_migrate_starts_an_embedded_database_and_reuses_it(
         assert main(["migrate"]) == 0  # same data directory: roles and database are reused
     finally:
         get_settings.cache_clear()
-    assert capsys.readouterr().out.count("database at revision 0001_ledger_core") == 2
+    assert capsys.readouterr().out.count("database at revision 0002_identity") == 2
     assert (tmp_path / "data" / "postgres" / "PG_VERSION").is_file()
     assert not embedded_postgres_processes(tmp_path / "data")
 

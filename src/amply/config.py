@@ -44,6 +44,48 @@ class Settings(BaseSettings):
     )
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
 
+    stripe_secret_key: SecretStr | None = Field(
+        default=None,
+        description="Stripe secret key of the platform account. Unset: sandbox mode. "
+        "An sk_live_ key puts Amply in live mode: API keys are issued as sk_live_.",
+    )
+
+    session_lifetime_seconds: int = Field(
+        default=7 * 24 * 3600, ge=60, description="Absolute lifetime of a sign-in session."
+    )
+    session_idle_timeout_seconds: int = Field(
+        default=24 * 3600, ge=60, description="A session unused this long expires."
+    )
+    login_max_failures_per_account: int = Field(
+        default=5, ge=1, description="Failed logins per account per window before 429."
+    )
+    login_max_failures_per_address: int = Field(
+        default=20, ge=1, description="Failed logins per client address per window before 429."
+    )
+    login_failure_window_seconds: int = Field(
+        default=900, ge=1, description="The login throttling window."
+    )
+    password_hash_time_cost: int = Field(default=3, ge=1, description="argon2id iterations.")
+    password_hash_memory_kib: int = Field(
+        default=65_536, ge=8, description="argon2id memory per hash, in KiB (RFC 9106 profile)."
+    )
+    password_hash_parallelism: int = Field(default=4, ge=1, description="argon2id lanes.")
+
+    @property
+    def live_mode(self) -> bool:
+        """True when live Stripe keys are configured: real money moves."""
+        key = self.stripe_secret_key
+        return key is not None and key.get_secret_value().startswith(("sk_live_", "rk_live_"))
+
+    @property
+    def secure_cookies(self) -> bool:
+        """Cookies are ``Secure`` (and ``__Host-`` prefixed) everywhere but development."""
+        return self.environment != "development"
+
+    @property
+    def session_cookie_name(self) -> str:
+        return "__Host-amply_session" if self.secure_cookies else "amply_session"
+
     @property
     def embedded(self) -> bool:
         """True when no external database is configured."""

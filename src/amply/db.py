@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -60,3 +61,9 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+
+
+def constraint_name(error: DBAPIError) -> str | None:
+    """The constraint a database error names (a unique index, a check), if any."""
+    cause = getattr(error.orig, "__cause__", None)
+    return getattr(cause, "constraint_name", None)

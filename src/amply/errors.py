@@ -14,12 +14,19 @@ class AmplyError(Exception):
     status_code: ClassVar[int] = 400
     error_type: ClassVar[str] = "invalid_request_error"
     default_code: ClassVar[str] = "invalid_request"
+    # True for the few errors whose request must still leave a trace: a failed login's
+    # throttling count and security event are committed although the request fails.
+    keeps_changes: ClassVar[bool] = False
 
     def __init__(self, message: str, *, code: str | None = None, param: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.code = code or self.default_code
         self.param = param
+
+    def headers(self) -> dict[str, str]:
+        """Extra response headers (``Retry-After``, ``WWW-Authenticate``)."""
+        return {}
 
     def body(self) -> dict[str, Any]:
         return error_body(
@@ -30,6 +37,66 @@ class AmplyError(Exception):
 def error_body(*, error_type: str, code: str, message: str, param: str | None) -> dict[str, Any]:
     """The single error shape of the API."""
     return {"error": {"type": error_type, "code": code, "message": message, "param": param}}
+
+
+class AuthenticationRequired(AmplyError):
+    """No valid credentials: missing, unknown, expired or revoked."""
+
+    status_code = 401
+    error_type = "authentication_error"
+    default_code = "authentication_required"
+
+    def headers(self) -> dict[str, str]:
+        return {"WWW-Authenticate": 'Bearer realm="amply"'}
+
+
+class LoginFailed(AuthenticationRequired):
+    """Wrong login or password; the failure is counted and logged even though the request fails."""
+
+    default_code = "invalid_credentials"
+    keeps_changes = True
+
+
+class PermissionDenied(AmplyError):
+    """Authenticated, but not allowed to do this."""
+
+    status_code = 403
+    error_type = "permission_error"
+    default_code = "forbidden"
+
+
+class RateLimited(AmplyError):
+    status_code = 429
+    error_type = "rate_limit_error"
+    default_code = "rate_limited"
+
+    def __init__(self, message: str, *, retry_after: int, code: str | None = None) -> None:
+        super().__init__(message, code=code)
+        self.retry_after = max(1, retry_after)
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}
+
+
+class LoginThrottled(RateLimited):
+    """Too many failed logins; the refused attempt is still logged."""
+
+    default_code = "login_throttled"
+    keeps_changes = True
+
+
+class InvalidInput(AmplyError):
+    """Well-formed input that a business rule rejects (a weak password, an unknown country)."""
+
+    status_code = 422
+    default_code = "parameter_invalid"
+
+
+class WrongPassword(InvalidInput):
+    """A signed-in user's current password was wrong: counted against the account's limit."""
+
+    default_code = "invalid_credentials"
+    keeps_changes = True
 
 
 class NotFound(AmplyError):

@@ -70,7 +70,7 @@ async def _amply_error(request: Request, error: Exception) -> JSONResponse:
     if error.status_code == 500:
         # A domain error that means a bug upstream: its details are for the log, not the client.
         return await _unexpected_error(request, error)
-    return _json(error.status_code, error.body())
+    return _json(error.status_code, error.body(), headers=error.headers() or None)
 
 
 async def _validation_error(_: Request, error: Exception) -> JSONResponse:

@@ -10,7 +10,20 @@ import secrets
 from typing import Final, Literal
 
 IdPrefix = Literal[
-    "org", "fund", "don", "led", "jrn", "usr", "wal", "txn", "req", "card", "key", "plat"
+    "org",
+    "fund",
+    "don",
+    "led",
+    "jrn",
+    "usr",
+    "wal",
+    "txn",
+    "req",
+    "card",
+    "key",
+    "plat",
+    "ses",
+    "sev",
 ]
 
 PREFIXES: Final[frozenset[str]] = frozenset(IdPrefix.__args__)  # type: ignore[attr-defined]
@@ -26,12 +39,16 @@ def generate_id(prefix: IdPrefix) -> str:
     if prefix not in PREFIXES:
         raise ValueError(f"unknown id prefix {prefix!r}")
     # One uniform draw from all 62^24 tokens, written in base 62 (zero-padded to 24 places).
-    number = secrets.randbelow(_TOKEN_SPACE)
+    return f"{prefix}_{base62(secrets.randbelow(_TOKEN_SPACE), length=_TOKEN_LENGTH)}"
+
+
+def base62(number: int, *, length: int) -> str:
+    """``number`` in base 62, zero-padded to ``length`` digits (the low ``length`` digits)."""
     digits = []
-    for _ in range(_TOKEN_LENGTH):
+    for _ in range(length):
         number, digit = divmod(number, 62)
         digits.append(_ALPHABET[digit])
-    return f"{prefix}_{''.join(digits)}"
+    return "".join(digits)
 
 
 def has_prefix(value: str, prefix: IdPrefix) -> bool:

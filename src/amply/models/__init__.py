@@ -1,6 +1,21 @@
 """SQLAlchemy models; importing this package registers every table on ``Base.metadata``."""
 
+from amply.models.api_key import ApiKey
 from amply.models.base import Base
 from amply.models.ledger import LedgerChain, LedgerEntry
+from amply.models.organisation import Organisation, OrganisationMember
+from amply.models.security import RateLimitCounter, SecurityEvent
+from amply.models.user import AuthSession, User
 
-__all__ = ["Base", "LedgerChain", "LedgerEntry"]
+__all__ = [
+    "ApiKey",
+    "AuthSession",
+    "Base",
+    "LedgerChain",
+    "LedgerEntry",
+    "Organisation",
+    "OrganisationMember",
+    "RateLimitCounter",
+    "SecurityEvent",
+    "User",
+]

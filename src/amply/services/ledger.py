@@ -20,6 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from amply.db import constraint_name
 from amply.errors import AmplyError, Conflict, InsufficientFunds, NotFound
 from amply.lib.crypto import format_timestamp
 from amply.lib.ids import generate_id
@@ -236,11 +237,6 @@ def _validated_legs(legs: Sequence[Leg]) -> list[tuple[str, str, str, int, str, 
     return rows
 
 
-def _constraint_of(error: DBAPIError) -> str | None:
-    cause = getattr(error.orig, "__cause__", None)
-    return getattr(cause, "constraint_name", None)
-
-
 _LOCKS_KEY: Final = "amply.ledger.locked_chains"
 
 
@@ -297,7 +293,7 @@ async def append_journal(session: AsyncSession, *, legs: Sequence[Leg]) -> list[
     try:
         result = await connection.exec_driver_sql(APPEND_SQL, (*columns, generate_id("jrn")))
     except DBAPIError as error:
-        constraint = _constraint_of(error)
+        constraint = constraint_name(error)
         if constraint == "ledger_wallet_balance_non_negative":
             raise InsufficientFunds("the wallet's balance is too low for this amount") from error
         if constraint == "ledger_entries_chain_id_fkey":
@@ -317,7 +313,7 @@ async def create_chain(session: AsyncSession, *, chain_id: str, kind: ChainKind)
             "INSERT INTO ledger_chains (id, kind) VALUES ($1, $2)", (chain_id, kind)
         )
     except DBAPIError as error:
-        if _constraint_of(error) == "ledger_chains_pkey":
+        if constraint_name(error) == "ledger_chains_pkey":
             raise Conflict(f"chain {chain_id} already exists", code="chain_exists") from error
         raise
 

@@ -1,0 +1,31 @@
+"""Shapes shared by every resource: lists with cursor pagination."""
+
+from __future__ import annotations
+
+from typing import Annotated, Generic, Literal, TypeVar
+
+from fastapi import Query
+from pydantic import BaseModel, ConfigDict, Field
+
+T = TypeVar("T")
+
+Limit = Annotated[int, Query(ge=1, le=100, description="How many items to return (1 to 100).")]
+StartingAfter = Annotated[
+    str | None,
+    Query(
+        max_length=64,
+        description="A cursor: the id of the last item of the previous page.",
+    ),
+]
+
+
+class RequestModel(BaseModel):
+    """Request bodies: unknown fields are an error, not silently ignored."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
+
+
+class ListResponse(BaseModel, Generic[T]):
+    object: Literal["list"] = "list"
+    data: list[T] = Field(description="The items of this page, in the list's order.")
+    has_more: bool = Field(description="Whether more items follow this page.")

@@ -1,0 +1,151 @@
+"""Every non-public route of the app refuses anonymous callers (401) and answers 404 to the
+members and API keys of another organisation.
+
+The routes come from the app's OpenAPI document, which FastAPI builds from the router, so a
+new route is covered automatically; a new *public* route must be added to PUBLIC below,
+which is where a reviewer sees it. (A route hidden from the schema would escape: we have none,
+and ``test_no_route_is_hidden_from_the_schema`` keeps it so.)
+"""
+
+from __future__ import annotations
+
+import re
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from fastapi.routing import APIRoute
+
+from amply.config import Settings
+from amply.main import create_app
+from tests.factories import Account, bearer, create_api_key, create_organisation, sign_up
+
+PUBLIC = {
+    ("GET", "/health"),
+    ("GET", "/ready"),
+    ("POST", "/v1/auth/signup"),
+    ("POST", "/v1/auth/login"),
+}
+
+
+def _app() -> FastAPI:
+    return create_app(Settings(environment="test"), database_url="postgresql://unused/amply")
+
+
+def _routes(app: FastAPI) -> list[tuple[str, str]]:
+    return [
+        (method.upper(), path)
+        for path, operations in app.openapi()["paths"].items()
+        for method in operations
+    ]
+
+
+PROTECTED = [route for route in _routes(_app()) if route not in PUBLIC]
+
+
+def test_no_route_is_hidden_from_the_schema() -> None:
+    app = _app()
+    documented = {path for _, path in _routes(app)}
+    served = {"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"} | documented
+    pending = list(app.routes)
+    while pending:
+        route = pending.pop()
+        # Newer FastAPI keeps included routers as branches: look inside them too.
+        branch = getattr(route, "original_router", None)
+        if branch is not None:
+            pending.extend(branch.routes)
+        if isinstance(route, APIRoute):
+            assert route.include_in_schema, route.path
+        elif branch is None:
+            assert getattr(route, "path", None) in served, route
+
+
+def test_the_matrix_sees_the_routes_of_this_issue() -> None:
+    paths = {path for _, path in PROTECTED}
+    assert "/v1/organisations/{organisation_id}/api-keys/{key_id}" in paths
+    assert len(PROTECTED) >= 15
+
+
+class World:
+    """Organisation A (the target) and B (the other), each with an owner and a write key."""
+
+    def __init__(self, a_owner: Account, b_owner: Account) -> None:
+        self.a_owner = a_owner
+        self.b_owner = b_owner
+        self.values: dict[str, str] = {}
+        self.b_key = ""
+
+
+@pytest.fixture
+async def world(client: httpx.AsyncClient) -> World:
+    a_owner, b_owner = await sign_up(client), await sign_up(client)
+    world = World(a_owner, b_owner)
+    a_org = await create_organisation(client, a_owner)
+    b_org = await create_organisation(client, b_owner)
+    a_key_id, _ = await create_api_key(client, a_owner, a_org)
+    _, world.b_key = await create_api_key(client, b_owner, b_org)
+    me = (await client.get("/v1/auth/me", headers=a_owner.headers)).json()
+    world.values = {
+        "organisation_id": a_org,
+        "user_id": a_owner.user_id,
+        "key_id": a_key_id,
+        "session_id": me["session"]["id"],
+    }
+    return world
+
+
+def _url(path: str, values: dict[str, str]) -> str:
+    def fill(match: re.Match[str]) -> str:
+        return values.get(match.group(1), "xyz_000000000000000000000000")
+
+    return re.sub(r"\{(\w+)\}", fill, path)
+
+
+async def _call(
+    client: httpx.AsyncClient, method: str, url: str, headers: dict[str, str]
+) -> httpx.Response:
+    body = {} if method in ("POST", "PUT", "PATCH") else None
+    return await client.request(method, url, json=body, headers=headers)
+
+
+@pytest.mark.parametrize(("method", "path"), PROTECTED, ids=[f"{m} {p}" for m, p in PROTECTED])
+async def test_every_protected_route_refuses_anonymous_callers(
+    client: httpx.AsyncClient, world: World, method: str, path: str
+) -> None:
+    response = await _call(client, method, _url(path, world.values), {})
+
+    assert response.status_code == 401, response.text
+    assert response.json()["error"]["type"] == "authentication_error"
+
+
+@pytest.mark.parametrize(("method", "path"), PROTECTED, ids=[f"{m} {p}" for m, p in PROTECTED])
+async def test_other_organisations_members_and_keys_get_404(
+    client: httpx.AsyncClient, world: World, method: str, path: str
+) -> None:
+    url = _url(path, world.values)
+    as_member = await _call(client, method, url, world.b_owner.headers)
+    as_key = await _call(client, method, url, bearer(world.b_key))
+
+    if "{organisation_id}" in path:
+        for response in (as_member, as_key):
+            assert response.status_code == 404, response.text
+            assert response.json()["error"]["message"] == "No such organisation."
+    else:
+        # Routes about the caller themselves: a key is no user, and a user sees only their own.
+        assert as_key.status_code == 401, as_key.text
+        assert as_member.status_code != 500
+        if "{" in path:
+            assert as_member.status_code == 404, as_member.text
+
+
+async def test_a_missing_organisation_looks_like_a_foreign_one(
+    client: httpx.AsyncClient, world: World
+) -> None:
+    missing = await client.get(
+        "/v1/organisations/org_000000000000000000000000", headers=world.b_owner.headers
+    )
+    foreign = await client.get(
+        f"/v1/organisations/{world.values['organisation_id']}", headers=world.b_owner.headers
+    )
+    assert missing.status_code == foreign.status_code == 404
+    assert missing.json() == foreign.json()
