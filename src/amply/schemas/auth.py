@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, EmailStr, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints
 
 from amply.schemas.common import RequestModel
 
@@ -60,6 +60,8 @@ class PasswordChangeRequest(RequestModel):
 
 
 class UserOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
     id: str = Field(examples=["usr_3k9XfP0aQz7LmN2bV8cR1tYu"])
     name: str
     username: str
@@ -97,6 +99,8 @@ class SessionSummary(BaseModel):
 
 
 class SecurityEventOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
     id: str = Field(examples=["sev_0aZ1bY2cX3dW4eV5fU6gT7hS"])
     type: str = Field(examples=["login_failed"])
     created_at: datetime

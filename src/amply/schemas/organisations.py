@@ -5,7 +5,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, Field, HttpUrl, StringConstraints, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    HttpUrl,
+    StringConstraints,
+    model_validator,
+)
 
 from amply.lib.countries import normalize_country
 from amply.lib.money import MoneyError, normalize_currency
@@ -72,6 +80,8 @@ class OrganisationUpdate(RequestModel):
 
 
 class OrganisationOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
     id: str = Field(examples=["org_7Hq2LmN4pR6sT8vX0zB1cD3f"])
     name: str
     slug: str

@@ -71,14 +71,12 @@ async def list_api_keys(
 ) -> Page[ApiKey]:
     """The organisation's keys, revoked ones included, newest first."""
     statement = select(ApiKey).where(ApiKey.organisation_id == organisation_id)
-    cursor = select(ApiKey.created_at).where(
-        ApiKey.id == starting_after, ApiKey.organisation_id == organisation_id
-    )
     return await keyset_page(
         session,
         statement,
         key=(ApiKey.created_at, ApiKey.id),
-        cursor=(cursor.scalar_subquery(), starting_after) if starting_after else None,
+        id_column=ApiKey.id,
+        starting_after=starting_after,
         limit=limit,
         descending=True,
     )

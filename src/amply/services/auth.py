@@ -351,14 +351,12 @@ async def list_sessions(
         AuthSession.expires_at > current_time,
         AuthSession.last_seen_at > current_time - idle,
     )
-    cursor = select(AuthSession.created_at).where(
-        AuthSession.id == starting_after, AuthSession.user_id == user.id
-    )
     return await keyset_page(
         session,
         statement,
         key=(AuthSession.created_at, AuthSession.id),
-        cursor=(cursor.scalar_subquery(), starting_after) if starting_after else None,
+        id_column=AuthSession.id,
+        starting_after=starting_after,
         limit=limit,
         descending=True,
     )

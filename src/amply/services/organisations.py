@@ -136,15 +136,12 @@ async def list_memberships(
         .options(joinedload(OrganisationMember.organisation))
         .where(OrganisationMember.user_id == user.id)
     )
-    cursor = select(OrganisationMember.created_at).where(
-        OrganisationMember.user_id == user.id,
-        OrganisationMember.organisation_id == starting_after,
-    )
     return await keyset_page(
         session,
         statement,
         key=(OrganisationMember.created_at, OrganisationMember.organisation_id),
-        cursor=(cursor.scalar_subquery(), starting_after) if starting_after else None,
+        id_column=OrganisationMember.organisation_id,
+        starting_after=starting_after,
         limit=limit,
     )
 
@@ -158,15 +155,12 @@ async def list_members(
         .options(joinedload(OrganisationMember.user))
         .where(OrganisationMember.organisation_id == organisation_id)
     )
-    cursor = select(OrganisationMember.created_at).where(
-        OrganisationMember.organisation_id == organisation_id,
-        OrganisationMember.user_id == starting_after,
-    )
     return await keyset_page(
         session,
         statement,
         key=(OrganisationMember.created_at, OrganisationMember.user_id),
-        cursor=(cursor.scalar_subquery(), starting_after) if starting_after else None,
+        id_column=OrganisationMember.user_id,
+        starting_after=starting_after,
         limit=limit,
     )
 

@@ -125,14 +125,12 @@ async def _newest_first(
     limit: int,
     starting_after: str | None,
 ) -> Page[SecurityEvent]:
-    cursor = (
-        select(SecurityEvent.position).where(SecurityEvent.id == starting_after).scalar_subquery()
-    )
     return await keyset_page(
         session,
         statement,
         key=(SecurityEvent.position,),
-        cursor=(cursor,) if starting_after else None,
+        id_column=SecurityEvent.id,
+        starting_after=starting_after,
         limit=limit,
         descending=True,
     )

@@ -27,25 +27,19 @@ router = APIRouter(prefix="/auth", tags=["auth"])
 
 
 def user_out(user: User) -> UserOut:
-    return UserOut(
-        id=user.id,
-        name=user.name,
-        username=user.username,
-        email=user.email,
-        created_at=user.created_at,
-    )
+    return UserOut.model_validate(user)
 
 
 def _session_out(
-    record: AuthSession, settings: Settings, *, token: str | None, cookie: bool
+    record: AuthSession, settings: Settings, *, csrf: str | None, token: str | None = None
 ) -> SessionOut:
     return SessionOut(
         id=record.id,
         created_at=record.created_at,
         expires_at=record.expires_at,
         idle_timeout_seconds=settings.session_idle_timeout_seconds,
-        csrf_token=csrf_token(token) if cookie and token else None,
-        token=token if not cookie else None,
+        csrf_token=csrf,
+        token=token,
     )
 
 
@@ -65,7 +59,12 @@ def _hand_out(
         )
     return AuthResponse(
         user=user_out(user),
-        session=_session_out(issued.record, settings, token=issued.token, cookie=cookie),
+        session=_session_out(
+            issued.record,
+            settings,
+            csrf=csrf_token(issued.token) if cookie else None,
+            token=None if cookie else issued.token,
+        ),
     )
 
 
@@ -141,16 +140,9 @@ async def log_out(
 @router.get("/me", summary="The signed-in user and session", responses=error_responses(401))
 async def me(caller: CurrentUser, settings: SettingsDep) -> AuthResponse:
     assert caller.auth is not None
-    record = caller.auth.session
     return AuthResponse(
         user=user_out(caller.user),
-        session=SessionOut(
-            id=record.id,
-            created_at=record.created_at,
-            expires_at=record.expires_at,
-            idle_timeout_seconds=settings.session_idle_timeout_seconds,
-            csrf_token=caller.csrf_token,
-        ),
+        session=_session_out(caller.auth.session, settings, csrf=caller.csrf_token),
     )
 
 
@@ -240,13 +232,4 @@ async def list_security_events(
 
 
 def _user_event(event: SecurityEvent) -> UserSecurityEventOut:
-    return UserSecurityEventOut(
-        id=event.id,
-        type=event.type,
-        created_at=event.created_at,
-        actor_user_id=event.actor_user_id,
-        actor_api_key_id=event.actor_api_key_id,
-        details=event.details,
-        client_address=event.client_address,
-        user_agent=event.user_agent,
-    )
+    return UserSecurityEventOut.model_validate(event)

@@ -27,17 +27,7 @@ ORG_ERRORS = error_responses(401, 403, 404)
 
 
 def organisation_out(organisation: Organisation) -> OrganisationOut:
-    return OrganisationOut(
-        id=organisation.id,
-        name=organisation.name,
-        slug=organisation.slug,
-        description=organisation.description,
-        website=organisation.website,
-        country=organisation.country,
-        default_currency=organisation.default_currency,
-        created_at=organisation.created_at,
-        updated_at=organisation.updated_at,
-    )
+    return OrganisationOut.model_validate(organisation)
 
 
 @router.post(
@@ -140,11 +130,4 @@ async def list_security_events(
 
 
 def _event(event: SecurityEvent) -> SecurityEventOut:
-    return SecurityEventOut(
-        id=event.id,
-        type=event.type,
-        created_at=event.created_at,
-        actor_user_id=event.actor_user_id,
-        actor_api_key_id=event.actor_api_key_id,
-        details=event.details,
-    )
+    return SecurityEventOut.model_validate(event)
