@@ -36,6 +36,8 @@ from amply.embedded import (
 from amply.main import create_app
 from amply.migrate import upgrade_to_head
 
+pytest_plugins = ["tests.stripe_harness"]
+
 TEMPLATE = "amply_template"
 _counter = itertools.count()
 
