@@ -139,3 +139,64 @@ async def create_api_key(
 
 def bearer(secret: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {secret}"}
+
+
+# --- Donations ------------------------------------------------------------------------------
+
+
+async def onboard(client: httpx.AsyncClient, admin: Account, organisation_id: str) -> str:
+    """Create the organisation's Stripe account (sandbox: ready at once); its id."""
+    response = await client.post(
+        f"/v1/organisations/{organisation_id}/stripe-account", headers=admin.headers
+    )
+    assert response.status_code == 200, response.text
+    account_id: str = response.json()["account_id"]
+    return account_id
+
+
+async def create_fund(
+    client: httpx.AsyncClient, admin: Account, organisation_id: str, *, name: str = "Wells"
+) -> str:
+    response = await client.post(
+        f"/v1/organisations/{organisation_id}/funds",
+        json={"name": name, "description": "Clean water"},
+        headers=admin.headers,
+    )
+    assert response.status_code == 201, response.text
+    fund_id: str = response.json()["id"]
+    return fund_id
+
+
+def donation_body(organisation_id: str, **fields: object) -> dict[str, object]:
+    return {"organisation_id": organisation_id, "amount": 2500, "currency": "EUR", **fields}
+
+
+async def donate(
+    client: httpx.AsyncClient,
+    organisation_id: str,
+    *,
+    headers: dict[str, str] | None = None,
+    **fields: object,
+) -> dict[str, object]:
+    """Check out a donation; the checkout response."""
+    response = await client.post(
+        "/v1/donations", json=donation_body(organisation_id, **fields), headers=headers
+    )
+    assert response.status_code == 201, response.text
+    body: dict[str, object] = response.json()
+    return body
+
+
+async def sandbox_succeed(client: httpx.AsyncClient, checkout: dict[str, object]) -> None:
+    payment = checkout["payment"]
+    assert isinstance(payment, dict)
+    response = await client.post(f"/v1/sandbox/payments/{payment['payment_intent_id']}/succeed")
+    assert response.status_code == 200, response.text
+
+
+async def onboarded_organisation(client: httpx.AsyncClient) -> tuple[Account, str]:
+    """A new owner and their organisation, ready to accept (sandbox) donations."""
+    owner = await sign_up(client)
+    organisation_id = await create_organisation(client, owner)
+    await onboard(client, owner, organisation_id)
+    return owner, organisation_id

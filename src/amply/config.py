@@ -50,6 +50,51 @@ class Settings(BaseSettings):
         "An sk_live_ key puts Amply in live mode: API keys are issued as sk_live_.",
     )
 
+    stripe_publishable_key: str | None = Field(
+        default=None,
+        description="Stripe publishable key (pk_…), returned to checkout clients for Stripe.js.",
+    )
+    stripe_webhook_secret: SecretStr | None = Field(
+        default=None,
+        description="Signing secret (whsec_…) of the webhook endpoint for platform events.",
+    )
+    stripe_connect_webhook_secret: SecretStr | None = Field(
+        default=None,
+        description="Signing secret of the Connect webhook endpoint (events of connected "
+        "accounts). May equal stripe_webhook_secret when one endpoint receives both.",
+    )
+    stripe_webhook_tolerance_seconds: int = Field(
+        default=300, ge=1, le=3600, description="Oldest Stripe-Signature timestamp accepted."
+    )
+    stripe_api_base: str | None = Field(
+        default=None,
+        description="Base URL of the Stripe API. Unset: Stripe's own. Tests point it at a "
+        "Stripe-protocol test server.",
+    )
+    stripe_timeout_seconds: float = Field(
+        default=20.0, gt=0, le=120, description="Timeout of each call to Stripe."
+    )
+
+    donation_max_amount: int = Field(
+        default=99_999_999,
+        ge=1,
+        le=10**12,
+        description="Largest donation in minor units of any currency (Stripe's own cap is "
+        "eight digits). The minimum is per currency: see docs/donations.md.",
+    )
+    checkout_max_per_address: int = Field(
+        default=20, ge=1, description="Checkouts per client address per window before 429."
+    )
+    checkout_max_per_email: int = Field(
+        default=10, ge=1, description="Checkouts per donor email per window before 429."
+    )
+    checkout_window_seconds: int = Field(
+        default=3600, ge=1, description="The checkout velocity window."
+    )
+    idempotency_key_lifetime_seconds: int = Field(
+        default=24 * 3600, ge=60, description="How long a response is replayed to its key."
+    )
+
     session_lifetime_seconds: int = Field(
         default=7 * 24 * 3600, ge=60, description="Absolute lifetime of a sign-in session."
     )
@@ -76,6 +121,11 @@ class Settings(BaseSettings):
         """True when live Stripe keys are configured: real money moves."""
         key = self.stripe_secret_key
         return key is not None and key.get_secret_value().startswith(("sk_live_", "rk_live_"))
+
+    @property
+    def sandbox_mode(self) -> bool:
+        """No Stripe keys: payments are local sandbox payments. Never true with live keys."""
+        return self.stripe_secret_key is None
 
     @property
     def secure_cookies(self) -> bool:

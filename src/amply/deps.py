@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, cast
 
-from fastapi import Depends, Path, Request
+from fastapi import Depends, Header, Path, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from amply.config import Settings
@@ -19,6 +19,7 @@ from amply.models import ApiKey, Organisation, User
 from amply.services import api_keys, auth, organisations
 from amply.services.auth import Authenticated
 from amply.services.organisations import Role
+from amply.services.payments import PaymentGateway
 from amply.services.security_events import Actor, Origin
 
 
@@ -224,27 +225,41 @@ def _organisation_access(
         caller: CallerDep,
         session: SessionDep,
     ) -> OrgAccess:
-        caller = _require(caller)
-        if caller.api_key is not None:
-            return await _key_access(session, caller, organisation_id=organisation_id, scope=scope)
-        assert caller.auth is not None
-        membership = await organisations.get_membership(
-            session, organisation_id=organisation_id, user_id=caller.auth.user.id
-        )
-        if membership is None:
-            raise _no_such_organisation()
-        if role is None:
-            raise PermissionDenied("This endpoint is for API keys only.", code="api_key_required")
-        if not organisations.role_at_least(membership.role, role):
-            raise PermissionDenied(
-                f"This needs the {role} role (or higher); you are {membership.role}.",
-                code="role_insufficient",
-            )
-        return OrgAccess(
-            organisation=membership.organisation, caller=caller, role=cast(Role, membership.role)
+        return await authorize_organisation(
+            session, caller, organisation_id=organisation_id, role=role, scope=scope
         )
 
     return dependency
+
+
+async def authorize_organisation(
+    session: AsyncSession,
+    caller: Caller | None,
+    *,
+    organisation_id: str,
+    role: Role | None,
+    scope: KeyScope | None,
+) -> OrgAccess:
+    """``caller``'s access to an organisation: a member with ``role``, or a key with ``scope``."""
+    caller = _require(caller)
+    if caller.api_key is not None:
+        return await _key_access(session, caller, organisation_id=organisation_id, scope=scope)
+    assert caller.auth is not None
+    membership = await organisations.get_membership(
+        session, organisation_id=organisation_id, user_id=caller.auth.user.id
+    )
+    if membership is None:
+        raise _no_such_organisation()
+    if role is None:
+        raise PermissionDenied("This endpoint is for API keys only.", code="api_key_required")
+    if not organisations.role_at_least(membership.role, role):
+        raise PermissionDenied(
+            f"This needs the {role} role (or higher); you are {membership.role}.",
+            code="role_insufficient",
+        )
+    return OrgAccess(
+        organisation=membership.organisation, caller=caller, role=cast(Role, membership.role)
+    )
 
 
 async def _key_access(
@@ -283,3 +298,48 @@ def OrgApiKey(scope: KeyScope) -> Any:  # noqa: N802
 def OrgMemberOrApiKey(role: Role, scope: KeyScope) -> Any:  # noqa: N802
     """A member with at least ``role``, or an API key with ``scope``."""
     return Depends(_organisation_access(role=role, scope=scope))
+
+
+# --- Payments -------------------------------------------------------------------------------
+
+
+def get_gateway(request: Request) -> PaymentGateway:
+    gateway: PaymentGateway = request.app.state.gateway
+    return gateway
+
+
+GatewayDep = Annotated[PaymentGateway, Depends(get_gateway)]
+
+
+async def get_optional_api_key(
+    request: Request, session: SessionDep, settings: SettingsDep
+) -> ApiKey | None:
+    """An organisation's API key if the request bears one; public endpoints ignore any
+    other credential (a signed-in donor's cookie gives a donation no extra rights).
+    """
+    header = request.headers.get("authorization", "")
+    scheme, _, value = header.strip().partition(" ")
+    secret = value.strip()
+    if scheme.lower() != "bearer" or not secret.startswith(tokens.API_KEY_PREFIXES):
+        return None
+    return await api_keys.authenticate_api_key(session, secret=secret, live_mode=settings.live_mode)
+
+
+OptionalApiKey = Annotated[ApiKey | None, Depends(get_optional_api_key)]
+
+IdempotencyKeyHeader = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        description="A unique key (16-255 visible ASCII characters; a UUID is ideal). A retry "
+        "with the same key and body returns the first response and moves nothing twice.",
+    ),
+]
+RequiredIdempotencyKey = Annotated[
+    str,
+    Header(
+        alias="Idempotency-Key",
+        description="Required: a unique key (16-255 visible ASCII characters; a UUID is "
+        "ideal). A retry with the same key and body returns the first response.",
+    ),
+]

@@ -118,3 +118,11 @@ class ServiceUnavailable(AmplyError):
     status_code = 503
     error_type = "api_error"
     default_code = "service_unavailable"
+
+
+class PaymentProviderError(AmplyError):
+    """Stripe refused or failed a call; its message is passed on when it is the client's."""
+
+    status_code = 502
+    error_type = "api_error"
+    default_code = "payment_provider_error"

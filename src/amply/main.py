@@ -14,6 +14,7 @@ from amply.api.v1.router import router as v1_router
 from amply.config import Settings
 from amply.db import Database
 from amply.migrate import head_revision
+from amply.services.payments import gateway_for
 
 DESCRIPTION = """
 Transparent donations and wallets on an append-only, hash-chained ledger.
@@ -41,6 +42,7 @@ def create_app(settings: Settings, *, database_url: str) -> FastAPI:
     app = FastAPI(title="Amply", version=__version__, description=DESCRIPTION, lifespan=lifespan)
     app.state.settings = settings
     app.state.database = database
+    app.state.gateway = gateway_for(settings)
     app.state.schema_head = head_revision()
     install_error_handlers(app)
     app.include_router(health.router)

@@ -3,6 +3,7 @@ from __future__ import annotations
 import httpx
 import psycopg
 
+from amply.migrate import head_revision
 from tests.conftest import IsolatedDatabase
 
 
@@ -15,7 +16,7 @@ async def test_health_answers_while_the_process_runs(client: httpx.AsyncClient) 
 async def test_ready_reports_the_schema_revision_at_head(client: httpx.AsyncClient) -> None:
     response = await client.get("/ready")
     assert response.status_code == 200
-    assert response.json() == {"status": "ready", "schema_revision": "0002_identity"}
+    assert response.json() == {"status": "ready", "schema_revision": head_revision()}
 
 
 async def test_ready_is_503_when_migrations_are_behind(

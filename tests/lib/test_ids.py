@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from amply.lib.ids import PREFIXES, generate_id, has_prefix
+from amply.lib.ids import PREFIXES, derived_id, generate_id, has_prefix, sandbox_id
 
 
 def test_ids_carry_their_prefix_and_are_unique() -> None:
@@ -26,3 +26,17 @@ def test_unknown_prefixes_are_refused() -> None:
 def test_id_tokens_use_the_whole_alphabet() -> None:
     characters = {char for _ in range(1000) for char in generate_id("jrn")[4:]}
     assert len(characters) == 62
+
+
+def test_derived_ids_are_stable_per_seed_and_differ_between_seeds() -> None:
+    first = derived_id("don", seed=b"public\0key-1")
+
+    assert derived_id("don", seed=b"public\0key-1") == first
+    assert derived_id("don", seed=b"public\0key-2") != first
+    assert has_prefix(first, "don")
+    assert len(first) == len("don_") + 24
+
+
+def test_sandbox_ids_say_so() -> None:
+    assert sandbox_id("pi").startswith("pi_sandbox_")
+    assert sandbox_id("pi") != sandbox_id("pi")

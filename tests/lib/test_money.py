@@ -7,6 +7,7 @@ from amply.lib.money import (
     Money,
     MoneyError,
     fee_for,
+    minimum_charge_amount,
     minor_unit_exponent,
     normalize_currency,
     stripe_currency,
@@ -57,3 +58,14 @@ def test_money_formats_by_minor_unit() -> None:
     assert Money(1005, "KWD").format() == "1.005 KWD"
     with pytest.raises(MoneyError):
         Money(0, "EUR")
+
+
+@pytest.mark.parametrize(
+    ("currency", "minimum"),
+    [("EUR", 50), ("usd", 50), ("GBP", 30), ("JPY", 50), ("HUF", 17500), ("KRW", 100),
+     ("ZAR", 50), ("KWD", 500)],
+)  # fmt: skip
+def test_minimum_charge_amounts_follow_stripe_and_the_currency_exponent(
+    currency: str, minimum: int
+) -> None:
+    assert minimum_charge_amount(currency) == minimum

@@ -422,7 +422,9 @@ async def test_the_service_refuses_malformed_legs(
 MUTATIONS = [
     "UPDATE ledger_entries SET amount = amount + 1",
     "DELETE FROM ledger_entries",
-    "TRUNCATE ledger_entries",
+    # CASCADE: donations reference their entries, so a plain TRUNCATE is refused even
+    # earlier, by the foreign keys; with CASCADE it reaches the ledger's own trigger.
+    "TRUNCATE ledger_entries CASCADE",
     "TRUNCATE ledger_chains CASCADE",
     "UPDATE ledger_chains SET kind = 'platform'",
     "DELETE FROM ledger_chains WHERE id = 'plat_fees'",

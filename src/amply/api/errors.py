@@ -28,6 +28,9 @@ _CODE_BY_STATUS = {
     429: "rate_limited",
 }
 
+# Where a parameter came from: the error's `param` names the parameter alone.
+_LOCATIONS = frozenset({"body", "query", "path", "header", "cookie"})
+
 # Declared in routes' ``responses=`` so OpenAPI documents the error shape.
 ERROR_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -85,7 +88,7 @@ async def _validation_error(_: Request, error: Exception) -> JSONResponse:
             param=None,
         )
         return _json(400, body)
-    location = [str(part) for part in first.get("loc", ()) if part not in ("body", "query", "path")]
+    location = [str(part) for part in first.get("loc", ()) if part not in _LOCATIONS]
     param = ".".join(location) or None
     message = str(first.get("msg", "Invalid request."))
     if param:

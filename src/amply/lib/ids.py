@@ -5,6 +5,7 @@ Every id in Amply is made here, so the set of prefixes is the list of resource k
 
 from __future__ import annotations
 
+import hashlib
 import re
 import secrets
 from typing import Final, Literal
@@ -24,6 +25,7 @@ IdPrefix = Literal[
     "plat",
     "ses",
     "sev",
+    "rfd",
 ]
 
 PREFIXES: Final[frozenset[str]] = frozenset(IdPrefix.__args__)  # type: ignore[attr-defined]
@@ -55,3 +57,23 @@ def has_prefix(value: str, prefix: IdPrefix) -> bool:
     """True when ``value`` is a well-formed id of the given kind."""
     match = _ID_PATTERN.match(value)
     return match is not None and match.group(1) == prefix
+
+
+SandboxKind = Literal["acct", "pi", "ch", "re", "evt"]
+
+
+def sandbox_id(kind: SandboxKind) -> str:
+    """An id of a sandbox stand-in for a Stripe object, such as ``pi_sandbox_4fG7…``.
+
+    Stripe's own prefix keeps the sandbox's events shaped like Stripe's; ``sandbox`` in
+    the id keeps them from ever being mistaken for real ones.
+    """
+    return f"{kind}_sandbox_{base62(secrets.randbelow(_TOKEN_SPACE), length=_TOKEN_LENGTH)}"
+
+
+def derived_id(prefix: IdPrefix, *, seed: bytes) -> str:
+    """An id computed from ``seed`` (an idempotency key and its scope): retries that carry
+    the same key name the same resource, also at Stripe, even if a first attempt was lost.
+    """
+    number = int.from_bytes(hashlib.sha256(b"amply/derived-id\0" + seed).digest()[:18], "big")
+    return f"{prefix}_{base62(number, length=_TOKEN_LENGTH)}"

@@ -31,6 +31,17 @@ CURRENCY_EXPONENTS: Final[dict[str, int]] = {
     **dict.fromkeys(_THREE_DECIMALS.split(), 3),
 }
 
+# Stripe's documented minimum charge amounts, in minor units
+# (https://docs.stripe.com/currencies#minimum-and-maximum-charge-amounts).
+_STRIPE_MINIMUMS: Final[dict[str, int]] = {
+    "USD": 50, "AED": 200, "AUD": 50, "BGN": 100, "BRL": 50, "CAD": 50, "CHF": 50,
+    "CZK": 1500, "DKK": 250, "EUR": 50, "GBP": 30, "HKD": 400, "HUF": 17500, "INR": 50,
+    "JPY": 50, "MXN": 1000, "MYR": 200, "NOK": 300, "NZD": 50, "PLN": 200, "RON": 200,
+    "SEK": 300, "SGD": 50, "THB": 1000,
+}  # fmt: skip
+# Elsewhere: half a major unit (two decimals), 100 (no decimals), 500 (three decimals).
+_DEFAULT_MINIMUMS: Final[dict[int, int]] = {0: 100, 2: 50, 3: 500}
+
 # The largest amount Amply accepts in any single movement: 10^15 minor units keeps every
 # sum of many movements far inside PostgreSQL's bigint.
 MAX_AMOUNT: Final = 10**15
@@ -71,6 +82,12 @@ def validate_amount(amount: object, *, param: str = "amount", allow_zero: bool =
     if amount > MAX_AMOUNT:
         raise MoneyError(f"amount must not exceed {MAX_AMOUNT} minor units", param=param)
     return amount
+
+
+def minimum_charge_amount(code: str) -> int:
+    """The smallest amount a card payment in this currency may take, in minor units."""
+    currency = normalize_currency(code)
+    return _STRIPE_MINIMUMS.get(currency, _DEFAULT_MINIMUMS[CURRENCY_EXPONENTS[currency]])
 
 
 def fee_for(amount: int, *, basis_points: int) -> int:

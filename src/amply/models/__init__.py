@@ -2,6 +2,7 @@
 
 from amply.models.api_key import ApiKey
 from amply.models.base import Base
+from amply.models.donation import Donation, DonationDispute, DonationRefund, Fund
 from amply.models.ledger import LedgerChain, LedgerEntry
 from amply.models.organisation import Organisation, OrganisationMember
 from amply.models.security import RateLimitCounter, SecurityEvent
@@ -11,6 +12,10 @@ __all__ = [
     "ApiKey",
     "AuthSession",
     "Base",
+    "Donation",
+    "DonationDispute",
+    "DonationRefund",
+    "Fund",
     "LedgerChain",
     "LedgerEntry",
     "Organisation",

@@ -388,6 +388,23 @@ async def list_entries(
     return EntryPage(entries=entries[:limit], has_more=len(entries) > limit)
 
 
+ENTRIES_SQL: Final = """
+SELECT id, chain_id, seq, type, amount, currency, balance_after, metadata, journal_id,
+       created_at, prev_entry_hash, entry_hash
+  FROM ledger_entries
+ WHERE id = ANY($1::text[])
+"""
+
+
+async def get_entries(session: AsyncSession, *, entry_ids: Sequence[str]) -> dict[str, Entry]:
+    """Entries by id (ids with no entry are left out)."""
+    if not entry_ids:
+        return {}
+    connection = await session.connection()
+    result = await connection.exec_driver_sql(ENTRIES_SQL, (list(entry_ids),))
+    return {row["id"]: Entry(**row) for row in result.mappings()}
+
+
 async def _driver_connection(session: AsyncSession) -> asyncpg.Connection:
     """The session's own asyncpg connection (same transaction), for bulk reads that would
     otherwise spend most of their time building SQLAlchemy rows."""

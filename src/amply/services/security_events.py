@@ -31,6 +31,8 @@ EventType = Literal[
     "member_removed",
     "api_key_created",
     "api_key_revoked",
+    "stripe_account_created",
+    "refund_requested",
 ]
 
 

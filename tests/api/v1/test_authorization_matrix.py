@@ -18,13 +18,29 @@ from fastapi.routing import APIRoute
 
 from amply.config import Settings
 from amply.main import create_app
-from tests.factories import Account, bearer, create_api_key, create_organisation, sign_up
+from tests.factories import (
+    Account,
+    bearer,
+    create_api_key,
+    create_fund,
+    create_organisation,
+    donate,
+    onboard,
+    sign_up,
+)
 
 PUBLIC = {
     ("GET", "/health"),
     ("GET", "/ready"),
     ("POST", "/v1/auth/signup"),
     ("POST", "/v1/auth/login"),
+    # Checkout is public (an API key is optional); Stripe signs its webhooks; the sandbox
+    # exists only without Stripe keys and holds no money.
+    ("POST", "/v1/donations"),
+    ("POST", "/v1/webhooks/stripe"),
+    ("POST", "/v1/sandbox/payments/{payment_id}/succeed"),
+    ("POST", "/v1/sandbox/payments/{payment_id}/fail"),
+    ("POST", "/v1/sandbox/payments/{payment_id}/refund"),
 }
 
 
@@ -85,11 +101,15 @@ async def world(client: httpx.AsyncClient) -> World:
     a_key_id, _ = await create_api_key(client, a_owner, a_org)
     _, world.b_key = await create_api_key(client, b_owner, b_org)
     me = (await client.get("/v1/auth/me", headers=a_owner.headers)).json()
+    await onboard(client, a_owner, a_org)
+    checkout = await donate(client, a_org)
     world.values = {
         "organisation_id": a_org,
         "user_id": a_owner.user_id,
         "key_id": a_key_id,
         "session_id": me["session"]["id"],
+        "donation_id": checkout["donation"]["id"],  # type: ignore[index]
+        "fund_id": await create_fund(client, a_owner, a_org),
     }
     return world
 
@@ -126,7 +146,11 @@ async def test_other_organisations_members_and_keys_get_404(
     as_member = await _call(client, method, url, world.b_owner.headers)
     as_key = await _call(client, method, url, bearer(world.b_key))
 
-    if "{organisation_id}" in path:
+    if "{donation_id}" in path:
+        for response in (as_member, as_key):
+            assert response.status_code == 404, response.text
+            assert response.json()["error"]["message"] == "No such donation."
+    elif "{organisation_id}" in path:
         for response in (as_member, as_key):
             assert response.status_code == 404, response.text
             assert response.json()["error"]["message"] == "No such organisation."

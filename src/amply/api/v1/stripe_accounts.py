@@ -1,0 +1,89 @@
+"""Stripe Connect onboarding of an organisation (admins, signed in)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated
+
+from fastapi import APIRouter
+
+from amply.api.errors import error_responses
+from amply.deps import GatewayDep, OrgAccess, OrgMember, OrgMemberOrApiKey, SessionDep
+from amply.schemas.donations import AccountLinkCreate, AccountLinkOut, StripeAccountOut
+from amply.services import connect
+from amply.services.connect import AccountStatus
+
+router = APIRouter(
+    prefix="/organisations/{organisation_id}/stripe-account", tags=["stripe onboarding"]
+)
+
+Viewer = Annotated[OrgAccess, OrgMemberOrApiKey("viewer", "read")]
+Admin = Annotated[OrgAccess, OrgMember("admin")]
+
+
+def account_out(account: AccountStatus) -> StripeAccountOut:
+    return StripeAccountOut(
+        provider=account.provider,
+        account_id=account.account_id,
+        charges_enabled=account.charges_enabled,
+        payouts_enabled=account.payouts_enabled,
+        details_submitted=account.details_submitted,
+        accepts_donations=account.charges_enabled,
+    )
+
+
+@router.get(
+    "",
+    summary="The organisation's Stripe account and whether it accepts donations",
+    responses=error_responses(401, 403, 404),
+)
+async def get_stripe_account(access: Viewer, gateway: GatewayDep) -> StripeAccountOut:
+    return account_out(connect.status_of(access.organisation, gateway=gateway))
+
+
+@router.post(
+    "",
+    summary="Create the organisation's connected Stripe account (idempotent)",
+    description="In sandbox mode the account is ready to accept donations at once.",
+    responses=error_responses(401, 403, 404, 409, 502, 503),
+)
+async def create_stripe_account(
+    access: Admin, session: SessionDep, gateway: GatewayDep
+) -> StripeAccountOut:
+    account = await connect.create_account(
+        session, organisation=access.organisation, gateway=gateway, actor=access.actor
+    )
+    return account_out(account)
+
+
+@router.post(
+    "/refresh",
+    summary="Ask Stripe for the account's status now",
+    responses=error_responses(401, 403, 404, 409, 502, 503),
+)
+async def refresh_stripe_account(
+    access: Admin, session: SessionDep, gateway: GatewayDep
+) -> StripeAccountOut:
+    account = await connect.refresh_account(
+        session, organisation=access.organisation, gateway=gateway
+    )
+    return account_out(account)
+
+
+@router.post(
+    "/links",
+    summary="A link to Stripe's onboarding for the organisation's admin",
+    responses=error_responses(401, 403, 404, 409, 422, 502, 503),
+)
+async def create_onboarding_link(
+    body: AccountLinkCreate, access: Admin, session: SessionDep, gateway: GatewayDep
+) -> AccountLinkOut:
+    link = await connect.create_onboarding_link(
+        session,
+        organisation=access.organisation,
+        gateway=gateway,
+        refresh_url=str(body.refresh_url),
+        return_url=str(body.return_url),
+    )
+    expires = datetime.fromtimestamp(link.expires_at, UTC) if link.expires_at else None
+    return AccountLinkOut(url=link.url, expires_at=expires)

@@ -1,0 +1,667 @@
+"""Donations: checkout, what donors and organisations see, refunds, and the ledger effects
+of what Stripe (or the sandbox) reports.
+
+A donation is created ``pending`` with a PaymentIntent on the organisation's connected
+account. Only events move it on: ``payment_intent.succeeded`` completes it and appends
+``donation_received`` (and Stripe's ``payment_processing_fee``) to the organisation's chain;
+refunds and disputes append their own entries. Every effect is keyed to state held under the
+donation's row lock (``received_entry_id``, ``amount_refunded``, a dispute's entry ids), so
+an event delivered twice, late or out of order never moves money twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from amply.config import Settings
+from amply.errors import (
+    AmplyError,
+    Conflict,
+    InvalidInput,
+    NotFound,
+    PermissionDenied,
+    RateLimited,
+)
+from amply.lib import tokens
+from amply.lib.ids import derived_id, generate_id
+from amply.lib.money import Money, minimum_charge_amount
+from amply.models import ApiKey, Donation, DonationDispute, DonationRefund, Organisation
+from amply.services import connect, funds, ledger, organisations, rate_limits, security_events
+from amply.services.idempotency import IdempotentRequest
+from amply.services.ledger import JSONValue, Leg
+from amply.services.pagination import Page, keyset_page
+from amply.services.payments import PaymentGateway, RefundReason
+from amply.services.security_events import Actor, Origin
+
+RECEIPT_TOKEN_PREFIX = "rcpt_"  # noqa: S105 - a prefix, not a secret
+DonationStatus = Literal["pending", "completed", "failed", "refunded"]
+View = Literal["donor", "organisation"]
+_STRIPE_METADATA_VALUE_LIMIT = 500
+
+
+@dataclass(frozen=True, slots=True)
+class CheckoutRequest:
+    organisation_id: str
+    amount: int
+    currency: str
+    fund_id: str | None = None
+    donor_name: str | None = None
+    donor_email: str | None = None
+    anonymous: bool = False
+    message: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Checkout:
+    donation: Donation
+    provider: str
+    client_secret: str | None
+    publishable_key: str | None
+    receipt_token: str
+
+
+class OrganisationNotAccepting(AmplyError):
+    status_code = 409
+    default_code = "organisation_not_accepting_donations"
+
+
+# --- Checkout -------------------------------------------------------------------------------
+
+
+async def create_donation(
+    session: AsyncSession,
+    *,
+    request: CheckoutRequest,
+    gateway: PaymentGateway,
+    settings: Settings,
+    origin: Origin,
+    api_key: ApiKey | None,
+    idempotency: IdempotentRequest | None,
+) -> Checkout:
+    """Create a pending donation and its PaymentIntent (a direct charge, no platform fee)."""
+    _check_amount(request.amount, request.currency, maximum=settings.donation_max_amount)
+    if api_key is not None:
+        _check_key_may_checkout(api_key, organisation_id=request.organisation_id)
+    await _enforce_velocity(
+        session, request=request, settings=settings, origin=origin, api_key=api_key
+    )
+    organisation = await _accepting_organisation(
+        session, organisation_id=request.organisation_id, gateway=gateway
+    )
+    if request.fund_id is not None:
+        await _open_fund(session, organisation_id=organisation.id, fund_id=request.fund_id)
+    donation_id = derived_id("don", seed=idempotency.seed) if idempotency else generate_id("don")
+    await _refuse_reused_id(session, donation_id=donation_id)
+    assert organisation.stripe_account_id is not None
+    payment = await gateway.create_payment(
+        account_id=organisation.stripe_account_id,
+        amount=request.amount,
+        currency=request.currency,
+        metadata=_payment_metadata(donation_id, request=request, origin=origin),
+        idempotency_key=f"donation:{donation_id}",
+    )
+    receipt_token = tokens.new_secret(RECEIPT_TOKEN_PREFIX)
+    donation = Donation(
+        id=donation_id,
+        organisation_id=organisation.id,
+        fund_id=request.fund_id,
+        amount=request.amount,
+        currency=request.currency,
+        status="pending",
+        donor_name=request.donor_name,
+        donor_email=request.donor_email,
+        anonymous=request.anonymous,
+        message=request.message,
+        receipt_token_hash=tokens.digest(receipt_token),
+        provider=gateway.provider,
+        stripe_account_id=organisation.stripe_account_id,
+        payment_intent_id=payment.payment_intent_id,
+    )
+    session.add(donation)
+    await session.flush()
+    await session.refresh(donation)
+    return Checkout(
+        donation=donation,
+        provider=gateway.provider,
+        client_secret=payment.client_secret,
+        publishable_key=gateway.publishable_key,
+        receipt_token=receipt_token,
+    )
+
+
+def _check_amount(amount: int, currency: str, *, maximum: int) -> None:
+    minimum = minimum_charge_amount(currency)
+    if amount < minimum:
+        raise InvalidInput(
+            f"The smallest donation in {currency} is {Money(minimum, currency).format()} "
+            f"({minimum} minor units).",
+            code="amount_too_small",
+            param="amount",
+        )
+    if amount > maximum:
+        raise InvalidInput(
+            f"The largest donation is {maximum} minor units.",
+            code="amount_too_large",
+            param="amount",
+        )
+
+
+def _check_key_may_checkout(api_key: ApiKey, *, organisation_id: str) -> None:
+    if api_key.organisation_id != organisation_id:
+        raise NotFound("No such organisation.", param="organisation_id")
+    if api_key.read_only:
+        raise PermissionDenied("This API key is read-only.", code="api_key_read_only")
+
+
+async def _enforce_velocity(
+    session: AsyncSession,
+    *,
+    request: CheckoutRequest,
+    settings: Settings,
+    origin: Origin,
+    api_key: ApiKey | None,
+) -> None:
+    """Card-testing defence: checkouts per client address and per donor email per window.
+
+    Integrators' servers (API keys) check out for many donors from one address, so only
+    public checkouts count against the address limit.
+    """
+    limits: list[tuple[str, int]] = []
+    if api_key is None and origin.client_address:
+        limits.append(
+            (f"checkout:address:{origin.client_address}", settings.checkout_max_per_address)
+        )
+    if request.donor_email:
+        email = hashlib.sha256(request.donor_email.lower().encode()).hexdigest()
+        limits.append((f"checkout:email:{email}", settings.checkout_max_per_email))
+    for key, limit in limits:
+        window = await rate_limits.hit(
+            session, key=key, window_seconds=settings.checkout_window_seconds
+        )
+        if window.exceeds(limit):
+            raise RateLimited(
+                "Too many donation attempts; try again later.",
+                retry_after=window.seconds_left,
+                code="checkout_rate_limited",
+            )
+
+
+async def _accepting_organisation(
+    session: AsyncSession, *, organisation_id: str, gateway: PaymentGateway
+) -> Organisation:
+    organisation = await organisations.get_organisation(session, organisation_id=organisation_id)
+    if organisation is None:
+        raise NotFound("No such organisation.", param="organisation_id")
+    if not connect.status_of(organisation, gateway=gateway).charges_enabled:
+        raise OrganisationNotAccepting(
+            "This organisation cannot accept donations yet: its Stripe account is not "
+            "set up to take payments.",
+            param="organisation_id",
+        )
+    return organisation
+
+
+async def _open_fund(session: AsyncSession, *, organisation_id: str, fund_id: str) -> None:
+    fund = await funds.get_fund(session, organisation_id=organisation_id, fund_id=fund_id)
+    if fund.status != "open":
+        raise Conflict("This fund is closed to new donations.", code="fund_closed", param="fund_id")
+
+
+async def _refuse_reused_id(session: AsyncSession, *, donation_id: str) -> None:
+    # A derived id exists already only if its idempotency key expired and came back.
+    if await session.get(Donation, donation_id) is not None:
+        raise Conflict(
+            "This Idempotency-Key was used for an earlier donation; use a new key.",
+            code="idempotency_key_reused",
+            param="Idempotency-Key",
+        )
+
+
+def _payment_metadata(
+    donation_id: str, *, request: CheckoutRequest, origin: Origin
+) -> dict[str, str]:
+    """What the PaymentIntent carries: our ids, and the donor's address and browser for
+    Stripe Radar. These stay between Amply and Stripe; the public ledger never sees them.
+    """
+    metadata = {"donation_id": donation_id, "organisation_id": request.organisation_id}
+    if request.fund_id:
+        metadata["fund_id"] = request.fund_id
+    if origin.client_address:
+        metadata["client_ip"] = origin.client_address
+    if origin.user_agent:
+        metadata["client_user_agent"] = origin.user_agent[:_STRIPE_METADATA_VALUE_LIMIT]
+    return metadata
+
+
+# --- Reading --------------------------------------------------------------------------------
+
+
+async def get_for_receipt(
+    session: AsyncSession, *, donation_id: str, receipt_token: str
+) -> Donation:
+    """The donation a receipt token belongs to; any mismatch is a plain 404."""
+    donation = await session.get(Donation, donation_id)
+    if donation is None or not hmac.compare_digest(
+        donation.receipt_token_hash, tokens.digest(receipt_token)
+    ):
+        raise _no_such_donation()
+    return donation
+
+
+async def get_for_organisation(
+    session: AsyncSession, *, donation_id: str, organisation_id: str
+) -> Donation:
+    donation = await session.get(Donation, donation_id)
+    if donation is None or donation.organisation_id != organisation_id:
+        raise _no_such_donation()
+    return donation
+
+
+async def organisation_of(session: AsyncSession, *, donation_id: str) -> str:
+    """The organisation a donation was given to (404 when there is no such donation)."""
+    organisation_id = await session.scalar(
+        select(Donation.organisation_id).where(Donation.id == donation_id)
+    )
+    if organisation_id is None:
+        raise _no_such_donation()
+    return organisation_id
+
+
+def _no_such_donation() -> NotFound:
+    return NotFound("No such donation.", param="donation_id")
+
+
+async def list_donations(
+    session: AsyncSession,
+    *,
+    organisation_id: str,
+    status: DonationStatus | None,
+    fund_id: str | None,
+    starting_after: str | None,
+    limit: int,
+) -> Page[Donation]:
+    statement = select(Donation).where(Donation.organisation_id == organisation_id)
+    if status is not None:
+        statement = statement.where(Donation.status == status)
+    if fund_id is not None:
+        statement = statement.where(Donation.fund_id == fund_id)
+    return await keyset_page(
+        session,
+        statement,
+        key=[Donation.created_at, Donation.id],
+        id_column=Donation.id,
+        starting_after=starting_after,
+        limit=limit,
+        descending=True,
+    )
+
+
+async def refunds_of(
+    session: AsyncSession, *, donations: Sequence[Donation]
+) -> dict[str, list[DonationRefund]]:
+    """The refunds asked for through Amply, per donation, oldest first."""
+    result: dict[str, list[DonationRefund]] = {donation.id: [] for donation in donations}
+    rows = await session.scalars(
+        select(DonationRefund)
+        .where(DonationRefund.donation_id.in_(list(result)))
+        .order_by(DonationRefund.created_at, DonationRefund.id)
+    )
+    for refund in rows:
+        result[refund.donation_id].append(refund)
+    return result
+
+
+async def received_entries(
+    session: AsyncSession, *, donations: Sequence[Donation]
+) -> dict[str, ledger.Entry]:
+    """The ``donation_received`` entries of those donations that are on the ledger, by id."""
+    ids = [d.received_entry_id for d in donations if d.received_entry_id is not None]
+    return await ledger.get_entries(session, entry_ids=ids)
+
+
+# --- Refunds asked for through Amply ---------------------------------------------------------
+
+
+async def request_refund(
+    session: AsyncSession,
+    *,
+    donation: Donation,
+    amount: int | None,
+    reason: RefundReason,
+    note: str | None,
+    gateway: PaymentGateway,
+    actor: Actor,
+    idempotency: IdempotentRequest,
+) -> DonationRefund:
+    """Ask Stripe to refund (part of) a donation. The ledger moves when Stripe confirms."""
+    await _lock(session, donation)
+    if donation.status == "refunded":
+        raise Conflict("This donation is refunded in full already.", code="donation_refunded")
+    if donation.status != "completed":
+        raise Conflict(
+            f"Only completed donations can be refunded; this one is {donation.status}.",
+            code="donation_not_completed",
+        )
+    refundable = await _refundable(session, donation)
+    amount = refundable if amount is None else amount
+    if refundable <= 0 or amount > refundable:
+        raise InvalidInput(
+            f"At most {max(refundable, 0)} minor units of this donation can be refunded.",
+            code="refund_exceeds_remaining",
+            param="amount",
+        )
+    refund_id = derived_id("rfd", seed=idempotency.seed)
+    created = await gateway.create_refund(
+        account_id=donation.stripe_account_id,
+        payment_intent_id=donation.payment_intent_id,
+        amount=amount,
+        reason=reason,
+        metadata={"donation_id": donation.id, "refund_id": refund_id},
+        idempotency_key=f"refund:{refund_id}",
+    )
+    refund = DonationRefund(
+        id=refund_id,
+        donation_id=donation.id,
+        amount=amount,
+        reason=reason,
+        note=note,
+        status=_refund_status(created.status),
+        provider_refund_id=created.refund_id,
+        requested_by_user_id=actor.user_id,
+        requested_by_api_key_id=actor.api_key_id,
+    )
+    session.add(refund)
+    await session.flush()
+    await security_events.record_by(
+        session,
+        event_type="refund_requested",
+        actor=actor,
+        organisation_id=donation.organisation_id,
+        details={"donation_id": donation.id, "refund_id": refund_id, "amount": amount},
+    )
+    await session.refresh(refund)
+    return refund
+
+
+async def _refundable(session: AsyncSession, donation: Donation) -> int:
+    """What may still be refunded: the gross, less what the ledger records as refunded
+    (through Amply or Stripe's dashboard), less refunds Stripe accepted that the ledger does
+    not cover yet, less disputed funds.
+    """
+    unrecorded = await session.scalar(
+        select(func.coalesce(func.sum(DonationRefund.amount), 0)).where(
+            DonationRefund.donation_id == donation.id,
+            DonationRefund.status.in_(("pending", "succeeded")),
+            DonationRefund.recorded.is_(False),
+        )
+    )
+    committed = donation.amount_refunded + int(unrecorded or 0)
+    return donation.amount - committed - donation.amount_disputed
+
+
+def _refund_status(status: str | None) -> str:
+    return status if status in ("pending", "succeeded", "failed", "canceled") else "pending"
+
+
+async def update_refund_status(
+    session: AsyncSession, *, provider_refund_id: str, status: str
+) -> None:
+    refund = await session.scalar(
+        select(DonationRefund)
+        .where(DonationRefund.provider_refund_id == provider_refund_id)
+        .with_for_update()
+    )
+    if refund is not None and refund.status != (new := _refund_status(status)):
+        refund.status = new
+        refund.updated_at = func.now()
+        await session.flush()
+
+
+# --- Effects of events ----------------------------------------------------------------------
+
+
+async def find_by_payment_intent(
+    session: AsyncSession, *, payment_intent_id: str
+) -> Donation | None:
+    """The donation paid by this PaymentIntent, locked for the rest of the transaction."""
+    return await session.scalar(
+        select(Donation)
+        .where(Donation.payment_intent_id == payment_intent_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+
+
+async def _lock(session: AsyncSession, donation: Donation) -> None:
+    await session.execute(select(Donation.id).where(Donation.id == donation.id).with_for_update())
+    await session.refresh(donation)
+
+
+def _public(donation: Donation, **extra: JSONValue) -> dict[str, JSONValue]:
+    """Public metadata of a donation's entries: never an email, address, card or message."""
+    return {"donation_id": donation.id, "fund_id": donation.fund_id, **extra}
+
+
+async def complete(
+    session: AsyncSession, donation: Donation, *, charge_id: str | None, gateway: PaymentGateway
+) -> bool:
+    """Record the donation as received (once): +gross, and -Stripe's fee when known."""
+    if donation.received_entry_id is not None:
+        return False
+    received = Leg(
+        chain_id=donation.organisation_id,
+        entry_type="donation_received",
+        amount=donation.amount,
+        currency=donation.currency,
+        metadata=_public(
+            donation,
+            donor=donation.display_name,
+            payment_intent=donation.payment_intent_id,
+            charge=charge_id,
+            platform_fee=0,
+        ),
+    )
+    legs = [received]
+    fee_leg = await _fee_leg(donation, charge_id=charge_id, gateway=gateway)
+    if fee_leg is not None:
+        legs.append(fee_leg)
+    entries = await ledger.append_journal(session, legs=legs)
+    donation.received_entry_id = next(e.id for e in entries if e.type == "donation_received")
+    donation.status = "completed"
+    donation.completed_at = func.now()
+    donation.charge_id = charge_id
+    donation.failure_code = donation.failure_message = None
+    await session.flush()
+    return True
+
+
+async def _fee_leg(
+    donation: Donation, *, charge_id: str | None, gateway: PaymentGateway
+) -> Leg | None:
+    if charge_id is None or donation.processing_fee is not None:
+        return None
+    fee = await gateway.processing_fee(
+        account_id=donation.stripe_account_id, charge_id=charge_id, amount=donation.amount
+    )
+    if fee is None:
+        return None
+    donation.processing_fee = fee.fee
+    if fee.fee == 0:
+        return None
+    return Leg(
+        chain_id=donation.organisation_id,
+        entry_type="payment_processing_fee",
+        amount=-fee.fee,
+        currency=donation.currency,
+        metadata=_public(
+            donation, charge=charge_id, balance_transaction=fee.balance_transaction_id
+        ),
+    )
+
+
+async def record_fee(
+    session: AsyncSession, donation: Donation, *, charge_id: str, gateway: PaymentGateway
+) -> bool:
+    """Record Stripe's fee of a completed donation, if Stripe reported none before."""
+    if donation.received_entry_id is None or donation.processing_fee is not None:
+        return False
+    leg = await _fee_leg(donation, charge_id=charge_id, gateway=gateway)
+    if leg is not None:
+        await ledger.append_journal(session, legs=[leg])
+    await session.flush()
+    return leg is not None
+
+
+async def mark_failed(
+    session: AsyncSession, donation: Donation, *, code: str | None, message: str | None
+) -> bool:
+    if donation.status != "pending":
+        return False
+    donation.status = "failed"
+    donation.failure_code = (code or "payment_failed")[:100]
+    donation.failure_message = (message or "The payment failed.")[:500]
+    await session.flush()
+    return True
+
+
+async def record_refunded_total(
+    session: AsyncSession,
+    donation: Donation,
+    *,
+    amount_refunded: int,
+    charge_id: str,
+    refund_ids: Sequence[str] | None,
+) -> bool:
+    """Stripe says ``amount_refunded`` of the charge is refunded in all, by the refunds
+    ``refund_ids`` (when the event lists them): append what the ledger has not recorded yet.
+    A stale total (an older event arriving late) adds nothing.
+    """
+    delta = min(amount_refunded, donation.amount) - donation.amount_refunded
+    await _mark_recorded(session, donation, refund_ids=refund_ids, delta=max(delta, 0))
+    if delta <= 0:
+        return False
+    await ledger.append_journal(
+        session,
+        legs=[
+            Leg(
+                chain_id=donation.organisation_id,
+                entry_type="donation_refunded",
+                amount=-delta,
+                currency=donation.currency,
+                metadata=_public(
+                    donation,
+                    payment_intent=donation.payment_intent_id,
+                    charge=charge_id,
+                    refunded_total=donation.amount_refunded + delta,
+                ),
+            )
+        ],
+    )
+    donation.amount_refunded += delta
+    if donation.amount_refunded == donation.amount:
+        donation.status = "refunded"
+    await session.flush()
+    return True
+
+
+async def _mark_recorded(
+    session: AsyncSession, donation: Donation, *, refund_ids: Sequence[str] | None, delta: int
+) -> None:
+    """Mark the refunds asked for through Amply that the ledger now covers: those Stripe
+    listed, or (when it listed none) the oldest ones that fit in what was just recorded.
+    """
+    rows = await session.scalars(
+        select(DonationRefund)
+        .where(DonationRefund.donation_id == donation.id, DonationRefund.recorded.is_(False))
+        .order_by(DonationRefund.created_at, DonationRefund.id)
+        .with_for_update()
+    )
+    for refund in rows:
+        if refund_ids is not None:
+            covered = refund.provider_refund_id in refund_ids
+        else:
+            covered = refund.status in ("pending", "succeeded") and refund.amount <= delta
+            delta -= refund.amount if covered else 0
+        if covered:
+            refund.recorded = True
+            refund.updated_at = func.now()
+
+
+async def record_dispute(
+    session: AsyncSession, donation: Donation, *, dispute: dict[str, Any]
+) -> bool:
+    """Withdraw a disputed amount from the chain once; reinstate it once if the dispute is won.
+
+    Inquiries (``warning_*`` statuses) move no funds. A ``closed`` event that arrives before
+    its ``created`` withdraws first, so the chain shows both movements.
+    """
+    row = await _dispute_row(session, donation, dispute=dispute)
+    status = str(dispute.get("status") or "")
+    moved = False
+    if row.withdrawn_entry_id is None and not status.startswith("warning_"):
+        row.withdrawn_entry_id = await _dispute_entry(
+            session, donation, row, entry_type="dispute_funds_withdrawn"
+        )
+        donation.amount_disputed += row.amount
+        moved = True
+    if status == "won" and row.withdrawn_entry_id is not None and row.reinstated_entry_id is None:
+        row.reinstated_entry_id = await _dispute_entry(
+            session, donation, row, entry_type="dispute_funds_reinstated"
+        )
+        donation.amount_disputed -= row.amount
+        moved = True
+    await session.flush()
+    return moved
+
+
+async def _dispute_row(
+    session: AsyncSession, donation: Donation, *, dispute: dict[str, Any]
+) -> DonationDispute:
+    row = await session.get(DonationDispute, dispute["id"], with_for_update=True)
+    if row is None:
+        row = DonationDispute(
+            id=dispute["id"],
+            donation_id=donation.id,
+            amount=min(int(dispute["amount"]), donation.amount),
+            currency=donation.currency,
+            status=str(dispute.get("status") or "unknown")[:40],
+            reason=(str(dispute["reason"])[:60] if dispute.get("reason") else None),
+        )
+        session.add(row)
+        await session.flush()
+    else:
+        row.status = str(dispute.get("status") or row.status)[:40]
+        row.updated_at = func.now()
+    return row
+
+
+async def _dispute_entry(
+    session: AsyncSession,
+    donation: Donation,
+    row: DonationDispute,
+    *,
+    entry_type: Literal["dispute_funds_withdrawn", "dispute_funds_reinstated"],
+) -> str:
+    sign = -1 if entry_type == "dispute_funds_withdrawn" else 1
+    entries = await ledger.append_journal(
+        session,
+        legs=[
+            Leg(
+                chain_id=donation.organisation_id,
+                entry_type=entry_type,
+                amount=sign * row.amount,
+                currency=donation.currency,
+                metadata=_public(
+                    donation, dispute=row.id, charge=donation.charge_id, reason=row.reason
+                ),
+            )
+        ],
+    )
+    return entries[0].id

@@ -1,0 +1,326 @@
+"""Stripe events, from the signed webhook or from the sandbox: each takes effect once.
+
+:func:`verify` checks ``Stripe-Signature`` over the raw body with the official library
+(timestamp tolerance included) and parses the event. :func:`process` stores the event by its
+id and applies its effects in the same transaction: a redelivery, or a concurrent delivery
+that waits on the first one's row, finds the id taken and does nothing. If an effect fails,
+the transaction rolls back, nothing is stored, and Stripe delivers the event again.
+
+Events may arrive in any order. Each handler works from the object in the event and the
+donation's state under its row lock: a refund or dispute of a donation not yet completed
+completes it first (the charge in the event, or the PaymentIntent fetched fresh, proves the
+payment succeeded), and a completion that arrives afterwards finds it done.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Final, Literal
+
+import stripe
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from amply.config import Settings
+from amply.errors import AmplyError, ServiceUnavailable
+from amply.models import Donation
+from amply.services import connect, donations
+from amply.services.payments import AccountState, PaymentGateway
+
+logger = logging.getLogger(__name__)
+
+EventSource = Literal["webhook", "sandbox"]
+Outcome = Literal["processed", "ignored", "duplicate"]
+MAX_PAYLOAD_BYTES: Final = 1_000_000
+
+
+class InvalidWebhook(AmplyError):
+    status_code = 400
+    default_code = "webhook_invalid"
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    id: str
+    type: str
+    account: str | None
+    livemode: bool
+    created: int
+    object: dict[str, Any]
+    payload: dict[str, Any]
+
+
+def webhook_secrets(settings: Settings) -> list[str]:
+    secrets = [settings.stripe_webhook_secret, settings.stripe_connect_webhook_secret]
+    return [secret.get_secret_value() for secret in secrets if secret is not None]
+
+
+def verify(payload: bytes, *, signature: str | None, settings: Settings) -> Event:
+    """The event in ``payload`` if ``signature`` proves Stripe sent it; else 400."""
+    secrets = webhook_secrets(settings)
+    if not secrets:
+        raise ServiceUnavailable(
+            "Stripe webhooks are not configured on this server.", code="webhooks_not_configured"
+        )
+    if len(payload) > MAX_PAYLOAD_BYTES:
+        raise InvalidWebhook("The event is too large.", code="webhook_payload_invalid")
+    try:
+        body = payload.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise InvalidWebhook("The event is not UTF-8.", code="webhook_payload_invalid") from error
+    if not signature:
+        raise InvalidWebhook("Stripe-Signature is missing.", code="webhook_signature_invalid")
+    if not any(_signed_with(body, signature, secret, settings) for secret in secrets):
+        raise InvalidWebhook(
+            "Stripe-Signature does not verify (wrong secret, altered body or stale timestamp).",
+            code="webhook_signature_invalid",
+        )
+    return parse(body)
+
+
+def _signed_with(body: str, signature: str, secret: str, settings: Settings) -> bool:
+    try:
+        stripe.WebhookSignature.verify_header(
+            body, signature, secret, tolerance=settings.stripe_webhook_tolerance_seconds
+        )
+    except stripe.SignatureVerificationError:
+        return False
+    return True
+
+
+def parse(body: str) -> Event:
+    """An event envelope, checked for the fields every handler relies on."""
+    try:
+        payload = json.loads(body)
+    except json.JSONDecodeError as error:
+        raise InvalidWebhook("The event is not JSON.", code="webhook_payload_invalid") from error
+    if not isinstance(payload, dict):
+        raise _malformed("an object")
+    event_id, event_type, created = payload.get("id"), payload.get("type"), payload.get("created")
+    data = payload.get("data")
+    if not (isinstance(event_id, str) and event_id.startswith("evt_") and len(event_id) <= 104):
+        raise _malformed("an `id` starting evt_")
+    if not (isinstance(event_type, str) and 0 < len(event_type) <= 100):
+        raise _malformed("a `type`")
+    if isinstance(created, bool) or not isinstance(created, int) or created < 0:
+        raise _malformed("a `created` timestamp")
+    if not isinstance(data, dict) or not isinstance(data.get("object"), dict):
+        raise _malformed("a `data.object`")
+    account = payload.get("account")
+    if account is not None and not isinstance(account, str):
+        raise _malformed("a string `account`")
+    return Event(
+        id=event_id,
+        type=event_type,
+        account=account,
+        livemode=bool(payload.get("livemode")),
+        created=created,
+        object=data["object"],
+        payload=payload,
+    )
+
+
+def _malformed(what: str) -> InvalidWebhook:
+    return InvalidWebhook(f"The event lacks {what}.", code="webhook_payload_invalid")
+
+
+_STORE_SQL = text("""
+    INSERT INTO stripe_events (id, type, account, livemode, source, outcome, created, payload)
+    VALUES (:id, :type, :account, :livemode, :source, :outcome, :created, CAST(:payload AS jsonb))
+    ON CONFLICT (id) DO NOTHING
+    RETURNING id
+""")
+
+Handler = Callable[[AsyncSession, Event, PaymentGateway], Awaitable[None]]
+
+
+async def process(
+    session: AsyncSession, *, event: Event, source: EventSource, gateway: PaymentGateway
+) -> Outcome:
+    """Store ``event`` once and apply it; ``duplicate`` if it was processed before."""
+    handler = HANDLERS.get(event.type)
+    stored = await session.scalar(
+        _STORE_SQL,
+        {
+            "id": event.id,
+            "type": event.type,
+            "account": event.account,
+            "livemode": event.livemode,
+            "source": source,
+            "outcome": "processed" if handler else "ignored",
+            "created": datetime.fromtimestamp(event.created, UTC),
+            "payload": json.dumps(event.payload),
+        },
+    )
+    if stored is None:
+        return "duplicate"
+    if handler is None:
+        return "ignored"
+    await handler(session, event, gateway)
+    return "processed"
+
+
+def _id_of(value: object) -> str | None:
+    """A Stripe reference, expanded (an object with an id) or not (the id itself)."""
+    if isinstance(value, dict):
+        value = value.get("id")
+    return value if isinstance(value, str) else None
+
+
+async def _donation(
+    session: AsyncSession, event: Event, *, payment_intent: object
+) -> Donation | None:
+    """The donation this event is about, if it is one of ours on the event's account."""
+    payment_intent_id = _id_of(payment_intent)
+    if payment_intent_id is None:
+        return None
+    donation = await donations.find_by_payment_intent(session, payment_intent_id=payment_intent_id)
+    if donation is None:
+        return None
+    if event.account != donation.stripe_account_id:
+        logger.warning(
+            "event %s names account %s, but donation %s is on %s: ignored",
+            event.id,
+            event.account,
+            donation.id,
+            donation.stripe_account_id,
+        )
+        return None
+    return donation
+
+
+async def _ensure_completed(
+    session: AsyncSession, donation: Donation, *, charge_id: str | None, gateway: PaymentGateway
+) -> None:
+    """A refund or dispute proves the payment went through, even if its success event has
+    not arrived yet: complete the donation first, so the chain reads in the order money moved.
+    """
+    if donation.received_entry_id is not None:
+        return
+    if charge_id is None:
+        intent = await gateway.retrieve_payment_intent(
+            account_id=donation.stripe_account_id, payment_intent_id=donation.payment_intent_id
+        )
+        if intent.get("status") != "succeeded":
+            raise ServiceUnavailable(
+                f"PaymentIntent {donation.payment_intent_id} has not succeeded yet; "
+                "deliver this event again later.",
+                code="event_out_of_order",
+            )
+        charge_id = _id_of(intent.get("latest_charge"))
+    await donations.complete(session, donation, charge_id=charge_id, gateway=gateway)
+
+
+async def _payment_succeeded(session: AsyncSession, event: Event, gateway: PaymentGateway) -> None:
+    intent = event.object
+    donation = await _donation(session, event, payment_intent=intent.get("id"))
+    if donation is not None:
+        await donations.complete(
+            session, donation, charge_id=_id_of(intent.get("latest_charge")), gateway=gateway
+        )
+
+
+async def _payment_failed(session: AsyncSession, event: Event, gateway: PaymentGateway) -> None:
+    intent = event.object
+    donation = await _donation(session, event, payment_intent=intent.get("id"))
+    if donation is None:
+        return
+    error = intent.get("last_payment_error") or {}
+    if event.type == "payment_intent.canceled":
+        error = {"code": "canceled", "message": "The payment was canceled."}
+    await donations.mark_failed(
+        session, donation, code=error.get("code"), message=error.get("message")
+    )
+
+
+async def _charge_updated(session: AsyncSession, event: Event, gateway: PaymentGateway) -> None:
+    charge = event.object
+    donation = await _donation(session, event, payment_intent=charge.get("payment_intent"))
+    charge_id = _id_of(charge.get("id"))
+    if donation is not None and charge_id is not None and charge.get("balance_transaction"):
+        await donations.record_fee(session, donation, charge_id=charge_id, gateway=gateway)
+
+
+async def _charge_refunded(session: AsyncSession, event: Event, gateway: PaymentGateway) -> None:
+    charge = event.object
+    donation = await _donation(session, event, payment_intent=charge.get("payment_intent"))
+    charge_id = _id_of(charge.get("id"))
+    if donation is None or charge_id is None:
+        return
+    await _ensure_completed(session, donation, charge_id=charge_id, gateway=gateway)
+    refunds = _listed_refunds(charge)
+    for refund in refunds or []:
+        await _update_refund(session, refund)
+    await donations.record_refunded_total(
+        session,
+        donation,
+        amount_refunded=int(charge.get("amount_refunded") or 0),
+        charge_id=charge_id,
+        refund_ids=None if refunds is None else [str(refund.get("id")) for refund in refunds],
+    )
+
+
+def _listed_refunds(charge: dict[str, Any]) -> list[dict[str, Any]] | None:
+    """The refunds a charge lists (older API versions, or ``expand``), else None."""
+    listed = charge.get("refunds")
+    if not isinstance(listed, dict) or not isinstance(listed.get("data"), list):
+        return None
+    return [refund for refund in listed["data"] if isinstance(refund, dict)]
+
+
+async def _refund_updated(session: AsyncSession, event: Event, gateway: PaymentGateway) -> None:
+    await _update_refund(session, event.object)
+
+
+async def _update_refund(session: AsyncSession, refund: object) -> None:
+    if isinstance(refund, dict) and isinstance(refund.get("id"), str):
+        await donations.update_refund_status(
+            session, provider_refund_id=refund["id"], status=str(refund.get("status"))
+        )
+
+
+async def _dispute(session: AsyncSession, event: Event, gateway: PaymentGateway) -> None:
+    dispute = event.object
+    if not isinstance(dispute.get("id"), str) or not isinstance(dispute.get("amount"), int):
+        raise InvalidWebhook("The dispute lacks an id or amount.", code="webhook_payload_invalid")
+    donation = await _donation(session, event, payment_intent=dispute.get("payment_intent"))
+    if donation is None:
+        return
+    await _ensure_completed(session, donation, charge_id=None, gateway=gateway)
+    await donations.record_dispute(session, donation, dispute=dispute)
+
+
+async def _account_updated(session: AsyncSession, event: Event, gateway: PaymentGateway) -> None:
+    account = event.object
+    if not isinstance(account.get("id"), str):
+        return
+    await connect.apply_account_update(
+        session,
+        state=AccountState(
+            account_id=account["id"],
+            charges_enabled=bool(account.get("charges_enabled")),
+            payouts_enabled=bool(account.get("payouts_enabled")),
+            details_submitted=bool(account.get("details_submitted")),
+        ),
+    )
+
+
+HANDLERS: Final[dict[str, Handler]] = {
+    "payment_intent.succeeded": _payment_succeeded,
+    "payment_intent.payment_failed": _payment_failed,
+    "payment_intent.canceled": _payment_failed,
+    "charge.updated": _charge_updated,
+    "charge.refunded": _charge_refunded,
+    "charge.refund.updated": _refund_updated,
+    "refund.created": _refund_updated,
+    "refund.updated": _refund_updated,
+    "refund.failed": _refund_updated,
+    "charge.dispute.created": _dispute,
+    "charge.dispute.updated": _dispute,
+    "charge.dispute.closed": _dispute,
+    "account.updated": _account_updated,
+}

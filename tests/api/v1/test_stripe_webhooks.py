@@ -1,0 +1,484 @@
+"""The Stripe webhook: signatures, exactly-once processing, any delivery order.
+
+These tests sign events themselves (as Stripe does, HMAC-SHA256 over ``t.payload``) and post
+them to an app in sandbox mode with a webhook secret, so the events name sandbox payments
+whose processing fee needs no Stripe server. ``tests/integration`` runs the same path against
+a Stripe-protocol server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy.exc import DBAPIError
+
+from amply.config import Settings
+from amply.db import Database
+from amply.services import ledger
+from tests.conftest import ClientFactory
+from tests.factories import create_organisation, donate, onboard, sign_up
+from tests.stripe_harness import make_event, sign_payload
+
+SECRET = "whsec_amply_webhook_tests"
+SQL = Callable[..., list[tuple[Any, ...]]]
+
+
+@pytest.fixture
+async def hooks(make_client: ClientFactory) -> AsyncIterator[httpx.AsyncClient]:
+    settings = Settings(
+        environment="test",
+        password_hash_time_cost=1,
+        password_hash_memory_kib=1024,
+        password_hash_parallelism=1,
+        stripe_webhook_secret=SECRET,
+    )
+    async with make_client(settings) as http:
+        yield http
+
+
+class Payment:
+    """A pending sandbox donation and the Stripe-shaped objects events carry about it."""
+
+    def __init__(self, organisation_id: str, checkout: dict[str, Any]) -> None:
+        self.organisation_id = organisation_id
+        self.donation_id: str = checkout["donation"]["id"]
+        self.amount: int = checkout["donation"]["amount"]
+        self.payment_intent: str = checkout["payment"]["payment_intent_id"]
+        self.account: str = checkout["payment"]["stripe_account"]
+        self.charge = self.payment_intent.replace("pi_", "ch_", 1)
+
+    def intent(self, status: str = "succeeded") -> dict[str, Any]:
+        return {
+            "id": self.payment_intent,
+            "object": "payment_intent",
+            "amount": self.amount,
+            "currency": "eur",
+            "status": status,
+            "latest_charge": self.charge,
+        }
+
+    def charge_object(self, *, refunded: int) -> dict[str, Any]:
+        return {
+            "id": self.charge,
+            "object": "charge",
+            "amount": self.amount,
+            "amount_refunded": refunded,
+            "refunded": refunded == self.amount,
+            "payment_intent": self.payment_intent,
+            "status": "succeeded",
+        }
+
+    def dispute(self, status: str, *, dispute_id: str = "du_1Amply") -> dict[str, Any]:
+        return {
+            "id": dispute_id,
+            "object": "dispute",
+            "amount": self.amount,
+            "currency": "eur",
+            "charge": self.charge,
+            "payment_intent": self.payment_intent,
+            "reason": "fraudulent",
+            "status": status,
+        }
+
+    def event(self, event_type: str, obj: dict[str, Any], **fields: Any) -> dict[str, Any]:
+        return make_event(event_type, obj, account=self.account, **fields)
+
+
+@pytest.fixture
+async def payment(hooks: httpx.AsyncClient) -> Payment:
+    owner = await sign_up(hooks)
+    organisation_id = await create_organisation(hooks, owner)
+    await onboard(hooks, owner, organisation_id)
+    return Payment(organisation_id, await donate(hooks, organisation_id, amount=10_000))
+
+
+async def deliver(
+    client: httpx.AsyncClient,
+    event: dict[str, Any] | bytes,
+    *,
+    secret: str = SECRET,
+    timestamp: int | None = None,
+) -> httpx.Response:
+    payload = event if isinstance(event, bytes) else json.dumps(event).encode()
+    return await client.post(
+        "/v1/webhooks/stripe",
+        content=payload,
+        headers={
+            "Stripe-Signature": sign_payload(payload, secret, timestamp),
+            "Content-Type": "application/json",
+        },
+    )
+
+
+async def chain(database: Database, chain_id: str) -> list[tuple[str, int]]:
+    async with database.session() as session:
+        page = await ledger.list_entries(session, chain_id=chain_id)
+        assert (await ledger.verify_chain(session, chain_id=chain_id)).ok
+    return [(entry.type, entry.amount) for entry in page.entries]
+
+
+async def test_one_event_delivered_five_times_takes_effect_once(
+    hooks: httpx.AsyncClient, payment: Payment, database: Database
+) -> None:
+    event = payment.event("payment_intent.succeeded", payment.intent())
+
+    outcomes = [(await deliver(hooks, event)).json()["outcome"] for _ in range(5)]
+
+    assert outcomes == ["processed"] + ["duplicate"] * 4
+    assert await chain(database, payment.organisation_id) == [
+        ("donation_received", 10_000),
+        ("payment_processing_fee", -320),
+    ]
+
+
+async def test_ten_concurrent_deliveries_of_one_event_append_one_entry(
+    hooks: httpx.AsyncClient, payment: Payment, database: Database
+) -> None:
+    event = payment.event("payment_intent.succeeded", payment.intent())
+
+    responses = await asyncio.gather(*(deliver(hooks, event) for _ in range(10)))
+
+    assert [r.status_code for r in responses] == [200] * 10
+    assert sorted(r.json()["outcome"] for r in responses) == ["duplicate"] * 9 + ["processed"]
+    assert [t for t, _ in await chain(database, payment.organisation_id)] == [
+        "donation_received",
+        "payment_processing_fee",
+    ]
+
+
+async def test_two_success_events_for_one_payment_complete_it_once(
+    hooks: httpx.AsyncClient, payment: Payment, database: Database
+) -> None:
+    first = payment.event("payment_intent.succeeded", payment.intent())
+    second = payment.event("payment_intent.succeeded", payment.intent())
+
+    await asyncio.gather(deliver(hooks, first), deliver(hooks, second))
+
+    assert len(await chain(database, payment.organisation_id)) == 2
+
+
+@pytest.mark.parametrize(
+    ("payload", "secret", "age"),
+    [
+        pytest.param(None, "whsec_wrong", 0, id="wrong-secret"),
+        pytest.param(None, SECRET, 301, id="stale-timestamp"),
+        pytest.param(b"{not json", SECRET, 0, id="malformed-json"),
+        pytest.param(b'{"type": "payment_intent.succeeded"}', SECRET, 0, id="no-id"),
+        pytest.param(b'["evt_1"]', SECRET, 0, id="not-an-object"),
+        pytest.param(b"\xff\xfe", SECRET, 0, id="not-utf8"),
+    ],
+)
+async def test_unverifiable_or_malformed_events_are_refused_and_nothing_is_stored(
+    hooks: httpx.AsyncClient,
+    payment: Payment,
+    superuser_sql: SQL,
+    payload: bytes | None,
+    secret: str,
+    age: int,
+) -> None:
+    body = payload or json.dumps(payment.event("payment_intent.succeeded", payment.intent()))
+    body = body if isinstance(body, bytes) else body.encode()
+
+    response = await deliver(hooks, body, secret=secret, timestamp=int(time.time()) - age)
+
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["code"].startswith("webhook_")
+    assert superuser_sql("SELECT count(*) FROM stripe_events") == [(0,)]
+    assert superuser_sql("SELECT count(*) FROM ledger_entries") == [(0,)]
+
+
+async def test_an_event_altered_after_signing_is_refused(
+    hooks: httpx.AsyncClient, payment: Payment, superuser_sql: SQL
+) -> None:
+    payload = json.dumps(payment.event("payment_intent.succeeded", payment.intent())).encode()
+    signature = sign_payload(payload, SECRET)
+
+    response = await hooks.post(
+        "/v1/webhooks/stripe",
+        content=payload.replace(b"10000", b"99999"),
+        headers={"Stripe-Signature": signature},
+    )
+    missing = await hooks.post("/v1/webhooks/stripe", content=payload)
+
+    assert response.status_code == 400
+    assert missing.status_code == 400
+    assert missing.json()["error"]["code"] == "webhook_signature_invalid"
+    assert superuser_sql("SELECT count(*) FROM stripe_events") == [(0,)]
+
+
+async def test_webhooks_without_a_configured_secret_answer_503(
+    client: httpx.AsyncClient,
+) -> None:
+    payload = b"{}"
+    response = await client.post(
+        "/v1/webhooks/stripe",
+        content=payload,
+        headers={"Stripe-Signature": sign_payload(payload, SECRET)},
+    )
+
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "webhooks_not_configured"
+
+
+async def test_unknown_event_types_are_recorded_and_acknowledged(
+    hooks: httpx.AsyncClient, payment: Payment, superuser_sql: SQL
+) -> None:
+    event = payment.event("customer.created", {"id": "cus_1", "object": "customer"})
+
+    response = await deliver(hooks, event)
+
+    assert response.json() == {"received": True, "outcome": "ignored"}
+    assert superuser_sql("SELECT type, outcome, account FROM stripe_events") == [
+        ("customer.created", "ignored", payment.account)
+    ]
+
+
+async def test_the_service_cannot_rewrite_the_event_log(
+    hooks: httpx.AsyncClient, payment: Payment, database: Database
+) -> None:
+    await deliver(hooks, payment.event("customer.created", {"id": "cus_1"}))
+
+    async with database.session() as session:
+        connection = await session.connection()
+        with pytest.raises(DBAPIError, match="permission denied"):
+            await connection.exec_driver_sql("UPDATE stripe_events SET outcome = 'processed'")
+
+
+async def test_a_failed_payment_marks_the_donation_failed_without_an_entry(
+    hooks: httpx.AsyncClient, payment: Payment, database: Database, superuser_sql: SQL
+) -> None:
+    intent = payment.intent("requires_payment_method")
+    intent["last_payment_error"] = {"code": "card_declined", "message": "Declined."}
+
+    await deliver(hooks, payment.event("payment_intent.payment_failed", intent))
+
+    assert superuser_sql("SELECT status, failure_code FROM donations") == [
+        ("failed", "card_declined")
+    ]
+    assert await chain(database, payment.organisation_id) == []
+
+
+async def test_a_payment_that_succeeds_after_failing_completes(
+    hooks: httpx.AsyncClient, payment: Payment, superuser_sql: SQL
+) -> None:
+    await deliver(hooks, payment.event("payment_intent.payment_failed", payment.intent("x")))
+    await deliver(hooks, payment.event("payment_intent.succeeded", payment.intent()))
+    late_failure = payment.event("payment_intent.payment_failed", payment.intent("x"))
+    await deliver(hooks, late_failure)
+
+    assert superuser_sql("SELECT status, failure_code FROM donations") == [("completed", None)]
+
+
+async def test_partial_then_full_refund_append_two_entries_summing_to_the_gross(
+    hooks: httpx.AsyncClient, payment: Payment, database: Database, superuser_sql: SQL
+) -> None:
+    await deliver(hooks, payment.event("payment_intent.succeeded", payment.intent()))
+    await deliver(hooks, payment.event("charge.refunded", payment.charge_object(refunded=3_000)))
+    await deliver(hooks, payment.event("charge.refunded", payment.charge_object(refunded=10_000)))
+
+    entries = await chain(database, payment.organisation_id)
+    assert entries[2:] == [("donation_refunded", -3_000), ("donation_refunded", -7_000)]
+    assert superuser_sql("SELECT status, amount_refunded FROM donations") == [("refunded", 10_000)]
+
+
+async def test_a_stale_refund_event_arriving_late_is_not_counted_again(
+    hooks: httpx.AsyncClient, payment: Payment, database: Database
+) -> None:
+    partial = payment.event("charge.refunded", payment.charge_object(refunded=3_000))
+    full = payment.event("charge.refunded", payment.charge_object(refunded=10_000))
+    await deliver(hooks, payment.event("payment_intent.succeeded", payment.intent()))
+
+    await deliver(hooks, full)
+    await deliver(hooks, partial)
+
+    entries = await chain(database, payment.organisation_id)
+    assert [a for t, a in entries if t == "donation_refunded"] == [-10_000]
+
+
+async def test_a_refund_before_the_success_event_completes_the_donation_first(
+    hooks: httpx.AsyncClient, payment: Payment, database: Database
+) -> None:
+    refunded = payment.event("charge.refunded", payment.charge_object(refunded=10_000))
+    succeeded = payment.event("payment_intent.succeeded", payment.intent())
+
+    assert (await deliver(hooks, refunded)).json()["outcome"] == "processed"
+    assert (await deliver(hooks, succeeded)).json()["outcome"] == "processed"
+
+    assert await chain(database, payment.organisation_id) == [
+        ("donation_received", 10_000),
+        ("payment_processing_fee", -320),
+        ("donation_refunded", -10_000),
+    ]
+
+
+async def test_a_dispute_withdraws_once_and_a_won_dispute_reinstates_once(
+    hooks: httpx.AsyncClient, payment: Payment, database: Database
+) -> None:
+    await deliver(hooks, payment.event("payment_intent.succeeded", payment.intent()))
+    for _ in range(2):
+        await deliver(
+            hooks, payment.event("charge.dispute.created", payment.dispute("needs_response"))
+        )
+        await deliver(hooks, payment.event("charge.dispute.closed", payment.dispute("won")))
+
+    assert (await chain(database, payment.organisation_id))[2:] == [
+        ("dispute_funds_withdrawn", -10_000),
+        ("dispute_funds_reinstated", 10_000),
+    ]
+
+
+async def test_a_lost_dispute_closed_before_its_creation_event_withdraws_once(
+    hooks: httpx.AsyncClient, payment: Payment, database: Database
+) -> None:
+    await deliver(hooks, payment.event("payment_intent.succeeded", payment.intent()))
+    await deliver(hooks, payment.event("charge.dispute.closed", payment.dispute("lost")))
+    await deliver(hooks, payment.event("charge.dispute.created", payment.dispute("needs_response")))
+
+    assert (await chain(database, payment.organisation_id))[2:] == [
+        ("dispute_funds_withdrawn", -10_000)
+    ]
+
+
+async def test_an_inquiry_moves_no_funds(
+    hooks: httpx.AsyncClient, payment: Payment, database: Database
+) -> None:
+    await deliver(hooks, payment.event("payment_intent.succeeded", payment.intent()))
+    inquiry = payment.dispute("warning_needs_response")
+
+    await deliver(hooks, payment.event("charge.dispute.created", inquiry))
+
+    assert len(await chain(database, payment.organisation_id)) == 2
+
+
+async def test_a_dispute_of_an_unconfirmed_payment_fails_so_stripe_retries(
+    hooks: httpx.AsyncClient, payment: Payment, superuser_sql: SQL
+) -> None:
+    event = payment.event("charge.dispute.created", payment.dispute("needs_response"))
+
+    response = await deliver(hooks, event)
+
+    assert response.status_code >= 400
+    assert superuser_sql("SELECT count(*) FROM stripe_events") == [(0,)]
+
+
+async def test_events_naming_another_account_change_nothing(
+    hooks: httpx.AsyncClient, payment: Payment, database: Database
+) -> None:
+    event = make_event("payment_intent.succeeded", payment.intent(), account="acct_someoneelse")
+
+    assert (await deliver(hooks, event)).status_code == 200
+
+    assert await chain(database, payment.organisation_id) == []
+
+
+async def test_account_updated_events_open_and_close_checkout(
+    hooks: httpx.AsyncClient, payment: Payment
+) -> None:
+    account = {"id": payment.account, "object": "account", "details_submitted": True}
+    disabled = {**account, "charges_enabled": False, "payouts_enabled": False}
+
+    await deliver(hooks, make_event("account.updated", disabled, account=payment.account))
+    refused = await hooks.post(
+        "/v1/donations",
+        json={"organisation_id": payment.organisation_id, "amount": 500, "currency": "EUR"},
+    )
+    enabled = {**account, "charges_enabled": True, "payouts_enabled": True}
+    await deliver(hooks, make_event("account.updated", enabled, account=payment.account))
+    accepted = await hooks.post(
+        "/v1/donations",
+        json={"organisation_id": payment.organisation_id, "amount": 500, "currency": "EUR"},
+    )
+
+    assert refused.status_code == 409
+    assert refused.json()["error"]["code"] == "organisation_not_accepting_donations"
+    assert accepted.status_code == 201
+
+
+@pytest.mark.parametrize(
+    "envelope",
+    [
+        pytest.param({"id": "evt_1", "type": "x", "created": "yesterday", "data": {"object": {}}}),
+        pytest.param({"id": "evt_1", "type": "x", "created": 1, "data": {"object": []}}),
+        pytest.param({"id": "evt_1", "type": "", "created": 1, "data": {"object": {}}}),
+        pytest.param({"id": "ev_1", "type": "x", "created": 1, "data": {"object": {}}}),
+        pytest.param(
+            {"id": "evt_1", "type": "x", "created": 1, "data": {"object": {}}, "account": 7}
+        ),
+        pytest.param({"id": "evt_1", "type": "x", "created": True, "data": {"object": {}}}),
+    ],
+)
+async def test_signed_envelopes_missing_what_stripe_always_sends_are_refused(
+    hooks: httpx.AsyncClient, superuser_sql: SQL, envelope: dict[str, Any]
+) -> None:
+    response = await deliver(hooks, envelope)
+
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["code"] == "webhook_payload_invalid"
+    assert superuser_sql("SELECT count(*) FROM stripe_events") == [(0,)]
+
+
+async def test_events_about_payments_and_accounts_amply_does_not_know_are_acknowledged(
+    hooks: httpx.AsyncClient, payment: Payment, superuser_sql: SQL
+) -> None:
+    strangers = [
+        make_event("payment_intent.succeeded", {"id": "pi_unknown"}, account=payment.account),
+        make_event("payment_intent.payment_failed", {"id": None}, account=payment.account),
+        make_event(
+            "charge.refunded", {"id": "ch_x", "payment_intent": {"id": "pi_unknown"}}, account=None
+        ),
+        make_event(
+            "account.updated", {"id": "acct_unknown", "charges_enabled": True}, account=None
+        ),
+        make_event("account.updated", {"object": "account"}, account=None),
+        make_event("refund.updated", {"id": "re_unknown", "status": "failed"}, account=None),
+        make_event(
+            "charge.dispute.created",
+            {**payment.dispute("needs_response"), "payment_intent": "pi_x"},
+            account=None,
+        ),
+    ]
+
+    responses = [await deliver(hooks, event) for event in strangers]
+
+    assert [r.json()["outcome"] for r in responses] == ["processed"] * len(strangers)
+    assert superuser_sql("SELECT status FROM donations") == [("pending",)]
+    assert superuser_sql("SELECT count(*) FROM ledger_entries") == [(0,)]
+
+
+async def test_a_dispute_without_an_amount_is_refused_so_stripe_retries(
+    hooks: httpx.AsyncClient, payment: Payment, superuser_sql: SQL
+) -> None:
+    dispute = {**payment.dispute("needs_response"), "amount": "10000"}
+
+    response = await deliver(hooks, payment.event("charge.dispute.created", dispute))
+
+    assert response.status_code == 400
+    assert superuser_sql("SELECT count(*) FROM stripe_events") == [(0,)]
+
+
+async def test_refund_events_keep_the_status_of_refunds_asked_for_through_amply(
+    hooks: httpx.AsyncClient, payment: Payment, superuser_sql: SQL
+) -> None:
+    owner_id = superuser_sql(
+        "SELECT user_id FROM organisation_members WHERE organisation_id = %s",
+        payment.organisation_id,
+    )
+    assert owner_id
+    await deliver(hooks, payment.event("payment_intent.succeeded", payment.intent()))
+    superuser_sql(
+        "INSERT INTO donation_refunds (id, donation_id, amount, reason, status,"
+        " provider_refund_id, requested_by_user_id)"
+        " VALUES ('rfd_000000000000000000000001', %s, 100, 'duplicate', 'pending', 're_1', %s)",
+        payment.donation_id,
+        owner_id[0][0],
+    )
+
+    await deliver(hooks, payment.event("refund.updated", {"id": "re_1", "status": "failed"}))
+
+    assert superuser_sql("SELECT status FROM donation_refunds") == [("failed",)]
