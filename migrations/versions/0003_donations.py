@@ -28,7 +28,10 @@ ALTER TABLE organisations
     ADD COLUMN charges_enabled boolean NOT NULL DEFAULT false,
     ADD COLUMN payouts_enabled boolean NOT NULL DEFAULT false,
     ADD COLUMN details_submitted boolean NOT NULL DEFAULT false,
-    ADD COLUMN stripe_account_synced_at timestamptz;
+    ADD COLUMN stripe_account_synced_at timestamptz,
+    -- When Stripe created the account.updated event last applied: an older event that
+    -- arrives late never overwrites a newer status.
+    ADD COLUMN stripe_account_event_at timestamptz;
 """
 
 FUNDS = """
@@ -69,7 +72,9 @@ CREATE TABLE donations (
     -- One donation per PaymentIntent: a webhook can never complete two donations.
     payment_intent_id text NOT NULL UNIQUE,
     charge_id text,
+    -- Stripe's fee, in the currency Stripe charged it (the account's settlement currency).
     processing_fee bigint CHECK (processing_fee >= 0),
+    processing_fee_currency text CHECK (processing_fee_currency ~ '^[A-Z]{3}$'),
     -- Refunded and disputed amounts as the ledger has recorded them.
     amount_refunded bigint NOT NULL DEFAULT 0,
     amount_disputed bigint NOT NULL DEFAULT 0 CHECK (amount_disputed >= 0),
@@ -84,7 +89,8 @@ CREATE TABLE donations (
     -- A donation is completed exactly when its donation_received entry exists.
     CHECK ((status IN ('completed', 'refunded')) = (received_entry_id IS NOT NULL)),
     CHECK ((status IN ('completed', 'refunded')) = (completed_at IS NOT NULL)),
-    CHECK (status <> 'refunded' OR amount_refunded = amount)
+    CHECK (status <> 'refunded' OR amount_refunded = amount),
+    CHECK ((processing_fee IS NULL) = (processing_fee_currency IS NULL))
 );
 CREATE INDEX donations_organisation_created ON donations (organisation_id, created_at DESC, id);
 CREATE INDEX donations_fund ON donations (fund_id) WHERE fund_id IS NOT NULL;

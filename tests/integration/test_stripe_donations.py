@@ -278,6 +278,7 @@ async def test_a_dispute_arriving_before_the_success_event_fetches_the_payment_f
         ("donation_received", 10_000),
         ("payment_processing_fee", -320),
         ("dispute_funds_withdrawn", -10_000),
+        ("dispute_fee", -1_500),  # from the dispute's recorded balance transaction
     ]
     fetched = world.server.requests(
         f"/v1/payment_intents/{donation['payment']['payment_intent_id']}"

@@ -50,9 +50,11 @@ class LateFeeGateway(SandboxGateway):
         self.settled = False
 
     async def processing_fee(
-        self, *, account_id: str, charge_id: str, amount: int
+        self, *, account_id: str, charge_id: str, amount: int, currency: str
     ) -> ProcessingFee | None:
-        return ProcessingFee(fee=77, balance_transaction_id="txn_late") if self.settled else None
+        if not self.settled:
+            return None
+        return ProcessingFee(fee=77, currency="GBP", balance_transaction_id="txn_late")
 
 
 def _event(event_type: str, obj: dict[str, Any], account: str) -> stripe_events.Event:
@@ -98,7 +100,8 @@ async def test_a_fee_settled_after_the_success_event_is_recorded_once_by_charge_
         await session.commit()
         page = await ledger.list_entries(session, chain_id=organisation_id)
 
-    assert [(e.type, e.amount) for e in page.entries] == [
-        ("donation_received", 5_000),
-        ("payment_processing_fee", -77),
+    # The fee is in the currency Stripe charged it, not the donation's.
+    assert [(e.type, e.amount, e.currency) for e in page.entries] == [
+        ("donation_received", 5_000, "EUR"),
+        ("payment_processing_fee", -77, "GBP"),
     ]

@@ -126,7 +126,21 @@ def is_database_unavailable(error: BaseException) -> bool:
     return False
 
 
+# PostgreSQL text cannot hold NUL (U+0000): a path or query parameter carrying one is
+# refused by the database itself, and that is the client's error, not ours.
+_UNSTORABLE_TEXT_SQLSTATES = ("22021", "22P05")
+
+
 async def _database_error(request: Request, error: Exception) -> JSONResponse:
+    sqlstate = getattr(getattr(error, "orig", None), "sqlstate", None)
+    if sqlstate in _UNSTORABLE_TEXT_SQLSTATES:
+        body = error_body(
+            error_type="invalid_request_error",
+            code="parameter_invalid",
+            message="A parameter holds a character that text cannot hold (NUL).",
+            param=None,
+        )
+        return _json(400, body)
     if not is_database_unavailable(error):
         return await _unexpected_error(request, error)
     logger.warning("database unavailable: %s", error)

@@ -45,6 +45,7 @@ class Donation(Base):
     payment_intent_id: Mapped[str] = mapped_column(Text)
     charge_id: Mapped[str | None] = mapped_column(Text)
     processing_fee: Mapped[int | None] = mapped_column(BigInteger)
+    processing_fee_currency: Mapped[str | None] = mapped_column(Text)
     amount_refunded: Mapped[int] = mapped_column(BigInteger, default=0)
     amount_disputed: Mapped[int] = mapped_column(BigInteger, default=0)
     failure_code: Mapped[str | None] = mapped_column(Text)

@@ -26,6 +26,7 @@ class Organisation(Base):
     payouts_enabled: Mapped[bool] = mapped_column(Boolean, default=False)
     details_submitted: Mapped[bool] = mapped_column(Boolean, default=False)
     stripe_account_synced_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    stripe_account_event_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 

@@ -193,7 +193,12 @@ class DonationOut(BaseModel):
     # Organisation view only (null for donors):
     donor_email: str | None = None
     payment_intent_id: str | None = None
-    processing_fee: int | None = None
+    processing_fee: int | None = Field(
+        default=None, description="Stripe's fee, in `processing_fee_currency`."
+    )
+    processing_fee_currency: str | None = Field(
+        default=None, description="The currency Stripe charged its fee in (the account's)."
+    )
     amount_disputed: int | None = None
     failure_code: str | None = None
     failure_message: str | None = None

@@ -8,6 +8,7 @@ keep that status current (``services/stripe_events.py``).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -97,8 +98,11 @@ async def refresh_account(
     return status_of(organisation, gateway=gateway)
 
 
-async def apply_account_update(session: AsyncSession, *, state: AccountState) -> bool:
-    """Record an ``account.updated`` event; False when no organisation has that account."""
+async def apply_account_update(
+    session: AsyncSession, *, state: AccountState, as_of: datetime
+) -> bool:
+    """Record an ``account.updated`` event made at ``as_of``; False when no organisation has
+    that account or a newer event was applied already."""
     organisation = await session.scalar(
         select(Organisation)
         .where(Organisation.stripe_account_id == state.account_id)
@@ -106,7 +110,11 @@ async def apply_account_update(session: AsyncSession, *, state: AccountState) ->
     )
     if organisation is None:
         return False
+    last = organisation.stripe_account_event_at
+    if last is not None and as_of < last:
+        return False
     _apply(organisation, state)
+    organisation.stripe_account_event_at = as_of
     await session.flush()
     return True
 

@@ -88,7 +88,7 @@ async def create_donation(
     """Create a pending donation and its PaymentIntent (a direct charge, no platform fee)."""
     _check_amount(request.amount, request.currency, maximum=settings.donation_max_amount)
     if api_key is not None:
-        _check_key_may_checkout(api_key, organisation_id=request.organisation_id)
+        check_key_may_checkout(api_key, organisation_id=request.organisation_id)
     await _enforce_velocity(
         session, request=request, settings=settings, origin=origin, api_key=api_key
     )
@@ -153,7 +153,8 @@ def _check_amount(amount: int, currency: str, *, maximum: int) -> None:
         )
 
 
-def _check_key_may_checkout(api_key: ApiKey, *, organisation_id: str) -> None:
+def check_key_may_checkout(api_key: ApiKey, *, organisation_id: str) -> None:
+    """An API key checks out only for its own organisation, and only if it may write."""
     if api_key.organisation_id != organisation_id:
         raise NotFound("No such organisation.", param="organisation_id")
     if api_key.read_only:
@@ -358,6 +359,13 @@ async def request_refund(
             param="amount",
         )
     refund_id = derived_id("rfd", seed=idempotency.seed)
+    if await session.get(DonationRefund, refund_id) is not None:
+        # Only when the key expired and came back: Stripe might still replay its refund.
+        raise Conflict(
+            "This Idempotency-Key was used for an earlier refund; use a new key.",
+            code="idempotency_key_reused",
+            param="Idempotency-Key",
+        )
     created = await gateway.create_refund(
         account_id=donation.stripe_account_id,
         payment_intent_id=donation.payment_intent_id,
@@ -488,18 +496,23 @@ async def _fee_leg(
     if charge_id is None or donation.processing_fee is not None:
         return None
     fee = await gateway.processing_fee(
-        account_id=donation.stripe_account_id, charge_id=charge_id, amount=donation.amount
+        account_id=donation.stripe_account_id,
+        charge_id=charge_id,
+        amount=donation.amount,
+        currency=donation.currency,
     )
     if fee is None:
         return None
-    donation.processing_fee = fee.fee
+    donation.processing_fee, donation.processing_fee_currency = fee.fee, fee.currency
     if fee.fee == 0:
         return None
+    # In the currency Stripe charged it, which is the account's settlement currency: a
+    # donation in USD to an account that settles in EUR pays its fee in EUR.
     return Leg(
         chain_id=donation.organisation_id,
         entry_type="payment_processing_fee",
         amount=-fee.fee,
-        currency=donation.currency,
+        currency=fee.currency,
         metadata=_public(
             donation, charge=charge_id, balance_transaction=fee.balance_transaction_id
         ),
@@ -599,26 +612,50 @@ async def record_dispute(
 ) -> bool:
     """Withdraw a disputed amount from the chain once; reinstate it once if the dispute is won.
 
-    Inquiries (``warning_*`` statuses) move no funds. A ``closed`` event that arrives before
-    its ``created`` withdraws first, so the chain shows both movements.
+    Inquiries (``warning_*``) and disputes ``prevented`` by the card network (resolved by a
+    refund instead) move no funds. A ``closed`` event that arrives before its ``created``
+    withdraws first, so the chain shows both movements. Stripe's dispute fee, when the
+    dispute's balance transactions report one, is withdrawn with the funds.
     """
     row = await _dispute_row(session, donation, dispute=dispute)
     status = str(dispute.get("status") or "")
     moved = False
-    if row.withdrawn_entry_id is None and not status.startswith("warning_"):
+    if row.withdrawn_entry_id is None and not _moves_no_funds(status):
         row.withdrawn_entry_id = await _dispute_entry(
-            session, donation, row, entry_type="dispute_funds_withdrawn"
+            session, donation, row, entry_type="dispute_funds_withdrawn", dispute=dispute
         )
         donation.amount_disputed += row.amount
         moved = True
     if status == "won" and row.withdrawn_entry_id is not None and row.reinstated_entry_id is None:
         row.reinstated_entry_id = await _dispute_entry(
-            session, donation, row, entry_type="dispute_funds_reinstated"
+            session, donation, row, entry_type="dispute_funds_reinstated", dispute=dispute
         )
         donation.amount_disputed -= row.amount
         moved = True
     await session.flush()
     return moved
+
+
+def _moves_no_funds(status: str) -> bool:
+    return status.startswith("warning_") or status == "prevented"
+
+
+def _dispute_fees(dispute: dict[str, Any]) -> list[tuple[int, str, str]]:
+    """Stripe's fees in the dispute's balance transactions: (fee, currency, txn id)."""
+    transactions = dispute.get("balance_transactions")
+    fees = []
+    for transaction in transactions if isinstance(transactions, list) else []:
+        if not isinstance(transaction, dict):
+            continue
+        fee, currency = transaction.get("fee"), transaction.get("currency")
+        if (
+            isinstance(fee, int)
+            and not isinstance(fee, bool)
+            and fee > 0
+            and isinstance(currency, str)
+        ):
+            fees.append((fee, currency.upper(), str(transaction.get("id"))))
+    return fees
 
 
 async def _dispute_row(
@@ -648,20 +685,28 @@ async def _dispute_entry(
     row: DonationDispute,
     *,
     entry_type: Literal["dispute_funds_withdrawn", "dispute_funds_reinstated"],
+    dispute: dict[str, Any],
 ) -> str:
-    sign = -1 if entry_type == "dispute_funds_withdrawn" else 1
-    entries = await ledger.append_journal(
-        session,
-        legs=[
+    # The dispute's reason ("fraudulent") stays private: it would be about a named donor.
+    withdrawing = entry_type == "dispute_funds_withdrawn"
+    legs = [
+        Leg(
+            chain_id=donation.organisation_id,
+            entry_type=entry_type,
+            amount=(-1 if withdrawing else 1) * row.amount,
+            currency=donation.currency,
+            metadata=_public(donation, dispute=row.id, charge=donation.charge_id),
+        )
+    ]
+    for fee, currency, transaction_id in _dispute_fees(dispute) if withdrawing else []:
+        legs.append(
             Leg(
                 chain_id=donation.organisation_id,
-                entry_type=entry_type,
-                amount=sign * row.amount,
-                currency=donation.currency,
-                metadata=_public(
-                    donation, dispute=row.id, charge=donation.charge_id, reason=row.reason
-                ),
+                entry_type="dispute_fee",
+                amount=-fee,
+                currency=currency,
+                metadata=_public(donation, dispute=row.id, balance_transaction=transaction_id),
             )
-        ],
-    )
-    return entries[0].id
+        )
+    entries = await ledger.append_journal(session, legs=legs)
+    return next(entry.id for entry in entries if entry.type == entry_type)

@@ -57,6 +57,7 @@ class CreatedPayment:
 @dataclass(frozen=True, slots=True)
 class ProcessingFee:
     fee: int
+    currency: str
     balance_transaction_id: str | None
 
 
@@ -97,7 +98,7 @@ class PaymentGateway(Protocol):
     ) -> dict[str, Any]: ...
 
     async def processing_fee(
-        self, *, account_id: str, charge_id: str, amount: int
+        self, *, account_id: str, charge_id: str, amount: int, currency: str
     ) -> ProcessingFee | None:
         """Stripe's fee on a charge, or None while Stripe has not settled it yet."""
         ...
@@ -125,6 +126,11 @@ def _translate(error: stripe.StripeError) -> AmplyError:
     if isinstance(error, stripe.APIConnectionError | stripe.RateLimitError):
         return ServiceUnavailable(
             "Stripe could not be reached; try again shortly.", code="payment_provider_unavailable"
+        )
+    if isinstance(error, stripe.IdempotencyError):
+        return PaymentRefused(
+            "Stripe saw this Idempotency-Key with a different request; use a new key.",
+            code="idempotency_key_reused",
         )
     if isinstance(error, stripe.InvalidRequestError | stripe.CardError):
         message = error.user_message or "Stripe refused the request."
@@ -227,7 +233,7 @@ class StripeGateway:
         return intent.to_dict()
 
     async def processing_fee(
-        self, *, account_id: str, charge_id: str, amount: int
+        self, *, account_id: str, charge_id: str, amount: int, currency: str
     ) -> ProcessingFee | None:
         with _calling_stripe():
             charge = await self._client.v1.charges.retrieve_async(
@@ -238,7 +244,11 @@ class StripeGateway:
         transaction = charge.balance_transaction
         if transaction is None or isinstance(transaction, str):
             return None
-        return ProcessingFee(fee=transaction.fee, balance_transaction_id=transaction.id)
+        return ProcessingFee(
+            fee=transaction.fee,
+            currency=transaction.currency.upper(),
+            balance_transaction_id=transaction.id,
+        )
 
     async def create_refund(
         self,
@@ -326,10 +336,11 @@ class SandboxGateway:
         )
 
     async def processing_fee(
-        self, *, account_id: str, charge_id: str, amount: int
+        self, *, account_id: str, charge_id: str, amount: int, currency: str
     ) -> ProcessingFee | None:
         return ProcessingFee(
             fee=fee_for(amount, basis_points=SANDBOX_FEE_BASIS_POINTS) + SANDBOX_FEE_FIXED,
+            currency=currency,
             balance_transaction_id=None,
         )
 

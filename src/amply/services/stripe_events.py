@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -36,6 +37,7 @@ logger = logging.getLogger(__name__)
 EventSource = Literal["webhook", "sandbox"]
 Outcome = Literal["processed", "ignored", "duplicate"]
 MAX_PAYLOAD_BYTES: Final = 1_000_000
+DISPUTE_ID: Final = re.compile(r"^(dp|du)_[0-9A-Za-z_]{1,64}$")
 
 
 class InvalidWebhook(AmplyError):
@@ -139,10 +141,20 @@ Handler = Callable[[AsyncSession, Event, PaymentGateway], Awaitable[None]]
 
 
 async def process(
-    session: AsyncSession, *, event: Event, source: EventSource, gateway: PaymentGateway
+    session: AsyncSession,
+    *,
+    event: Event,
+    source: EventSource,
+    gateway: PaymentGateway,
+    live_mode: bool = False,
 ) -> Outcome:
-    """Store ``event`` once and apply it; ``duplicate`` if it was processed before."""
-    handler = HANDLERS.get(event.type)
+    """Store ``event`` once and apply it; ``duplicate`` if it was processed before.
+
+    An event of the other mode (Stripe sends a live Connect endpoint the connected accounts'
+    test events too) is stored but never applied: a test payment must not touch a live
+    organisation, nor a live one a test server.
+    """
+    handler = HANDLERS.get(event.type) if event.livemode == live_mode else None
     stored = await session.scalar(
         _STORE_SQL,
         {
@@ -215,10 +227,40 @@ async def _ensure_completed(
     await donations.complete(session, donation, charge_id=charge_id, gateway=gateway)
 
 
+class PaymentMismatch(AmplyError):
+    """Stripe reports a payment other than the donation asked for: never recorded as given."""
+
+    status_code = 409
+    default_code = "payment_mismatch"
+
+
+def _check_paid_as_asked(donation: Donation, intent: dict[str, Any]) -> None:
+    # The PaymentIntent lives on the organisation's own account, where it could be changed
+    # before the donor paid; the ledger records only what was asked and paid alike.
+    received = intent.get("amount_received", intent.get("amount"))
+    currency = intent.get("currency")
+    if (isinstance(received, int) and received != donation.amount) or (
+        isinstance(currency, str) and currency.upper() != donation.currency
+    ):
+        logger.error(
+            "PaymentIntent %s paid %s %s, but donation %s asked %s %s: not recorded",
+            donation.payment_intent_id,
+            received,
+            currency,
+            donation.id,
+            donation.amount,
+            donation.currency,
+        )
+        raise PaymentMismatch(
+            f"PaymentIntent {donation.payment_intent_id} does not match donation {donation.id}."
+        )
+
+
 async def _payment_succeeded(session: AsyncSession, event: Event, gateway: PaymentGateway) -> None:
     intent = event.object
     donation = await _donation(session, event, payment_intent=intent.get("id"))
-    if donation is not None:
+    if donation is not None and donation.received_entry_id is None:
+        _check_paid_as_asked(donation, intent)
         await donations.complete(
             session, donation, charge_id=_id_of(intent.get("latest_charge")), gateway=gateway
         )
@@ -229,11 +271,17 @@ async def _payment_failed(session: AsyncSession, event: Event, gateway: PaymentG
     donation = await _donation(session, event, payment_intent=intent.get("id"))
     if donation is None:
         return
-    error = intent.get("last_payment_error") or {}
+    error = intent.get("last_payment_error")
     if event.type == "payment_intent.canceled":
         error = {"code": "canceled", "message": "The payment was canceled."}
+    if not isinstance(error, dict):
+        error = {}
+    code, message = error.get("code"), error.get("message")
     await donations.mark_failed(
-        session, donation, code=error.get("code"), message=error.get("message")
+        session,
+        donation,
+        code=code if isinstance(code, str) else None,
+        message=message if isinstance(message, str) else None,
     )
 
 
@@ -258,10 +306,19 @@ async def _charge_refunded(session: AsyncSession, event: Event, gateway: Payment
     await donations.record_refunded_total(
         session,
         donation,
-        amount_refunded=int(charge.get("amount_refunded") or 0),
+        amount_refunded=_count(charge.get("amount_refunded")),
         charge_id=charge_id,
         refund_ids=None if refunds is None else [str(refund.get("id")) for refund in refunds],
     )
+
+
+def _count(value: object) -> int:
+    """A non-negative integer amount from an event, or 400 (so that nothing is applied)."""
+    if value is None:
+        return 0
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise InvalidWebhook("An amount in the event is not a count of minor units.")
+    return value
 
 
 def _listed_refunds(charge: dict[str, Any]) -> list[dict[str, Any]] | None:
@@ -273,6 +330,9 @@ def _listed_refunds(charge: dict[str, Any]) -> list[dict[str, Any]] | None:
 
 
 async def _refund_updated(session: AsyncSession, event: Event, gateway: PaymentGateway) -> None:
+    # Lock the donation first, as the refund's request does: an event that overtakes the
+    # request's commit waits for it, and then finds the refund.
+    await _donation(session, event, payment_intent=event.object.get("payment_intent"))
     await _update_refund(session, event.object)
 
 
@@ -285,7 +345,8 @@ async def _update_refund(session: AsyncSession, refund: object) -> None:
 
 async def _dispute(session: AsyncSession, event: Event, gateway: PaymentGateway) -> None:
     dispute = event.object
-    if not isinstance(dispute.get("id"), str) or not isinstance(dispute.get("amount"), int):
+    dispute_id, amount = dispute.get("id"), dispute.get("amount")
+    if not (isinstance(dispute_id, str) and DISPUTE_ID.match(dispute_id)) or _count(amount) == 0:
         raise InvalidWebhook("The dispute lacks an id or amount.", code="webhook_payload_invalid")
     donation = await _donation(session, event, payment_intent=dispute.get("payment_intent"))
     if donation is None:
@@ -300,6 +361,7 @@ async def _account_updated(session: AsyncSession, event: Event, gateway: Payment
         return
     await connect.apply_account_update(
         session,
+        as_of=datetime.fromtimestamp(event.created, UTC),
         state=AccountState(
             account_id=account["id"],
             charges_enabled=bool(account.get("charges_enabled")),

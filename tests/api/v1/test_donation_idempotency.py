@@ -338,3 +338,40 @@ async def test_expired_keys_are_swept_and_a_reused_expired_key_is_refused(
     assert reused.status_code == 409, reused.text
     assert reused.json()["error"]["code"] == "idempotency_key_reused"
     assert superuser_sql("SELECT count(*) FROM donations") == [(2,)]
+
+
+async def test_a_read_only_key_cannot_read_back_a_stored_checkout(
+    client: httpx.AsyncClient,
+) -> None:
+    owner, organisation_id = await onboarded_organisation(client)
+    _, writer = await create_api_key(client, owner, organisation_id)
+    _, reader = await create_api_key(client, owner, organisation_id, read_only=True)
+    key = {"Idempotency-Key": "integrator-key-0123456789"}
+    body = donation_body(organisation_id)
+
+    first = await client.post("/v1/donations", json=body, headers={**bearer(writer), **key})
+    replay = await client.post("/v1/donations", json=body, headers={**bearer(reader), **key})
+
+    assert first.status_code == 201
+    assert replay.status_code == 403
+    assert "receipt_token" not in replay.text
+
+
+async def test_a_refund_key_that_expired_cannot_name_a_second_refund(
+    client: httpx.AsyncClient, superuser_sql: SuperuserSql
+) -> None:
+    owner, organisation_id = await onboarded_organisation(client)
+    checkout = await donate(client, organisation_id, amount=10_000)
+    await sandbox_succeed(client, checkout)
+    url = f"/v1/donations/{checkout['donation']['id']}/refunds"  # type: ignore[index]
+    headers = {**owner.headers, "Idempotency-Key": "refund-expiring-0123456789"}
+    body = {"amount": 1_000, "reason": "requested_by_customer"}
+
+    first = await client.post(url, json=body, headers=headers)
+    superuser_sql("UPDATE idempotency_keys SET expires_at = now() - interval '1 second'")
+    again = await client.post(url, json=body, headers=headers)
+
+    assert first.status_code == 201, first.text
+    assert again.status_code == 409, again.text
+    assert again.json()["error"]["code"] == "idempotency_key_reused"
+    assert superuser_sql("SELECT count(*) FROM donation_refunds") == [(1,)]

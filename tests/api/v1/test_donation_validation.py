@@ -518,3 +518,20 @@ async def test_a_member_of_another_organisation_cannot_read_a_donation(
     assert as_outsider.json()["error"]["message"] == "No such donation."
     assert as_viewer.status_code == 200, as_viewer.text
     assert as_viewer.json()["donor_email"] == "ada@example.org"
+
+
+async def test_nul_characters_are_refused_in_bodies_and_paths(
+    client: httpx.AsyncClient, superuser_sql: SuperuserSql
+) -> None:
+    _, organisation_id = await onboarded_organisation(client)
+
+    in_body = await client.post(
+        "/v1/donations", json=donation_body(organisation_id, donor_name="Ada\u0000")
+    )
+    in_path = await client.get("/v1/donations/don_%00", headers={"X-Receipt-Token": "rcpt_x"})
+
+    assert in_body.status_code == 422, in_body.text
+    assert in_body.json()["error"]["param"] == "donor_name"
+    assert in_path.status_code == 400, in_path.text
+    assert in_path.json()["error"]["code"] == "parameter_invalid"
+    assert superuser_sql("SELECT count(*) FROM donations") == [(0,)]

@@ -482,3 +482,100 @@ async def test_refund_events_keep_the_status_of_refunds_asked_for_through_amply(
     await deliver(hooks, payment.event("refund.updated", {"id": "re_1", "status": "failed"}))
 
     assert superuser_sql("SELECT status FROM donation_refunds") == [("failed",)]
+
+
+async def test_events_of_the_other_mode_are_stored_but_never_applied(
+    hooks: httpx.AsyncClient, payment: Payment, superuser_sql: SQL
+) -> None:
+    live = {**payment.event("payment_intent.succeeded", payment.intent()), "livemode": True}
+
+    response = await deliver(hooks, live)
+
+    assert response.json()["outcome"] == "ignored"
+    assert superuser_sql("SELECT status FROM donations") == [("pending",)]
+    assert superuser_sql("SELECT livemode, outcome FROM stripe_events") == [(True, "ignored")]
+
+
+async def test_a_payment_other_than_the_one_asked_for_is_never_recorded(
+    hooks: httpx.AsyncClient, payment: Payment, superuser_sql: SQL
+) -> None:
+    changed = {**payment.intent(), "amount_received": 1}
+    other_currency = {**payment.intent(), "currency": "usd"}
+
+    responses = [
+        await deliver(hooks, payment.event("payment_intent.succeeded", intent))
+        for intent in (changed, other_currency)
+    ]
+
+    assert [r.status_code for r in responses] == [409, 409]
+    assert responses[0].json()["error"]["code"] == "payment_mismatch"
+    assert superuser_sql("SELECT count(*) FROM stripe_events") == [(0,)]
+    assert superuser_sql("SELECT count(*) FROM ledger_entries") == [(0,)]
+
+
+async def test_a_prevented_dispute_moves_nothing_and_a_dispute_fee_is_withdrawn_once(
+    hooks: httpx.AsyncClient, payment: Payment, database: Database
+) -> None:
+    await deliver(hooks, payment.event("payment_intent.succeeded", payment.intent()))
+    prevented = payment.dispute("prevented", dispute_id="du_prevented")
+    with_fee = {
+        **payment.dispute("needs_response", dispute_id="du_with_fee"),
+        "balance_transactions": [
+            {"id": "txn_dispute", "amount": -10_000, "fee": 1_500, "currency": "eur"}
+        ],
+    }
+
+    await deliver(hooks, payment.event("charge.dispute.created", prevented))
+    for _ in range(2):
+        await deliver(hooks, payment.event("charge.dispute.updated", with_fee))
+
+    assert (await chain(database, payment.organisation_id))[2:] == [
+        ("dispute_funds_withdrawn", -10_000),
+        ("dispute_fee", -1_500),
+    ]
+
+
+@pytest.mark.parametrize(
+    "charge_fields",
+    [{"amount_refunded": "3000"}, {"amount_refunded": -1}, {"amount_refunded": 1.5}],
+)
+async def test_refund_totals_that_are_not_counts_are_refused(
+    hooks: httpx.AsyncClient, payment: Payment, charge_fields: dict[str, Any], superuser_sql: SQL
+) -> None:
+    await deliver(hooks, payment.event("payment_intent.succeeded", payment.intent()))
+    charge = {**payment.charge_object(refunded=0), **charge_fields}
+
+    response = await deliver(hooks, payment.event("charge.refunded", charge))
+
+    assert response.status_code == 400, response.text
+    assert superuser_sql(
+        "SELECT count(*) FROM ledger_entries WHERE type = 'donation_refunded'"
+    ) == [(0,)]
+
+
+async def test_an_older_account_update_arriving_late_does_not_undo_a_newer_one(
+    hooks: httpx.AsyncClient, payment: Payment
+) -> None:
+    now = int(time.time())
+    account = {"id": payment.account, "object": "account", "details_submitted": True}
+    newer = make_event(
+        "account.updated",
+        {**account, "charges_enabled": True},
+        account=payment.account,
+        created=now,
+    )
+    older = make_event(
+        "account.updated",
+        {**account, "charges_enabled": False},
+        account=payment.account,
+        created=now - 60,
+    )
+
+    await deliver(hooks, newer)
+    await deliver(hooks, older)
+    checkout = await hooks.post(
+        "/v1/donations",
+        json={"organisation_id": payment.organisation_id, "amount": 500, "currency": "EUR"},
+    )
+
+    assert checkout.status_code == 201, checkout.text

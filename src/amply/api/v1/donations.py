@@ -145,6 +145,7 @@ def _donation_out(
             "donor_email": donation.donor_email,
             "payment_intent_id": donation.payment_intent_id,
             "processing_fee": donation.processing_fee,
+            "processing_fee_currency": donation.processing_fee_currency,
             "amount_disputed": donation.amount_disputed,
             "failure_code": donation.failure_code,
             "failure_message": donation.failure_message,
@@ -178,6 +179,9 @@ async def create_donation(
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> JSONResponse:
     scope = f"organisation:{api_key.organisation_id}" if api_key else "public"
+    if api_key is not None:
+        # Before any replay: a read-only key must not read back a stored checkout.
+        donations.check_key_may_checkout(api_key, organisation_id=body.organisation_id)
 
     async def checkout() -> CheckoutOut:
         result = await donations.create_donation(

@@ -25,5 +25,7 @@ async def stripe_webhook(
     event = stripe_events.verify(
         await request.body(), signature=request.headers.get("stripe-signature"), settings=settings
     )
-    outcome = await stripe_events.process(session, event=event, source="webhook", gateway=gateway)
+    outcome = await stripe_events.process(
+        session, event=event, source="webhook", gateway=gateway, live_mode=settings.live_mode
+    )
     return WebhookAck(outcome=outcome)
