@@ -19,6 +19,50 @@ down_revision: str | None = "0002_identity"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
+# The entry types of 0001_ledger_core plus donation_refund_reversed: a refund that Stripe
+# recorded and then reported as failed returns the money to the organisation.
+EXTERNAL_TYPES = (
+    "donation_received",
+    "donation_refunded",
+    "donation_refund_reversed",
+    "payment_processing_fee",
+    "payment_processing_fee_refunded",
+    "dispute_funds_withdrawn",
+    "dispute_funds_reinstated",
+    "dispute_fee",
+    "deposit",
+    "withdrawal",
+    "withdrawal_reversed",
+)
+INTERNAL_TYPES = (
+    "transfer_out",
+    "transfer_in",
+    "withdrawal_fee",
+    "withdrawal_fee_refunded",
+    "fee_collected",
+    "fee_refunded",
+    "welcome_bonus",
+    "promotion_granted",
+    "wallet_donation_sent",
+    "wallet_donation_received",
+)
+
+
+def sql_list(values: Sequence[str]) -> str:
+    return ", ".join(f"'{value}'" for value in values)
+
+
+ENTRY_TYPES = f"""
+CREATE OR REPLACE FUNCTION ledger_entry_flow(entry_type text) RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT CASE
+        WHEN entry_type IN ({sql_list(EXTERNAL_TYPES)}) THEN 'external'
+        WHEN entry_type IN ({sql_list(INTERNAL_TYPES)}) THEN 'internal'
+    END
+$$;
+"""
+
 CONNECT = """
 -- An organisation is paid on its own Stripe connected account (direct charges). Two
 -- organisations can never share one account, so no donation lands on the wrong books.
@@ -84,6 +128,9 @@ CREATE TABLE donations (
     created_at timestamptz NOT NULL DEFAULT now(),
     updated_at timestamptz NOT NULL DEFAULT now(),
     completed_at timestamptz,
+    -- When Stripe created the refund event last applied: an older charge.refunded total
+    -- arriving late (one that still counts a refund since failed) changes nothing.
+    refunds_as_of timestamptz,
     -- Never more refunded than given.
     CHECK (amount_refunded BETWEEN 0 AND amount),
     -- A donation is completed exactly when its donation_received entry exists.
@@ -97,7 +144,8 @@ CREATE INDEX donations_fund ON donations (fund_id) WHERE fund_id IS NOT NULL;
 
 -- What a donation is never changes once created: its organisation, fund, amount, currency
 -- and PaymentIntent. Its status only moves forward: pending -> completed | failed,
--- failed -> completed (the donor retried with another card), completed -> refunded.
+-- failed -> completed (the donor retried with another card), completed -> refunded, and
+-- refunded -> completed only when a refund fails after it was recorded.
 CREATE FUNCTION donations_guard_update() RETURNS trigger
     LANGUAGE plpgsql AS $$
 BEGIN
@@ -116,7 +164,7 @@ BEGIN
     END IF;
     IF NEW.status IS DISTINCT FROM OLD.status AND (OLD.status, NEW.status) NOT IN (
         ('pending', 'completed'), ('pending', 'failed'), ('failed', 'completed'),
-        ('completed', 'refunded')
+        ('completed', 'refunded'), ('refunded', 'completed')
     ) THEN
         RAISE EXCEPTION 'donations: % cannot go from % to %', OLD.id, OLD.status, NEW.status
             USING ERRCODE = 'check_violation', CONSTRAINT = 'donations_status_transition';
@@ -143,11 +191,14 @@ CREATE TABLE donation_refunds (
     -- Whether the ledger's donation_refunded entries cover this refund yet (Stripe's
     -- charge.refunded named it): until then it still counts against what can be refunded.
     recorded boolean NOT NULL DEFAULT false,
+    -- The donation_refund_reversed entry of a recorded refund that then failed: at most one.
+    reversed_entry_id text UNIQUE REFERENCES ledger_entries (id),
     requested_by_user_id text REFERENCES users (id),
     requested_by_api_key_id text REFERENCES api_keys (id),
     created_at timestamptz NOT NULL DEFAULT now(),
     updated_at timestamptz NOT NULL DEFAULT now(),
-    CHECK ((requested_by_user_id IS NULL) <> (requested_by_api_key_id IS NULL))
+    CHECK ((requested_by_user_id IS NULL) <> (requested_by_api_key_id IS NULL)),
+    CHECK (reversed_entry_id IS NULL OR (recorded AND status IN ('failed', 'canceled')))
 );
 CREATE INDEX donation_refunds_donation ON donation_refunds (donation_id, created_at);
 
@@ -218,7 +269,16 @@ REVOKE ALL ON FUNCTION donations_guard_update() FROM PUBLIC;
 
 
 def upgrade() -> None:
-    for block in (CONNECT, FUNDS, DONATIONS, REFUNDS_AND_DISPUTES, EVENTS, IDEMPOTENCY, PRIVILEGES):
+    for block in (
+        ENTRY_TYPES,
+        CONNECT,
+        FUNDS,
+        DONATIONS,
+        REFUNDS_AND_DISPUTES,
+        EVENTS,
+        IDEMPOTENCY,
+        PRIVILEGES,
+    ):
         op.execute(block)
 
 

@@ -54,6 +54,7 @@ class Donation(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    refunds_as_of: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     @property
     def display_name(self) -> str:
@@ -76,6 +77,7 @@ class DonationRefund(Base):
     status: Mapped[str] = mapped_column(Text)
     provider_refund_id: Mapped[str] = mapped_column(Text)
     recorded: Mapped[bool] = mapped_column(Boolean, default=False)
+    reversed_entry_id: Mapped[str | None] = mapped_column(ForeignKey("ledger_entries.id"))
     requested_by_user_id: Mapped[str | None] = mapped_column(ForeignKey("users.id"))
     requested_by_api_key_id: Mapped[str | None] = mapped_column(ForeignKey("api_keys.id"))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

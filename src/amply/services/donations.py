@@ -15,6 +15,7 @@ import hashlib
 import hmac
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Literal
 
 from sqlalchemy import func, select
@@ -419,17 +420,53 @@ def _refund_status(status: str | None) -> str:
 
 
 async def update_refund_status(
-    session: AsyncSession, *, provider_refund_id: str, status: str
+    session: AsyncSession, *, provider_refund_id: str, status: str, as_of: datetime
 ) -> None:
+    """Stripe's news of a refund asked for through Amply (``as_of``: when Stripe said it).
+
+    A refund the ledger recorded that then fails (a closed card) returns the money to the
+    organisation: it is reversed on the chain, once.
+    """
     refund = await session.scalar(
         select(DonationRefund)
         .where(DonationRefund.provider_refund_id == provider_refund_id)
         .with_for_update()
     )
-    if refund is not None and refund.status != (new := _refund_status(status)):
-        refund.status = new
-        refund.updated_at = func.now()
-        await session.flush()
+    if refund is None or refund.status == (new := _refund_status(status)):
+        return
+    refund.status = new
+    refund.updated_at = func.now()
+    if new in ("failed", "canceled") and refund.recorded and refund.reversed_entry_id is None:
+        await _reverse(session, refund, as_of=as_of)
+    await session.flush()
+
+
+async def _reverse(session: AsyncSession, refund: DonationRefund, *, as_of: datetime) -> None:
+    donation = await session.get(
+        Donation, refund.donation_id, with_for_update=True, populate_existing=True
+    )
+    assert donation is not None
+    [entry] = await ledger.append_journal(
+        session,
+        legs=[
+            Leg(
+                chain_id=donation.organisation_id,
+                entry_type="donation_refund_reversed",
+                amount=refund.amount,
+                currency=donation.currency,
+                metadata=_public(
+                    donation,
+                    payment_intent=donation.payment_intent_id,
+                    refund=refund.provider_refund_id,
+                    refunded_total=donation.amount_refunded - refund.amount,
+                ),
+            )
+        ],
+    )
+    refund.reversed_entry_id = entry.id
+    donation.amount_refunded -= refund.amount
+    donation.status = "completed"
+    donation.refunds_as_of = max(as_of, donation.refunds_as_of or as_of)
 
 
 # --- Effects of events ----------------------------------------------------------------------
@@ -551,11 +588,15 @@ async def record_refunded_total(
     amount_refunded: int,
     charge_id: str,
     refund_ids: Sequence[str] | None,
+    as_of: datetime,
 ) -> bool:
-    """Stripe says ``amount_refunded`` of the charge is refunded in all, by the refunds
-    ``refund_ids`` (when the event lists them): append what the ledger has not recorded yet.
-    A stale total (an older event arriving late) adds nothing.
+    """Stripe said at ``as_of`` that ``amount_refunded`` of the charge is refunded in all, by
+    the refunds ``refund_ids`` (when the event lists them): append what the ledger has not
+    recorded yet. A stale total (an older event arriving late) adds nothing.
     """
+    if donation.refunds_as_of is not None and as_of < donation.refunds_as_of:
+        return False
+    donation.refunds_as_of = as_of
     delta = min(amount_refunded, donation.amount) - donation.amount_refunded
     await _mark_recorded(session, donation, refund_ids=refund_ids, delta=max(delta, 0))
     if delta <= 0:
@@ -598,7 +639,10 @@ async def _mark_recorded(
     )
     for refund in rows:
         if refund_ids is not None:
-            covered = refund.provider_refund_id in refund_ids
+            covered = refund.provider_refund_id in refund_ids and refund.status in (
+                "pending",
+                "succeeded",
+            )
         else:
             covered = refund.status in ("pending", "succeeded") and refund.amount <= delta
             delta -= refund.amount if covered else 0

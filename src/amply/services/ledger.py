@@ -32,6 +32,7 @@ ChainKind = Literal["organisation", "wallet", "platform"]
 EntryType = Literal[
     "donation_received",
     "donation_refunded",
+    "donation_refund_reversed",
     "payment_processing_fee",
     "payment_processing_fee_refunded",
     "dispute_funds_withdrawn",

@@ -302,13 +302,14 @@ async def _charge_refunded(session: AsyncSession, event: Event, gateway: Payment
     await _ensure_completed(session, donation, charge_id=charge_id, gateway=gateway)
     refunds = _listed_refunds(charge)
     for refund in refunds or []:
-        await _update_refund(session, refund)
+        await _update_refund(session, refund, as_of=_created(event))
     await donations.record_refunded_total(
         session,
         donation,
         amount_refunded=_count(charge.get("amount_refunded")),
         charge_id=charge_id,
         refund_ids=None if refunds is None else [str(refund.get("id")) for refund in refunds],
+        as_of=_created(event),
     )
 
 
@@ -333,13 +334,17 @@ async def _refund_updated(session: AsyncSession, event: Event, gateway: PaymentG
     # Lock the donation first, as the refund's request does: an event that overtakes the
     # request's commit waits for it, and then finds the refund.
     await _donation(session, event, payment_intent=event.object.get("payment_intent"))
-    await _update_refund(session, event.object)
+    await _update_refund(session, event.object, as_of=_created(event))
 
 
-async def _update_refund(session: AsyncSession, refund: object) -> None:
+def _created(event: Event) -> datetime:
+    return datetime.fromtimestamp(event.created, UTC)
+
+
+async def _update_refund(session: AsyncSession, refund: object, *, as_of: datetime) -> None:
     if isinstance(refund, dict) and isinstance(refund.get("id"), str):
         await donations.update_refund_status(
-            session, provider_refund_id=refund["id"], status=str(refund.get("status"))
+            session, provider_refund_id=refund["id"], status=str(refund.get("status")), as_of=as_of
         )
 
 
@@ -361,7 +366,7 @@ async def _account_updated(session: AsyncSession, event: Event, gateway: Payment
         return
     await connect.apply_account_update(
         session,
-        as_of=datetime.fromtimestamp(event.created, UTC),
+        as_of=_created(event),
         state=AccountState(
             account_id=account["id"],
             charges_enabled=bool(account.get("charges_enabled")),

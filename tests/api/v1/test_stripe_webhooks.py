@@ -579,3 +579,40 @@ async def test_an_older_account_update_arriving_late_does_not_undo_a_newer_one(
     )
 
     assert checkout.status_code == 201, checkout.text
+
+
+async def test_a_recorded_refund_that_fails_is_reversed_once_and_stale_totals_are_ignored(
+    hooks: httpx.AsyncClient, payment: Payment, database: Database, superuser_sql: SQL
+) -> None:
+    [(owner_id,)] = superuser_sql(
+        "SELECT user_id FROM organisation_members WHERE organisation_id = %s",
+        payment.organisation_id,
+    )
+    await deliver(hooks, payment.event("payment_intent.succeeded", payment.intent()))
+    superuser_sql(
+        "INSERT INTO donation_refunds (id, donation_id, amount, reason, status,"
+        " provider_refund_id, requested_by_user_id)"
+        " VALUES ('rfd_000000000000000000000002', %s, 10000, 'duplicate', 'pending', 're_2', %s)",
+        payment.donation_id,
+        owner_id,
+    )
+    refund = {"id": "re_2", "object": "refund", "amount": 10_000, "status": "succeeded"}
+    charge = {
+        **payment.charge_object(refunded=10_000),
+        "refunds": {"object": "list", "data": [refund]},
+    }
+    refunded_at = int(time.time()) - 30
+    stale = payment.event("charge.refunded", charge, created=refunded_at)
+    await deliver(hooks, payment.event("charge.refunded", charge, created=refunded_at))
+    failed = {**refund, "status": "failed", "payment_intent": payment.payment_intent}
+
+    for _ in range(2):
+        await deliver(hooks, payment.event("refund.updated", failed))
+    await deliver(hooks, stale)
+
+    assert (await chain(database, payment.organisation_id))[2:] == [
+        ("donation_refunded", -10_000),
+        ("donation_refund_reversed", 10_000),
+    ]
+    assert superuser_sql("SELECT status, amount_refunded FROM donations") == [("completed", 0)]
+    assert superuser_sql("SELECT status, recorded FROM donation_refunds") == [("failed", True)]
