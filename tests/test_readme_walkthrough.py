@@ -55,6 +55,9 @@ async def test_the_readme_sandbox_walkthrough_works_as_written(
     assert '"status": "completed"' in output
     assert '"processing_fee": 103' in output
     assert '"amount_refunded": 500' in output
+    assert '"platform_fee": 0' in output
+    assert '"net": 1897' in output
+    assert "OK: chain org_" in output
     assert superuser_sql("SELECT type, amount FROM ledger_entries ORDER BY seq") == [
         ("donation_received", 2500),
         ("payment_processing_fee", -103),

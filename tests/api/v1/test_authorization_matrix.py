@@ -41,6 +41,11 @@ PUBLIC = {
     ("POST", "/v1/sandbox/payments/{payment_id}/succeed"),
     ("POST", "/v1/sandbox/payments/{payment_id}/fail"),
     ("POST", "/v1/sandbox/payments/{payment_id}/refund"),
+    # Transparency: anyone may read organisations and their ledgers.
+    ("GET", "/v1/public/organisations"),
+    ("GET", "/v1/public/organisations/{organisation_id}"),
+    ("GET", "/v1/public/organisations/{organisation_id}/ledger"),
+    ("GET", "/v1/public/organisations/{organisation_id}/ledger/verify"),
 }
 
 

@@ -11,6 +11,7 @@ from amply.api.v1 import (
     funds,
     members,
     organisations,
+    public,
     sandbox,
     stripe_accounts,
     webhooks,
@@ -27,5 +28,6 @@ for module in (
     donations,
     webhooks,
     sandbox,
+    public,
 ):
     router.include_router(module.router)
