@@ -46,6 +46,7 @@ PUBLIC = {
     ("GET", "/v1/public/organisations/{organisation_id}"),
     ("GET", "/v1/public/organisations/{organisation_id}/ledger"),
     ("GET", "/v1/public/organisations/{organisation_id}/ledger/verify"),
+    ("GET", "/v1/public/organisations/{organisation_id}/ledger/export"),
 }
 
 

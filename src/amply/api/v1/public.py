@@ -5,12 +5,14 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Final
 
-from fastapi import APIRouter, Path, Query, Response
+from fastapi import APIRouter, Path, Query, Request, Response
+from fastapi.responses import StreamingResponse
 from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.background import BackgroundTask
 
 from amply.api.errors import error_responses
 from amply.api.v1.funds import fund_out
-from amply.deps import GatewayDep, SessionDep
+from amply.deps import DatabaseDep, GatewayDep, SessionDep
 from amply.models import Organisation
 from amply.schemas.common import Limit, ListResponse, StartingAfter
 from amply.schemas.public import (
@@ -23,7 +25,7 @@ from amply.schemas.public import (
     TotalsOut,
     VerificationOut,
 )
-from amply.services import connect, funds, ledger, transparency
+from amply.services import connect, exports, funds, ledger, transparency
 from amply.services.ledger import ChainHead, EntryType
 from amply.services.payments import PaymentGateway
 from amply.services.transparency import Totals
@@ -204,4 +206,38 @@ async def verify_ledger(
     response.headers["Cache-Control"] = VERIFY_CACHE
     return VerificationOut(
         **result.as_dict(), verdict=result.verdict(), checked_at=datetime.now(UTC)
+    )
+
+
+@router.get(
+    "/organisations/{organisation_id}/ledger/export",
+    summary="The whole chain as a JSON download (docs/ledger-format.md §4), streamed",
+    description="One consistent snapshot, however long the chain and whatever is appended "
+    "meanwhile. Verify it offline with `amply verify FILE`. `ETag` names the head it ends "
+    "at; send it back as `If-None-Match` to learn (304) that nothing was appended.",
+    response_class=StreamingResponse,
+    responses={
+        200: {"content": {"application/json": {}}, "description": "The export."},
+        304: {"description": "The chain has not grown since the export with this ETag."},
+        **ERRORS,
+    },
+)
+async def export_ledger(
+    organisation_id: OrganisationId, request: Request, database: DatabaseDep
+) -> Response:
+    export = await exports.open_export(database, chain_id=organisation_id)
+    headers = {
+        "ETag": export.etag,
+        "Cache-Control": LIST_CACHE,
+        "Content-Disposition": f'attachment; filename="{organisation_id}.ledger.json"',
+    }
+    if export.etag in request.headers.get("if-none-match", ""):
+        await export.close()
+        return Response(status_code=304, headers=headers)
+    # The body closes the snapshot when it ends; the background task, if it never starts.
+    return StreamingResponse(
+        export.body(),
+        media_type="application/json",
+        headers=headers,
+        background=BackgroundTask(export.close),
     )
