@@ -151,8 +151,11 @@ async def client(
         yield http
 
 
+SuperuserSql = Callable[..., list[tuple[Any, ...]]]
+
+
 @pytest.fixture
-def superuser_sql(test_database: IsolatedDatabase) -> Callable[..., list[tuple[Any, ...]]]:
+def superuser_sql(test_database: IsolatedDatabase) -> SuperuserSql:
     """Run one SQL statement as the superuser on this test's database; return its rows."""
 
     def run(statement: str, *params: object) -> list[tuple[Any, ...]]:

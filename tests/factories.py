@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import itertools
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 
@@ -200,3 +202,19 @@ async def onboarded_organisation(client: httpx.AsyncClient) -> tuple[Account, st
     organisation_id = await create_organisation(client, owner)
     await onboard(client, owner, organisation_id)
     return owner, organisation_id
+
+
+# --- Assertions shared by the API tests -----------------------------------------------------
+
+
+def count_rows(superuser_sql: Callable[..., list[tuple[Any, ...]]], table: str) -> int:
+    [(count,)] = superuser_sql(f"SELECT count(*) FROM {table}")
+    return int(count)
+
+
+def error_of(response: httpx.Response, status: int) -> dict[str, Any]:
+    """The response's error, after checking its status and the standard error shape."""
+    assert response.status_code == status, response.text
+    error: dict[str, Any] = response.json()["error"]
+    assert set(error) == {"type", "code", "message", "param"}
+    return error

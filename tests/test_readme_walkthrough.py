@@ -15,7 +15,7 @@ import pytest
 
 from amply.config import Settings
 from amply.main import create_app
-from tests.conftest import IsolatedDatabase
+from tests.conftest import IsolatedDatabase, SuperuserSql
 
 README = Path(__file__).parents[1] / "README.md"
 BLOCK = re.compile(r"<!-- walkthrough:start -->\n```sh\n(.*?)```\n<!-- walkthrough:end -->", re.S)
@@ -32,7 +32,7 @@ async def test_the_readme_sandbox_walkthrough_works_as_written(
     settings: Settings,
     test_database: IsolatedDatabase,
     serve_app: Callable[[Any], AbstractAsyncContextManager[str]],
-    superuser_sql: Callable[..., list[tuple[Any, ...]]],
+    superuser_sql: SuperuserSql,
 ) -> None:
     app = create_app(settings, database_url=test_database.urls.app)
     async with serve_app(app) as url:

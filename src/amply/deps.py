@@ -171,7 +171,8 @@ def _check_csrf(request: Request, session_token: str) -> None:
 CallerDep = Annotated[Caller | None, Depends(get_caller)]
 
 
-def _require(caller: Caller | None) -> Caller:
+def require_caller(caller: Caller | None) -> Caller:
+    """``caller``, or 401 for an anonymous request."""
     if caller is None:
         raise AuthenticationRequired(
             "Sign in, or send an API key as `Authorization: Bearer sk_…`.",
@@ -182,7 +183,7 @@ def _require(caller: Caller | None) -> Caller:
 
 async def get_current_user(caller: CallerDep) -> SignedIn:
     """A signed-in user (cookie or bearer session); API keys are refused."""
-    caller = _require(caller)
+    caller = require_caller(caller)
     if not isinstance(caller, SignedIn):
         raise AuthenticationRequired(
             "This endpoint needs a signed-in user; API keys cannot use it.",
@@ -241,7 +242,7 @@ async def authorize_organisation(
     scope: KeyScope | None,
 ) -> OrgAccess:
     """``caller``'s access to an organisation: a member with ``role``, or a key with ``scope``."""
-    caller = _require(caller)
+    caller = require_caller(caller)
     if caller.api_key is not None:
         return await _key_access(session, caller, organisation_id=organisation_id, scope=scope)
     assert caller.auth is not None

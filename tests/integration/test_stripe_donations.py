@@ -21,7 +21,7 @@ from amply.config import Settings
 from amply.db import Database
 from amply.main import create_app
 from amply.services import ledger
-from tests.conftest import ClientFactory, IsolatedDatabase
+from tests.conftest import ClientFactory, IsolatedDatabase, SuperuserSql
 from tests.factories import Account, create_organisation, sign_up
 from tests.stripe_harness import StripeServer, make_event, recorded, sign_payload
 
@@ -289,7 +289,7 @@ async def test_a_dispute_arriving_before_the_success_event_fetches_the_payment_f
 async def test_when_stripe_is_unreachable_checkout_fails_with_503_and_writes_nothing(
     world: World,
     make_client: ClientFactory,
-    superuser_sql: Callable[..., list[tuple[Any, ...]]],
+    superuser_sql: SuperuserSql,
 ) -> None:
     await enable_charges(world)
     unreachable = Settings(
@@ -326,7 +326,7 @@ async def test_when_stripe_is_unreachable_checkout_fails_with_503_and_writes_not
     ids=lambda change: "-".join(f"{k}={str(v)[:12]}" for k, v in change.items()),
 )
 async def test_refused_checkouts_never_reach_stripe(
-    world: World, superuser_sql: Callable[..., list[tuple[Any, ...]]], change: dict[str, Any]
+    world: World, superuser_sql: SuperuserSql, change: dict[str, Any]
 ) -> None:
     await enable_charges(world)
     world.server.clear_requests()

@@ -1,15 +1,13 @@
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from amply.services import rate_limits
+from tests.conftest import SuperuserSql
 
 
 async def test_hits_count_within_a_window_and_a_new_window_starts_afresh(
-    session: AsyncSession, superuser_sql: Callable[..., list[tuple[Any, ...]]]
+    session: AsyncSession, superuser_sql: SuperuserSql
 ) -> None:
     for expected in (1, 2, 3):
         window = await rate_limits.hit(session, key="k", window_seconds=60)

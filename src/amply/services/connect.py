@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from amply.errors import Conflict
 from amply.models import Organisation
-from amply.services import security_events
+from amply.services import organisations, security_events
 from amply.services.payments import AccountLink, AccountState, PaymentGateway
 from amply.services.security_events import Actor
 
@@ -47,7 +47,8 @@ async def create_account(
     session: AsyncSession, *, organisation: Organisation, gateway: PaymentGateway, actor: Actor
 ) -> AccountStatus:
     """Create the organisation's connected account, or return the one it has."""
-    await _lock(session, organisation=organisation)
+    await organisations.lock_organisation(session, organisation_id=organisation.id)
+    await session.refresh(organisation)
     current = status_of(organisation, gateway=gateway)
     if current.account_id is not None:
         return current
@@ -125,10 +126,3 @@ def _apply(organisation: Organisation, state: AccountState) -> None:
     organisation.payouts_enabled = state.payouts_enabled
     organisation.details_submitted = state.details_submitted
     organisation.stripe_account_synced_at = func.now()
-
-
-async def _lock(session: AsyncSession, *, organisation: Organisation) -> None:
-    await session.execute(
-        select(Organisation.id).where(Organisation.id == organisation.id).with_for_update()
-    )
-    await session.refresh(organisation)

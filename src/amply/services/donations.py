@@ -198,9 +198,9 @@ async def _enforce_velocity(
 async def _accepting_organisation(
     session: AsyncSession, *, organisation_id: str, gateway: PaymentGateway
 ) -> Organisation:
-    organisation = await organisations.get_organisation(session, organisation_id=organisation_id)
-    if organisation is None:
-        raise NotFound("No such organisation.", param="organisation_id")
+    organisation = await organisations.require_organisation(
+        session, organisation_id=organisation_id
+    )
     if not connect.status_of(organisation, gateway=gateway).charges_enabled:
         raise OrganisationNotAccepting(
             "This organisation cannot accept donations yet: its Stripe account is not "
@@ -343,7 +343,7 @@ async def request_refund(
     idempotency: IdempotentRequest,
 ) -> DonationRefund:
     """Ask Stripe to refund (part of) a donation. The ledger moves when Stripe confirms."""
-    await _lock(session, donation)
+    donation = await _locked(session, donation.id)
     if donation.status == "refunded":
         raise Conflict("This donation is refunded in full already.", code="donation_refunded")
     if donation.status != "completed":
@@ -442,10 +442,7 @@ async def update_refund_status(
 
 
 async def _reverse(session: AsyncSession, refund: DonationRefund, *, as_of: datetime) -> None:
-    donation = await session.get(
-        Donation, refund.donation_id, with_for_update=True, populate_existing=True
-    )
-    assert donation is not None
+    donation = await _locked(session, refund.donation_id)
     [entry] = await ledger.append_journal(
         session,
         legs=[
@@ -484,9 +481,13 @@ async def find_by_payment_intent(
     )
 
 
-async def _lock(session: AsyncSession, donation: Donation) -> None:
-    await session.execute(select(Donation.id).where(Donation.id == donation.id).with_for_update())
-    await session.refresh(donation)
+async def _locked(session: AsyncSession, donation_id: str) -> Donation:
+    """The donation, locked for the rest of the transaction and read afresh under the lock."""
+    donation = await session.get(
+        Donation, donation_id, with_for_update=True, populate_existing=True
+    )
+    assert donation is not None
+    return donation
 
 
 def _public(donation: Donation, **extra: JSONValue) -> dict[str, JSONValue]:

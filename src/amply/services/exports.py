@@ -21,13 +21,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from amply.db import Database
 from amply.errors import NotFound
 from amply.lib.verify import EXPORT_FORMAT
-from amply.services.ledger import ChainHead
+from amply.services.ledger import HEAD_SQL, ChainHead
 
 BATCH_SIZE: Final = 10_000
 _CHAIN_SQL: Final = "SELECT kind FROM ledger_chains WHERE id = $1"
-_HEAD_SQL: Final = (
-    "SELECT seq, entry_hash FROM ledger_entries WHERE chain_id = $1 ORDER BY seq DESC LIMIT 1"
-)
 # A page of the chain: $1 chain id, $2 after_seq, $3 limit. created_at comes as PostgreSQL's
 # own ISO text in UTC (the snapshot sets TimeZone and DateStyle), which Python turns into the
 # canonical form far faster than it formats a datetime.
@@ -153,7 +150,7 @@ async def open_export(database: Database, *, chain_id: str) -> ChainExport:
         kind = await driver.fetchval(_CHAIN_SQL, chain_id)
         if kind is None:
             raise NotFound("No such organisation.", param="organisation_id")
-        head = await driver.fetchrow(_HEAD_SQL, chain_id)
+        head = await driver.fetchrow(HEAD_SQL, chain_id)
     except BaseException:
         await connection.close()
         raise

@@ -86,12 +86,16 @@ RETURNING id, chain_id, seq, type, amount, currency, balance_after, metadata, jo
           created_at, prev_entry_hash, entry_hash
 """
 
-# A page of a chain by sequence number: $1 chain id, $2 after_seq, $3 limit.
+# A page of a chain by sequence number: $1 chain id, $2 after_seq, $3 limit, and optional
+# filters (NULL: none): $4 entry types, $5 created at or after, $6 created before.
 CHAIN_ROWS_SQL: Final = """
 SELECT id, chain_id, seq, type, amount, currency, balance_after, metadata, journal_id,
        created_at, prev_entry_hash, entry_hash
   FROM ledger_entries
  WHERE chain_id = $1 AND seq > $2
+   AND ($4::text[] IS NULL OR type = ANY($4::text[]))
+   AND ($5::timestamptz IS NULL OR created_at >= $5)
+   AND ($6::timestamptz IS NULL OR created_at < $6)
  ORDER BY seq
  LIMIT $3
 """
@@ -377,14 +381,46 @@ async def get_head(session: AsyncSession, *, chain_id: str) -> ChainHead:
     return ChainHead(seq=row["seq"], entry_hash=row["entry_hash"])
 
 
+# The last entry of each chain (none for an empty one): $1 the chain ids.
+HEADS_SQL: Final = """
+SELECT c.chain_id, e.seq, e.entry_hash
+  FROM unnest($1::text[]) AS c (chain_id)
+  LEFT JOIN LATERAL (
+      SELECT seq, entry_hash FROM ledger_entries
+       WHERE chain_id = c.chain_id ORDER BY seq DESC LIMIT 1
+  ) AS e ON true
+"""
+
+
+async def get_heads(session: AsyncSession, *, chain_ids: Sequence[str]) -> dict[str, ChainHead]:
+    """Each chain's head, one index probe per chain."""
+    connection = await session.connection()
+    rows = await connection.exec_driver_sql(HEADS_SQL, (list(chain_ids),))
+    return {
+        row["chain_id"]: ChainHead(seq=row["seq"] or 0, entry_hash=row["entry_hash"])
+        for row in rows.mappings()
+    }
+
+
 async def list_entries(
-    session: AsyncSession, *, chain_id: str, after_seq: int = 0, limit: int = 100
+    session: AsyncSession,
+    *,
+    chain_id: str,
+    after_seq: int = 0,
+    limit: int = 100,
+    types: Sequence[str] | None = None,
+    created_gte: datetime | None = None,
+    created_lt: datetime | None = None,
 ) -> EntryPage:
-    """Entries with seq > ``after_seq``, in chain order; ``has_more`` if the chain goes on."""
+    """Entries with seq > ``after_seq``, in chain order, optionally of some ``types`` and
+    times; ``has_more`` if more follow."""
     if limit < 1:
         raise ValueError("limit must be positive")
     connection = await session.connection()
-    result = await connection.exec_driver_sql(CHAIN_ROWS_SQL, (chain_id, after_seq, limit + 1))
+    result = await connection.exec_driver_sql(
+        CHAIN_ROWS_SQL,
+        (chain_id, after_seq, limit + 1, list(types) if types else None, created_gte, created_lt),
+    )
     entries = [Entry(**row) for row in result.mappings()]
     return EntryPage(entries=entries[:limit], has_more=len(entries) > limit)
 

@@ -114,6 +114,14 @@ async def get_organisation(session: AsyncSession, *, organisation_id: str) -> Or
     return await session.get(Organisation, organisation_id)
 
 
+async def require_organisation(session: AsyncSession, *, organisation_id: str) -> Organisation:
+    """The organisation, or 404."""
+    organisation = await get_organisation(session, organisation_id=organisation_id)
+    if organisation is None:
+        raise NotFound("No such organisation.", param="organisation_id")
+    return organisation
+
+
 async def get_membership(
     session: AsyncSession, *, organisation_id: str, user_id: str
 ) -> OrganisationMember | None:
@@ -165,9 +173,12 @@ async def list_members(
     )
 
 
-async def _lock(session: AsyncSession, *, organisation_id: str) -> None:
-    # Serialises member changes of one organisation, so "is this the last owner?" stays true
-    # until the change commits.
+async def lock_organisation(session: AsyncSession, *, organisation_id: str) -> None:
+    """Lock the organisation's row until the transaction ends.
+
+    Serialises member changes (so "is this the last owner?" stays true until the change
+    commits) and the creation of its Stripe account.
+    """
     await session.execute(
         select(Organisation.id).where(Organisation.id == organisation_id).with_for_update()
     )
@@ -216,7 +227,7 @@ async def add_member(
     actor: Actor,
 ) -> OrganisationMember:
     """Add an existing user, found by username or email, with ``role``."""
-    await _lock(session, organisation_id=organisation_id)
+    await lock_organisation(session, organisation_id=organisation_id)
     conditions = []
     if username is not None:
         conditions.append(func.lower(User.username) == func.lower(username))
@@ -245,7 +256,7 @@ async def add_member(
 async def change_role(
     session: AsyncSession, *, organisation_id: str, user_id: str, role: Role, actor: Actor
 ) -> OrganisationMember:
-    await _lock(session, organisation_id=organisation_id)
+    await lock_organisation(session, organisation_id=organisation_id)
     member = await _member(session, organisation_id=organisation_id, user_id=user_id)
     if member.role == role:
         return member
@@ -274,7 +285,7 @@ async def remove_member(
     """Remove a member: owners may remove anyone, every member may leave."""
     if actor_role != "owner" and actor.user_id != user_id:
         raise PermissionDenied("Only owners can remove other members.", code="role_insufficient")
-    await _lock(session, organisation_id=organisation_id)
+    await lock_organisation(session, organisation_id=organisation_id)
     member = await _member(session, organisation_id=organisation_id, user_id=user_id)
     await _refuse_if_last_owner(
         session, member=member, message="The last owner cannot leave; make another owner first."

@@ -8,15 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Final
 
 from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from amply.errors import NotFound
 from amply.models import Organisation
-from amply.services import ledger
 from amply.services.pagination import Page, keyset_page
 
 # Sums of entry types per currency, by chain: $1 the chain ids.
@@ -25,30 +22,6 @@ SELECT chain_id, currency, type, sum(amount) AS total, count(*) AS entries
   FROM ledger_entries
  WHERE chain_id = ANY($1::text[])
  GROUP BY chain_id, currency, type
-"""
-
-# The last entry of each chain: $1 the chain ids.
-HEADS_SQL: Final = """
-SELECT c.chain_id, e.seq, e.entry_hash
-  FROM unnest($1::text[]) AS c (chain_id)
-  LEFT JOIN LATERAL (
-      SELECT seq, entry_hash FROM ledger_entries
-       WHERE chain_id = c.chain_id ORDER BY seq DESC LIMIT 1
-  ) AS e ON true
-"""
-
-# A page of a chain with optional type and time filters: $1 chain, $2 after_seq, $3 limit,
-# $4 types (NULL: all), $5 created at or after, $6 created before.
-FILTERED_ROWS_SQL: Final = """
-SELECT id, chain_id, seq, type, amount, currency, balance_after, metadata, journal_id,
-       created_at, prev_entry_hash, entry_hash
-  FROM ledger_entries
- WHERE chain_id = $1 AND seq > $2
-   AND ($4::text[] IS NULL OR type = ANY($4::text[]))
-   AND ($5::timestamptz IS NULL OR created_at >= $5)
-   AND ($6::timestamptz IS NULL OR created_at < $6)
- ORDER BY seq
- LIMIT $3
 """
 
 # How each entry type counts in the public totals (amounts keep the chain's sign).
@@ -129,40 +102,3 @@ async def list_organisations(
         starting_after=starting_after,
         limit=limit,
     )
-
-
-async def get_organisation(session: AsyncSession, *, organisation_id: str) -> Organisation:
-    organisation = await session.get(Organisation, organisation_id)
-    if organisation is None:
-        raise NotFound("No such organisation.", param="organisation_id")
-    return organisation
-
-
-async def heads(session: AsyncSession, *, chain_ids: Sequence[str]) -> dict[str, ledger.ChainHead]:
-    """Each chain's head (seq 0 and no hash while empty), one index probe per chain."""
-    connection = await session.connection()
-    rows = await connection.exec_driver_sql(HEADS_SQL, (list(chain_ids),))
-    return {
-        row["chain_id"]: ledger.ChainHead(seq=row["seq"] or 0, entry_hash=row["entry_hash"])
-        for row in rows.mappings()
-    }
-
-
-async def ledger_page(
-    session: AsyncSession,
-    *,
-    chain_id: str,
-    after_seq: int,
-    limit: int,
-    types: Sequence[str] | None,
-    created_gte: datetime | None,
-    created_lt: datetime | None,
-) -> ledger.EntryPage:
-    """Entries after ``after_seq`` in chain order, optionally of some types and times."""
-    connection = await session.connection()
-    rows = await connection.exec_driver_sql(
-        FILTERED_ROWS_SQL,
-        (chain_id, after_seq, limit + 1, list(types) if types else None, created_gte, created_lt),
-    )
-    entries = [ledger.Entry(**row) for row in rows.mappings()]
-    return ledger.EntryPage(entries=entries[:limit], has_more=len(entries) > limit)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -10,9 +9,8 @@ from pydantic import SecretStr
 
 from amply.config import Settings
 from amply.lib import tokens
+from tests.conftest import SuperuserSql
 from tests.factories import bearer, create_api_key, create_organisation, sign_up
-
-SuperuserSql = Callable[..., list[tuple[Any, ...]]]
 
 
 async def test_a_key_is_shown_once_and_stored_only_as_a_hash(

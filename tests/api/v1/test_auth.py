@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -11,9 +10,8 @@ import pytest
 from amply.config import Settings
 from amply.deps import CSRF_HEADER
 from amply.lib import tokens
+from tests.conftest import SuperuserSql
 from tests.factories import PASSWORD, Account, sign_up
-
-SuperuserSql = Callable[..., list[tuple[Any, ...]]]
 
 
 def _signup_body(**overrides: object) -> dict[str, object]:

@@ -6,41 +6,28 @@ its key free for the retry.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
-from typing import Any
 
 import httpx
 import pytest
 
+from tests.conftest import SuperuserSql
 from tests.factories import (
     bearer,
+    count_rows,
     create_api_key,
     create_fund,
     donate,
     donation_body,
+    error_of,
     onboarded_organisation,
     sandbox_succeed,
 )
-
-SuperuserSql = Callable[..., list[tuple[Any, ...]]]
 
 REPLAYED = "Idempotent-Replayed"
 
 
 def _key(name: str) -> dict[str, str]:
     return {"Idempotency-Key": f"test-key-{name}-0123456789"}
-
-
-def _count(superuser_sql: SuperuserSql, table: str) -> int:
-    [(count,)] = superuser_sql(f"SELECT count(*) FROM {table}")
-    return int(count)
-
-
-def _error(response: httpx.Response, status: int) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    error: dict[str, Any] = response.json()["error"]
-    assert set(error) == {"type", "code", "message", "param"}
-    return error
 
 
 async def _completed_donation(
@@ -78,7 +65,7 @@ async def test_a_retried_checkout_returns_the_first_donation_and_its_receipt_tok
         == (first.json()["payment"]["payment_intent_id"])
     )
     assert superuser_sql("SELECT id FROM donations") == [(donation_id,)]
-    assert _count(superuser_sql, "idempotency_keys") == 1
+    assert count_rows(superuser_sql, "idempotency_keys") == 1
     receipt = await client.get(
         f"/v1/donations/{donation_id}",
         headers={"X-Receipt-Token": retry.json()["receipt_token"]},
@@ -98,7 +85,7 @@ async def test_a_replay_does_not_count_against_the_checkout_limits(
 
     # Ten checkouts per donor email are allowed by default: eleven replays are not checkouts.
     assert [r.status_code for r in responses] == [201] * 12
-    assert _count(superuser_sql, "donations") == 1
+    assert count_rows(superuser_sql, "donations") == 1
 
 
 async def test_the_same_key_with_a_different_body_is_refused(
@@ -120,11 +107,11 @@ async def test_the_same_key_with_a_different_body_is_refused(
 
     assert first.status_code == 201, first.text
     for response in (other_amount, other_name):
-        error = _error(response, 409)
+        error = error_of(response, 409)
         assert (error["code"], error["param"]) == ("idempotency_key_reused", "Idempotency-Key")
         assert REPLAYED not in response.headers
-    assert _count(superuser_sql, "donations") == 1
-    assert _count(superuser_sql, "idempotency_keys") == 1
+    assert count_rows(superuser_sql, "donations") == 1
+    assert count_rows(superuser_sql, "idempotency_keys") == 1
 
 
 async def test_an_api_key_and_the_public_do_not_share_idempotency_keys(
@@ -143,8 +130,8 @@ async def test_an_api_key_and_the_public_do_not_share_idempotency_keys(
     assert REPLAYED not in by_key.headers
     assert public.json()["donation"]["id"] != by_key.json()["donation"]["id"]
     assert public.json()["receipt_token"] != by_key.json()["receipt_token"]
-    assert _count(superuser_sql, "donations") == 2
-    assert _count(superuser_sql, "idempotency_keys") == 2
+    assert count_rows(superuser_sql, "donations") == 2
+    assert count_rows(superuser_sql, "idempotency_keys") == 2
 
 
 @pytest.mark.parametrize(
@@ -163,14 +150,14 @@ async def test_a_malformed_idempotency_key_is_refused(
         headers={b"Idempotency-Key": key.encode()},
     )
 
-    error = _error(response, 400)
+    error = error_of(response, 400)
     assert (error["type"], error["code"], error["param"]) == (
         "invalid_request_error",
         "idempotency_key_invalid",
         "Idempotency-Key",
     )
-    assert _count(superuser_sql, "donations") == 0
-    assert _count(superuser_sql, "idempotency_keys") == 0
+    assert count_rows(superuser_sql, "donations") == 0
+    assert count_rows(superuser_sql, "idempotency_keys") == 0
 
 
 async def test_concurrent_checkouts_with_one_key_create_one_donation(
@@ -187,8 +174,8 @@ async def test_concurrent_checkouts_with_one_key_create_one_donation(
     assert len({r.json()["donation"]["id"] for r in responses}) == 1
     assert len({r.json()["receipt_token"] for r in responses}) == 1
     assert sorted(r.headers.get(REPLAYED, "first") for r in responses) == ["first"] + ["true"] * 9
-    assert _count(superuser_sql, "donations") == 1
-    assert _count(superuser_sql, "idempotency_keys") == 1
+    assert count_rows(superuser_sql, "donations") == 1
+    assert count_rows(superuser_sql, "idempotency_keys") == 1
 
 
 async def test_a_refused_checkout_does_not_use_up_its_key(
@@ -202,18 +189,18 @@ async def test_a_refused_checkout_does_not_use_up_its_key(
     body = donation_body(organisation_id, fund_id=fund_id)
 
     refused = await client.post("/v1/donations", json=body, headers=_key("retry-later"))
-    assert _count(superuser_sql, "idempotency_keys") == 0
+    assert count_rows(superuser_sql, "idempotency_keys") == 0
     reopened = await client.patch(fund_path, json={"status": "open"}, headers=owner.headers)
     retried = await client.post("/v1/donations", json=body, headers=_key("retry-later"))
 
-    error = _error(refused, 409)
+    error = error_of(refused, 409)
     assert (error["code"], error["param"]) == ("fund_closed", "fund_id")
     assert reopened.json()["status"] == "open"
     assert retried.status_code == 201, retried.text
     assert REPLAYED not in retried.headers
     assert retried.json()["donation"]["fund_id"] == fund_id
-    assert _count(superuser_sql, "donations") == 1
-    assert _count(superuser_sql, "idempotency_keys") == 1
+    assert count_rows(superuser_sql, "donations") == 1
+    assert count_rows(superuser_sql, "idempotency_keys") == 1
 
 
 # --- Refunds --------------------------------------------------------------------------------
@@ -236,17 +223,17 @@ async def test_a_refund_needs_an_idempotency_key(
         headers={**owner.headers, "Idempotency-Key": "short"},
     )
 
-    missing_error = _error(missing, 422)
+    missing_error = error_of(missing, 422)
     assert missing_error["code"] == "parameter_invalid"
     # The header is the parameter at fault, named as the 400 for a malformed key names it.
     assert missing_error["param"] == "Idempotency-Key"
-    short_error = _error(short, 400)
+    short_error = error_of(short, 400)
     assert (short_error["code"], short_error["param"]) == (
         "idempotency_key_invalid",
         "Idempotency-Key",
     )
-    assert _count(superuser_sql, "donation_refunds") == 0
-    assert _count(superuser_sql, "idempotency_keys") == 0
+    assert count_rows(superuser_sql, "donation_refunds") == 0
+    assert count_rows(superuser_sql, "idempotency_keys") == 0
 
 
 async def test_a_retried_refund_creates_one_refund(
@@ -267,7 +254,7 @@ async def test_a_retried_refund_creates_one_refund(
     assert retry.headers[REPLAYED] == "true"
     assert retry.json() == first.json()
     assert (first.json()["amount"], first.json()["status"]) == (4000, "pending")
-    error = _error(other, 409)
+    error = error_of(other, 409)
     assert (error["code"], error["param"]) == ("idempotency_key_reused", "Idempotency-Key")
     assert superuser_sql("SELECT id, amount FROM donation_refunds") == [(first.json()["id"], 4000)]
     donation = await client.get(f"/v1/donations/{donation_id}", headers=owner.headers)
@@ -294,7 +281,7 @@ async def test_concurrent_refunds_with_one_key_create_one_refund(
 
     assert [r.status_code for r in responses] == [201] * 5
     assert len({r.json()["id"] for r in responses}) == 1
-    assert _count(superuser_sql, "donation_refunds") == 1
+    assert count_rows(superuser_sql, "donation_refunds") == 1
 
 
 async def test_a_refused_refund_does_not_use_up_its_key(
@@ -312,12 +299,12 @@ async def test_a_refused_refund_does_not_use_up_its_key(
     await sandbox_succeed(client, checkout)
     retried = await client.post(path, json=body, headers=headers)
 
-    assert _error(too_early, 409)["code"] == "donation_not_completed"
+    assert error_of(too_early, 409)["code"] == "donation_not_completed"
     assert retried.status_code == 201, retried.text
     assert REPLAYED not in retried.headers
     assert retried.json()["amount"] == 5000
-    assert _count(superuser_sql, "donation_refunds") == 1
-    assert _count(superuser_sql, "idempotency_keys") == 1
+    assert count_rows(superuser_sql, "donation_refunds") == 1
+    assert count_rows(superuser_sql, "idempotency_keys") == 1
 
 
 async def test_expired_keys_are_swept_and_a_reused_expired_key_is_refused(

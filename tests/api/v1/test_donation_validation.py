@@ -6,7 +6,6 @@ receipt token, without their email.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -14,10 +13,11 @@ import pytest
 
 from amply.config import Settings
 from amply.lib import tokens
-from tests.conftest import ClientFactory
+from tests.conftest import ClientFactory, SuperuserSql
 from tests.factories import (
     add_member,
     bearer,
+    count_rows,
     create_api_key,
     create_fund,
     create_organisation,
@@ -27,8 +27,6 @@ from tests.factories import (
     onboarded_organisation,
     sign_up,
 )
-
-SuperuserSql = Callable[..., list[tuple[Any, ...]]]
 
 UNKNOWN_ORGANISATION = "org_" + "0" * 24
 IDEMPOTENCY_KEY = {"Idempotency-Key": "checkout-attempt-0001"}
@@ -46,15 +44,10 @@ def _refused(response: httpx.Response, status: int, code: str, param: str | None
     return error_type
 
 
-def _count(superuser_sql: SuperuserSql, table: str) -> int:
-    [(count,)] = superuser_sql(f"SELECT count(*) FROM {table}")
-    return int(count)
-
-
 def _nothing_written(superuser_sql: SuperuserSql) -> None:
-    assert _count(superuser_sql, "donations") == 0
-    assert _count(superuser_sql, "ledger_entries") == 0
-    assert _count(superuser_sql, "idempotency_keys") == 0
+    assert count_rows(superuser_sql, "donations") == 0
+    assert count_rows(superuser_sql, "ledger_entries") == 0
+    assert count_rows(superuser_sql, "idempotency_keys") == 0
 
 
 def _donation_of(checkout: dict[str, object]) -> dict[str, Any]:
@@ -192,7 +185,7 @@ async def test_checkout_takes_the_smallest_and_the_largest_amounts(
 
     amounts = [_donation_of(c)["amount"] for c in (euros, yen, largest)]
     assert amounts == [50, 50, 99_999_999]
-    assert _count(superuser_sql, "donations") == 3
+    assert count_rows(superuser_sql, "donations") == 3
 
 
 @pytest.mark.parametrize(
@@ -355,8 +348,8 @@ async def test_the_fourth_public_checkout_from_one_address_is_rate_limited(
     assert _refused(response, 429, "checkout_rate_limited", None) == "rate_limit_error"
     retry_after = int(response.headers["Retry-After"])
     assert 1 <= retry_after <= 3600
-    assert _count(superuser_sql, "donations") == 3
-    assert _count(superuser_sql, "idempotency_keys") == 0
+    assert count_rows(superuser_sql, "donations") == 3
+    assert count_rows(superuser_sql, "idempotency_keys") == 0
 
 
 async def test_api_key_checkouts_do_not_count_against_the_address_limit(
@@ -378,7 +371,7 @@ async def test_api_key_checkouts_do_not_count_against_the_address_limit(
 
     assert [r.status_code for r in by_key] == [201, 201, 201]
     _refused(public, 429, "checkout_rate_limited", None)
-    assert _count(superuser_sql, "donations") == 6
+    assert count_rows(superuser_sql, "donations") == 6
 
 
 async def test_checkouts_for_one_donor_email_are_rate_limited_whoever_sends_them(
@@ -408,8 +401,8 @@ async def test_checkouts_for_one_donor_email_are_rate_limited_whoever_sends_them
     assert int(public.headers["Retry-After"]) >= 1
     _refused(by_key, 429, "checkout_rate_limited", None)
     assert someone_else.status_code == 201, someone_else.text
-    assert _count(superuser_sql, "donations") == 3
-    assert _count(superuser_sql, "idempotency_keys") == 0
+    assert count_rows(superuser_sql, "donations") == 3
+    assert count_rows(superuser_sql, "idempotency_keys") == 0
 
 
 async def test_refused_checkouts_do_not_count_against_the_address_limit(
@@ -431,7 +424,7 @@ async def test_refused_checkouts_do_not_count_against_the_address_limit(
 
     assert [r.status_code for r in not_accepting] == [409, 409, 409]
     assert [r.status_code for r in accepted] == [201, 201]
-    assert _count(superuser_sql, "donations") == 2
+    assert count_rows(superuser_sql, "donations") == 2
 
 
 # --- What donors see ------------------------------------------------------------------------

@@ -6,7 +6,6 @@ themselves.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -17,22 +16,22 @@ from pydantic import SecretStr
 from amply.config import Settings
 from amply.db import Database
 from amply.services import ledger
-from tests.conftest import ClientFactory
+from tests.conftest import ClientFactory, SuperuserSql
 from tests.factories import (
     Account,
     add_member,
     bearer,
+    count_rows,
     create_api_key,
     create_fund,
     create_organisation,
     donate,
     donation_body,
+    error_of,
     onboarded_organisation,
     sandbox_succeed,
     sign_up,
 )
-
-SuperuserSql = Callable[..., list[tuple[Any, ...]]]
 
 REFUND_KEY = "refund-key-0123456789"
 
@@ -43,18 +42,6 @@ async def _member(
     member = await sign_up(client)
     await add_member(client, owner, organisation_id, member, role)
     return member
-
-
-def _count(superuser_sql: SuperuserSql, table: str) -> int:
-    [(count,)] = superuser_sql(f"SELECT count(*) FROM {table}")
-    return int(count)
-
-
-def _error(response: httpx.Response, status: int) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    error: dict[str, Any] = response.json()["error"]
-    assert set(error) == {"type", "code", "message", "param"}
-    return error
 
 
 def _ids(checkout: dict[str, object]) -> tuple[str, str]:
@@ -154,7 +141,7 @@ async def test_a_viewer_cannot_create_or_change_a_fund(
     )
 
     for response in (created, changed):
-        error = _error(response, 403)
+        error = error_of(response, 403)
         assert (error["type"], error["code"]) == ("permission_error", "role_insufficient")
     assert superuser_sql("SELECT name, status FROM funds") == [("Wells", "open")]
 
@@ -177,8 +164,8 @@ async def test_another_organisation_cannot_read_or_change_a_fund(
         headers=outsider.headers,
     )
 
-    assert _error(as_member_elsewhere, 404)["param"] == "organisation_id"
-    error = _error(through_own_org, 404)
+    assert error_of(as_member_elsewhere, 404)["param"] == "organisation_id"
+    error = error_of(through_own_org, 404)
     assert (error["code"], error["param"], error["message"]) == (
         "resource_missing",
         "fund_id",
@@ -207,7 +194,7 @@ async def test_fund_names_are_unique_within_an_organisation_ignoring_case(
     )
 
     for response in (duplicate, renamed):
-        error = _error(response, 409)
+        error = error_of(response, 409)
         assert (error["code"], error["param"]) == ("fund_name_taken", "name")
     assert elsewhere.status_code == 201, elsewhere.text
     assert sorted(superuser_sql("SELECT name FROM funds")) == [
@@ -267,7 +254,7 @@ async def test_an_invalid_change_leaves_the_fund_as_it_was(
         f"/v1/organisations/{organisation_id}/funds/{fund_id}", json=body, headers=owner.headers
     )
 
-    error = _error(response, 422)
+    error = error_of(response, 422)
     assert error["code"] == "parameter_invalid"
     assert error["param"] == param
     assert superuser_sql(
@@ -294,7 +281,7 @@ async def test_a_fund_is_closed_and_reopened(client: httpx.AsyncClient) -> None:
     assert (closed.status_code, closed.json()["status"]) == (200, "closed")
     updated_at = datetime.fromisoformat(closed.json()["updated_at"])
     assert updated_at > datetime.fromisoformat(closed.json()["created_at"])
-    assert _error(refused, 409)["code"] == "fund_closed"
+    assert error_of(refused, 409)["code"] == "fund_closed"
     assert (reopened.status_code, reopened.json()["status"]) == (200, "open")
     assert accepted.status_code == 201, accepted.text
 
@@ -411,12 +398,12 @@ async def test_listing_donations_refuses_bad_filters_and_outsiders(
     as_outsider = await client.get(path, headers=outsider.headers)
     anonymous = await client.get(path)
 
-    assert _error(bad_status, 422)["param"] == "status"
-    assert _error(bad_limit, 422)["param"] == "limit"
+    assert error_of(bad_status, 422)["param"] == "status"
+    assert error_of(bad_limit, 422)["param"] == "limit"
     assert foreign_cursor.status_code == 200, foreign_cursor.text
     assert foreign_cursor.json() == {"object": "list", "data": [], "has_more": False}
-    assert _error(as_outsider, 404)["param"] == "organisation_id"
-    assert _error(anonymous, 401)["code"] == "authentication_required"
+    assert error_of(as_outsider, 404)["param"] == "organisation_id"
+    assert error_of(anonymous, 401)["code"] == "authentication_required"
 
 
 # --- Refunds --------------------------------------------------------------------------------
@@ -428,7 +415,7 @@ async def test_refunds_move_the_ledger_only_when_settled_and_a_full_refund_close
     owner, organisation_id = await onboarded_organisation(client)
     donation_id, payment_intent_id = await _completed(client, organisation_id, amount=10_000)
     donation_path = f"/v1/donations/{donation_id}"
-    entries_before = _count(superuser_sql, "ledger_entries")
+    entries_before = count_rows(superuser_sql, "ledger_entries")
 
     partial = await _refund(client, owner.headers, donation_id, amount=4_000)
     pending = await client.get(donation_path, headers=owner.headers)
@@ -442,7 +429,7 @@ async def test_refunds_move_the_ledger_only_when_settled_and_a_full_refund_close
     )
     assert (refund["reason"], refund["status"]) == ("requested_by_customer", "pending")
     assert refund["id"].startswith("rfd_")
-    assert _count(superuser_sql, "ledger_entries") == entries_before
+    assert count_rows(superuser_sql, "ledger_entries") == entries_before
     assert (pending.json()["status"], pending.json()["amount_refunded"]) == ("completed", 0)
     assert [r["status"] for r in pending.json()["refunds"]] == ["pending"]
 
@@ -451,12 +438,12 @@ async def test_refunds_move_the_ledger_only_when_settled_and_a_full_refund_close
 
     assert (settled["status"], settled["amount_refunded"]) == ("completed", 4_000)
     assert [r["status"] for r in after_first.json()["refunds"]] == ["succeeded"]
-    assert _count(superuser_sql, "ledger_entries") == entries_before + 1
+    assert count_rows(superuser_sql, "ledger_entries") == entries_before + 1
 
     rest = await _refund(client, owner.headers, donation_id, key="refund-the-rest-0123")
     assert rest.status_code == 201, rest.text
     assert (rest.json()["amount"], rest.json()["status"]) == (6_000, "pending")
-    assert _count(superuser_sql, "ledger_entries") == entries_before + 1
+    assert count_rows(superuser_sql, "ledger_entries") == entries_before + 1
     final = await _settle_refunds(client, payment_intent_id)
     read = await client.get(donation_path, headers=owner.headers)
 
@@ -491,7 +478,7 @@ async def test_a_refund_beyond_what_remains_is_refused_and_writes_nothing(
 ) -> None:
     owner, organisation_id = await onboarded_organisation(client)
     donation_id, _ = await _completed(client, organisation_id, amount=5_000)
-    entries = _count(superuser_sql, "ledger_entries")
+    entries = count_rows(superuser_sql, "ledger_entries")
 
     too_much = await _refund(client, owner.headers, donation_id, amount=5_001)
     part = await _refund(
@@ -506,12 +493,12 @@ async def test_a_refund_beyond_what_remains_is_refused_and_writes_nothing(
     nothing_left = await _refund(client, owner.headers, donation_id, key="refund-none-0123456")
 
     for response in (too_much, beyond_pending, nothing_left):
-        error = _error(response, 422)
+        error = error_of(response, 422)
         assert (error["code"], error["param"]) == ("refund_exceeds_remaining", "amount")
     assert part.status_code == rest.status_code == 201, rest.text
     assert sorted(superuser_sql("SELECT amount FROM donation_refunds")) == [(2_000,), (3_000,)]
-    assert _count(superuser_sql, "idempotency_keys") == 2
-    assert _count(superuser_sql, "ledger_entries") == entries
+    assert count_rows(superuser_sql, "idempotency_keys") == 2
+    assert count_rows(superuser_sql, "ledger_entries") == entries
 
 
 async def test_refunds_made_outside_amply_count_against_what_remains(
@@ -532,7 +519,7 @@ async def test_refunds_made_outside_amply_count_against_what_remains(
     rest = await _refund(client, owner.headers, donation_id, key="after-dashboard-03")
 
     assert part.status_code == 201, part.text
-    error = _error(too_much, 422)
+    error = error_of(too_much, 422)
     assert (error["code"], error["param"]) == ("refund_exceeds_remaining", "amount")
     assert rest.status_code == 201, rest.text
     assert rest.json()["amount"] == 5_000
@@ -558,10 +545,10 @@ async def test_a_refund_amount_must_be_a_positive_integer(
         headers={**owner.headers, "Idempotency-Key": "refund-reason-01234"},
     )
 
-    error = _error(response, 422)
+    error = error_of(response, 422)
     assert (error["code"], error["param"]) == ("parameter_invalid", "amount")
-    assert _error(unknown_reason, 422)["param"] == "reason"
-    assert _count(superuser_sql, "donation_refunds") == 0
+    assert error_of(unknown_reason, 422)["param"] == "reason"
+    assert count_rows(superuser_sql, "donation_refunds") == 0
 
 
 async def test_only_completed_donations_can_be_refunded(
@@ -573,7 +560,7 @@ async def test_only_completed_donations_can_be_refunded(
     assert (await client.post(f"/v1/sandbox/payments/{failed_pi}/fail")).status_code == 200
     refunded_id, refunded_pi = await _completed(client, organisation_id)
     await _settle_refunds(client, refunded_pi)
-    refunds_before = _count(superuser_sql, "donation_refunds")
+    refunds_before = count_rows(superuser_sql, "donation_refunds")
 
     pending = await _refund(client, owner.headers, pending_id)
     failed = await _refund(client, owner.headers, failed_id, key="refund-failed-01234")
@@ -582,12 +569,12 @@ async def test_only_completed_donations_can_be_refunded(
         f"/v1/sandbox/payments/{_ids(await donate(client, organisation_id))[1]}/refund"
     )
 
-    assert _error(pending, 409)["code"] == "donation_not_completed"
-    assert _error(failed, 409)["code"] == "donation_not_completed"
-    assert _error(refunded, 409)["code"] == "donation_refunded"
-    assert _error(sandbox_pending, 409)["code"] == "donation_not_completed"
-    assert _count(superuser_sql, "donation_refunds") == refunds_before
-    assert _count(superuser_sql, "idempotency_keys") == 0
+    assert error_of(pending, 409)["code"] == "donation_not_completed"
+    assert error_of(failed, 409)["code"] == "donation_not_completed"
+    assert error_of(refunded, 409)["code"] == "donation_refunded"
+    assert error_of(sandbox_pending, 409)["code"] == "donation_not_completed"
+    assert count_rows(superuser_sql, "donation_refunds") == refunds_before
+    assert count_rows(superuser_sql, "idempotency_keys") == 0
 
 
 async def test_who_may_refund_a_donation(
@@ -603,7 +590,7 @@ async def test_who_may_refund_a_donation(
     by_viewer = await _refund(client, viewer.headers, donation_id, amount=100)
     by_read_only_key = await _refund(client, bearer(read_only), donation_id, amount=100)
     anonymous = await _refund(client, {}, donation_id, amount=100)
-    assert _count(superuser_sql, "donation_refunds") == 0
+    assert count_rows(superuser_sql, "donation_refunds") == 0
     by_admin = await _refund(
         client, admin.headers, donation_id, key="refund-admin-012345", amount=100
     )
@@ -611,10 +598,10 @@ async def test_who_may_refund_a_donation(
         client, bearer(writer), donation_id, key="refund-bykey-012345", amount=200
     )
 
-    viewer_error = _error(by_viewer, 403)
+    viewer_error = error_of(by_viewer, 403)
     assert (viewer_error["type"], viewer_error["code"]) == ("permission_error", "role_insufficient")
-    assert _error(by_read_only_key, 403)["code"] == "api_key_read_only"
-    assert _error(anonymous, 401)["code"] == "authentication_required"
+    assert error_of(by_read_only_key, 403)["code"] == "api_key_read_only"
+    assert error_of(anonymous, 401)["code"] == "authentication_required"
     assert by_admin.status_code == by_key.status_code == 201, by_key.text
     assert sorted(
         superuser_sql(
@@ -635,14 +622,14 @@ async def test_another_organisations_admin_finds_no_such_donation(
     unknown = await _refund(client, outsider.headers, "don_" + "0" * 24, amount=100)
 
     for response in (refund, read, unknown):
-        error = _error(response, 404)
+        error = error_of(response, 404)
         assert (error["code"], error["param"], error["message"]) == (
             "resource_missing",
             "donation_id",
             "No such donation.",
         )
-    assert _count(superuser_sql, "donation_refunds") == 0
-    assert _count(superuser_sql, "idempotency_keys") == 0
+    assert count_rows(superuser_sql, "donation_refunds") == 0
+    assert count_rows(superuser_sql, "idempotency_keys") == 0
 
 
 # --- The sandbox ----------------------------------------------------------------------------
@@ -663,8 +650,8 @@ async def test_a_failed_sandbox_payment_fails_the_donation_without_a_ledger_entr
     assert (failed.json()["status"], failed.json()["ledger_entry"]) == ("failed", None)
     assert (read.json()["status"], read.json()["failure_code"]) == ("failed", "card_declined")
     assert read.json()["completed_at"] is None
-    assert _error(again, 409)["code"] == "payment_not_pending"
-    assert _count(superuser_sql, "ledger_entries") == 0
+    assert error_of(again, 409)["code"] == "payment_not_pending"
+    assert count_rows(superuser_sql, "ledger_entries") == 0
     # The donor may retry with another card: a failed payment can still succeed.
     await sandbox_succeed(client, checkout)
     retried = await client.get(f"/v1/donations/{donation_id}", headers=owner.headers)
@@ -684,19 +671,19 @@ async def test_a_sandbox_payment_succeeds_only_once(
 
     assert first.status_code == 200, first.text
     assert (first.json()["status"], first.json()["ledger_entry"]["seq"]) == ("completed", 1)
-    assert _error(second, 409)["code"] == "payment_already_succeeded"
-    assert _error(fail_after, 409)["code"] == "payment_not_pending"
+    assert error_of(second, 409)["code"] == "payment_already_succeeded"
+    assert error_of(fail_after, 409)["code"] == "payment_not_pending"
     assert superuser_sql("SELECT type, amount FROM ledger_entries ORDER BY seq") == [
         ("donation_received", 10_000),
         ("payment_processing_fee", -320),
     ]
-    assert _count(superuser_sql, "stripe_events") == 1
+    assert count_rows(superuser_sql, "stripe_events") == 1
 
 
 async def test_an_unknown_sandbox_payment_is_not_found(client: httpx.AsyncClient) -> None:
     for action in ("succeed", "fail", "refund"):
         response = await client.post(f"/v1/sandbox/payments/pi_sandbox_{'0' * 24}/{action}")
-        error = _error(response, 404)
+        error = error_of(response, 404)
         assert (error["code"], error["param"]) == ("resource_missing", "payment_id")
 
 
@@ -720,8 +707,8 @@ async def test_the_sandbox_is_off_when_stripe_keys_are_configured(
         ]
 
     for response in responses:
-        error = _error(response, 404)
+        error = error_of(response, 404)
         assert (error["code"], error["param"]) == ("sandbox_disabled", None)
     assert superuser_sql("SELECT id, status FROM donations") == [(donation_id, "pending")]
-    assert _count(superuser_sql, "stripe_events") == 0
-    assert _count(superuser_sql, "ledger_entries") == 0
+    assert count_rows(superuser_sql, "stripe_events") == 0
+    assert count_rows(superuser_sql, "ledger_entries") == 0

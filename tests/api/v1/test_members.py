@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
-from typing import Any
 
 import httpx
 import psycopg
 import pytest
 
-from tests.conftest import IsolatedDatabase
+from tests.conftest import IsolatedDatabase, SuperuserSql
 from tests.factories import Account, add_member, create_organisation, sign_up
-
-SuperuserSql = Callable[..., list[tuple[Any, ...]]]
 
 
 async def _organisation_with(

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
 import httpx
 import pytest
 
 from amply.db import Database
 from amply.services import ledger
+from tests.conftest import SuperuserSql
 from tests.factories import (
     add_member,
     bearer,
@@ -17,8 +15,6 @@ from tests.factories import (
     create_organisation,
     sign_up,
 )
-
-SuperuserSql = Callable[..., list[tuple[Any, ...]]]
 
 VALID = {
     "name": "Clean Rivers",

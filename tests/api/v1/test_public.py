@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
 import httpx
 import pytest
 
 from amply.lib.verify import ChainVerifier
+from tests.conftest import SuperuserSql
 from tests.factories import (
     create_fund,
     create_organisation,
@@ -17,8 +15,6 @@ from tests.factories import (
     sandbox_succeed,
     sign_up,
 )
-
-SQL = Callable[..., list[tuple[Any, ...]]]
 
 
 async def _organisation_with_history(client: httpx.AsyncClient, *, slug: str) -> str:
@@ -160,7 +156,7 @@ async def test_search_and_pages_of_organisations(client: httpx.AsyncClient) -> N
 
 
 async def test_the_servers_verification_catches_a_tampered_entry(
-    client: httpx.AsyncClient, superuser_sql: SQL
+    client: httpx.AsyncClient, superuser_sql: SuperuserSql
 ) -> None:
     organisation_id = await _organisation_with_history(client, slug="tamper-me")
     url = f"/v1/public/organisations/{organisation_id}/ledger/verify"

@@ -22,11 +22,10 @@ from amply.lib.crypto import entry_hash, format_timestamp
 from amply.lib.verify import verify_export
 from amply.main import create_app
 from amply.services import exports
-from tests.conftest import IsolatedDatabase
+from tests.conftest import IsolatedDatabase, SuperuserSql
 from tests.factories import append, make_chain
 
 ServeApp = Callable[[Any], AbstractAsyncContextManager[str]]
-SQL = Callable[..., list[tuple[Any, ...]]]
 
 
 @pytest.fixture
@@ -113,7 +112,7 @@ OPEN_SNAPSHOTS = """
 """
 
 
-async def _snapshots_closed(superuser_sql: SQL) -> bool:
+async def _snapshots_closed(superuser_sql: SuperuserSql) -> bool:
     for _ in range(100):
         if superuser_sql(OPEN_SNAPSHOTS) == [(0,)]:
             return True
@@ -122,7 +121,7 @@ async def _snapshots_closed(superuser_sql: SQL) -> bool:
 
 
 async def test_unknown_chains_are_404_and_release_their_snapshot(
-    served: httpx.AsyncClient, superuser_sql: SQL
+    served: httpx.AsyncClient, superuser_sql: SuperuserSql
 ) -> None:
     missing = [await served.get(_url("org_000000000000000000000000")) for _ in range(3)]
 
@@ -210,7 +209,7 @@ async def test_a_client_leaving_mid_export_releases_the_snapshot(
     database: Database,
     test_database: IsolatedDatabase,
     monkeypatch: pytest.MonkeyPatch,
-    superuser_sql: SQL,
+    superuser_sql: SuperuserSql,
 ) -> None:
     # Tens of megabytes: more than the loopback's socket buffers hold, so the export is
     # still under way when the client leaves.

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -21,12 +21,11 @@ from sqlalchemy.exc import DBAPIError
 from amply.config import Settings
 from amply.db import Database
 from amply.services import ledger
-from tests.conftest import ClientFactory
+from tests.conftest import ClientFactory, SuperuserSql
 from tests.factories import create_organisation, donate, onboard, sign_up
 from tests.stripe_harness import make_event, sign_payload
 
 SECRET = "whsec_amply_webhook_tests"
-SQL = Callable[..., list[tuple[Any, ...]]]
 
 
 @pytest.fixture
@@ -177,7 +176,7 @@ async def test_two_success_events_for_one_payment_complete_it_once(
 async def test_unverifiable_or_malformed_events_are_refused_and_nothing_is_stored(
     hooks: httpx.AsyncClient,
     payment: Payment,
-    superuser_sql: SQL,
+    superuser_sql: SuperuserSql,
     payload: bytes | None,
     secret: str,
     age: int,
@@ -194,7 +193,7 @@ async def test_unverifiable_or_malformed_events_are_refused_and_nothing_is_store
 
 
 async def test_an_event_altered_after_signing_is_refused(
-    hooks: httpx.AsyncClient, payment: Payment, superuser_sql: SQL
+    hooks: httpx.AsyncClient, payment: Payment, superuser_sql: SuperuserSql
 ) -> None:
     payload = json.dumps(payment.event("payment_intent.succeeded", payment.intent())).encode()
     signature = sign_payload(payload, SECRET)
@@ -227,7 +226,7 @@ async def test_webhooks_without_a_configured_secret_answer_503(
 
 
 async def test_unknown_event_types_are_recorded_and_acknowledged(
-    hooks: httpx.AsyncClient, payment: Payment, superuser_sql: SQL
+    hooks: httpx.AsyncClient, payment: Payment, superuser_sql: SuperuserSql
 ) -> None:
     event = payment.event("customer.created", {"id": "cus_1", "object": "customer"})
 
@@ -251,7 +250,7 @@ async def test_the_service_cannot_rewrite_the_event_log(
 
 
 async def test_a_failed_payment_marks_the_donation_failed_without_an_entry(
-    hooks: httpx.AsyncClient, payment: Payment, database: Database, superuser_sql: SQL
+    hooks: httpx.AsyncClient, payment: Payment, database: Database, superuser_sql: SuperuserSql
 ) -> None:
     intent = payment.intent("requires_payment_method")
     intent["last_payment_error"] = {"code": "card_declined", "message": "Declined."}
@@ -265,7 +264,7 @@ async def test_a_failed_payment_marks_the_donation_failed_without_an_entry(
 
 
 async def test_a_payment_that_succeeds_after_failing_completes(
-    hooks: httpx.AsyncClient, payment: Payment, superuser_sql: SQL
+    hooks: httpx.AsyncClient, payment: Payment, superuser_sql: SuperuserSql
 ) -> None:
     await deliver(hooks, payment.event("payment_intent.payment_failed", payment.intent("x")))
     await deliver(hooks, payment.event("payment_intent.succeeded", payment.intent()))
@@ -276,7 +275,7 @@ async def test_a_payment_that_succeeds_after_failing_completes(
 
 
 async def test_partial_then_full_refund_append_two_entries_summing_to_the_gross(
-    hooks: httpx.AsyncClient, payment: Payment, database: Database, superuser_sql: SQL
+    hooks: httpx.AsyncClient, payment: Payment, database: Database, superuser_sql: SuperuserSql
 ) -> None:
     await deliver(hooks, payment.event("payment_intent.succeeded", payment.intent()))
     await deliver(hooks, payment.event("charge.refunded", payment.charge_object(refunded=3_000)))
@@ -357,7 +356,7 @@ async def test_an_inquiry_moves_no_funds(
 
 
 async def test_a_dispute_of_an_unconfirmed_payment_fails_so_stripe_retries(
-    hooks: httpx.AsyncClient, payment: Payment, superuser_sql: SQL
+    hooks: httpx.AsyncClient, payment: Payment, superuser_sql: SuperuserSql
 ) -> None:
     event = payment.event("charge.dispute.created", payment.dispute("needs_response"))
 
@@ -414,7 +413,7 @@ async def test_account_updated_events_open_and_close_checkout(
     ],
 )
 async def test_signed_envelopes_missing_what_stripe_always_sends_are_refused(
-    hooks: httpx.AsyncClient, superuser_sql: SQL, envelope: dict[str, Any]
+    hooks: httpx.AsyncClient, superuser_sql: SuperuserSql, envelope: dict[str, Any]
 ) -> None:
     response = await deliver(hooks, envelope)
 
@@ -424,7 +423,7 @@ async def test_signed_envelopes_missing_what_stripe_always_sends_are_refused(
 
 
 async def test_events_about_payments_and_accounts_amply_does_not_know_are_acknowledged(
-    hooks: httpx.AsyncClient, payment: Payment, superuser_sql: SQL
+    hooks: httpx.AsyncClient, payment: Payment, superuser_sql: SuperuserSql
 ) -> None:
     strangers = [
         make_event("payment_intent.succeeded", {"id": "pi_unknown"}, account=payment.account),
@@ -452,7 +451,7 @@ async def test_events_about_payments_and_accounts_amply_does_not_know_are_acknow
 
 
 async def test_a_dispute_without_an_amount_is_refused_so_stripe_retries(
-    hooks: httpx.AsyncClient, payment: Payment, superuser_sql: SQL
+    hooks: httpx.AsyncClient, payment: Payment, superuser_sql: SuperuserSql
 ) -> None:
     dispute = {**payment.dispute("needs_response"), "amount": "10000"}
 
@@ -463,7 +462,7 @@ async def test_a_dispute_without_an_amount_is_refused_so_stripe_retries(
 
 
 async def test_refund_events_keep_the_status_of_refunds_asked_for_through_amply(
-    hooks: httpx.AsyncClient, payment: Payment, superuser_sql: SQL
+    hooks: httpx.AsyncClient, payment: Payment, superuser_sql: SuperuserSql
 ) -> None:
     owner_id = superuser_sql(
         "SELECT user_id FROM organisation_members WHERE organisation_id = %s",
@@ -485,7 +484,7 @@ async def test_refund_events_keep_the_status_of_refunds_asked_for_through_amply(
 
 
 async def test_events_of_the_other_mode_are_stored_but_never_applied(
-    hooks: httpx.AsyncClient, payment: Payment, superuser_sql: SQL
+    hooks: httpx.AsyncClient, payment: Payment, superuser_sql: SuperuserSql
 ) -> None:
     live = {**payment.event("payment_intent.succeeded", payment.intent()), "livemode": True}
 
@@ -497,7 +496,7 @@ async def test_events_of_the_other_mode_are_stored_but_never_applied(
 
 
 async def test_a_payment_other_than_the_one_asked_for_is_never_recorded(
-    hooks: httpx.AsyncClient, payment: Payment, superuser_sql: SQL
+    hooks: httpx.AsyncClient, payment: Payment, superuser_sql: SuperuserSql
 ) -> None:
     changed = {**payment.intent(), "amount_received": 1}
     other_currency = {**payment.intent(), "currency": "usd"}
@@ -540,7 +539,10 @@ async def test_a_prevented_dispute_moves_nothing_and_a_dispute_fee_is_withdrawn_
     [{"amount_refunded": "3000"}, {"amount_refunded": -1}, {"amount_refunded": 1.5}],
 )
 async def test_refund_totals_that_are_not_counts_are_refused(
-    hooks: httpx.AsyncClient, payment: Payment, charge_fields: dict[str, Any], superuser_sql: SQL
+    hooks: httpx.AsyncClient,
+    payment: Payment,
+    charge_fields: dict[str, Any],
+    superuser_sql: SuperuserSql,
 ) -> None:
     await deliver(hooks, payment.event("payment_intent.succeeded", payment.intent()))
     charge = {**payment.charge_object(refunded=0), **charge_fields}
@@ -582,7 +584,7 @@ async def test_an_older_account_update_arriving_late_does_not_undo_a_newer_one(
 
 
 async def test_a_recorded_refund_that_fails_is_reversed_once_and_stale_totals_are_ignored(
-    hooks: httpx.AsyncClient, payment: Payment, database: Database, superuser_sql: SQL
+    hooks: httpx.AsyncClient, payment: Payment, database: Database, superuser_sql: SuperuserSql
 ) -> None:
     [(owner_id,)] = superuser_sql(
         "SELECT user_id FROM organisation_members WHERE organisation_id = %s",

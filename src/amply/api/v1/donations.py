@@ -25,8 +25,9 @@ from amply.deps import (
     SessionDep,
     SettingsDep,
     authorize_organisation,
+    require_caller,
 )
-from amply.errors import AuthenticationRequired, NotFound
+from amply.errors import NotFound
 from amply.models import Donation, DonationRefund
 from amply.schemas.common import Limit, ListResponse, StartingAfter
 from amply.schemas.donations import (
@@ -74,11 +75,7 @@ async def _donation_access(
     role: Role,
     scope: KeyScope,
 ) -> OrgAccess:
-    if caller is None:
-        raise AuthenticationRequired(
-            "Sign in, or send an API key as `Authorization: Bearer sk_…`.",
-            code="authentication_required",
-        )
+    caller = require_caller(caller)  # 401 before the donation is looked up
     organisation_id = await donations.organisation_of(session, donation_id=donation_id)
     try:
         return await authorize_organisation(

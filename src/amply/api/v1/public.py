@@ -25,7 +25,7 @@ from amply.schemas.public import (
     TotalsOut,
     VerificationOut,
 )
-from amply.services import connect, exports, funds, ledger, transparency
+from amply.services import connect, exports, funds, ledger, organisations, transparency
 from amply.services.ledger import ChainHead, EntryType
 from amply.services.payments import PaymentGateway
 from amply.services.transparency import Totals
@@ -99,7 +99,7 @@ async def list_organisations(
     )
     ids = [organisation.id for organisation in page.items]
     totals = await transparency.totals_by_chain(session, chain_ids=ids)
-    heads = await transparency.heads(session, chain_ids=ids)
+    heads = await ledger.get_heads(session, chain_ids=ids)
     response.headers["Cache-Control"] = LIST_CACHE
     return ListResponse(
         data=[
@@ -131,9 +131,11 @@ async def _fund_views(session: AsyncSession, organisation_id: str) -> list[Publi
 async def get_organisation(
     organisation_id: OrganisationId, response: Response, session: SessionDep, gateway: GatewayDep
 ) -> PublicOrganisationDetail:
-    organisation = await transparency.get_organisation(session, organisation_id=organisation_id)
+    organisation = await organisations.require_organisation(
+        session, organisation_id=organisation_id
+    )
     totals = await transparency.totals_by_chain(session, chain_ids=[organisation.id])
-    heads = await transparency.heads(session, chain_ids=[organisation.id])
+    heads = await ledger.get_heads(session, chain_ids=[organisation.id])
     summary = _organisation_out(
         organisation, totals=totals[organisation.id], head=heads[organisation.id], gateway=gateway
     )
@@ -166,8 +168,8 @@ async def get_ledger(
         datetime | None, Query(description="Only entries created before this time.")
     ] = None,
 ) -> LedgerPageOut:
-    await transparency.get_organisation(session, organisation_id=organisation_id)
-    page = await transparency.ledger_page(
+    await organisations.require_organisation(session, organisation_id=organisation_id)
+    page = await ledger.list_entries(
         session,
         chain_id=organisation_id,
         after_seq=after_seq,
@@ -201,7 +203,7 @@ def _aware(moment: datetime | None) -> datetime | None:
 async def verify_ledger(
     organisation_id: OrganisationId, response: Response, session: SessionDep
 ) -> VerificationOut:
-    await transparency.get_organisation(session, organisation_id=organisation_id)
+    await organisations.require_organisation(session, organisation_id=organisation_id)
     result = await ledger.verify_chain(session, chain_id=organisation_id)
     response.headers["Cache-Control"] = VERIFY_CACHE
     return VerificationOut(
