@@ -33,10 +33,15 @@ from amply.embedded import (
     role_url,
     start_server,
 )
+from amply.lib.signing import NoteSigner
 from amply.main import create_app
 from amply.migrate import upgrade_to_head
 
 pytest_plugins = ["tests.stripe_harness"]
+
+# One checkpoint signing key for the whole run (apps, and servers started as subprocesses,
+# read it from the environment), so that no test writes a key into a data directory.
+os.environ.setdefault("AMPLY_CHECKPOINT_SIGNING_KEY", NoteSigner.generate("amply.test").encode())
 
 TEMPLATE = "amply_template"
 _counter = itertools.count()
@@ -149,6 +154,12 @@ async def client(
 ) -> AsyncIterator[httpx.AsyncClient]:
     async with make_client(settings) as http:
         yield http
+
+
+@pytest.fixture(scope="session")
+def signer() -> NoteSigner:
+    """The key the apps of this run sign checkpoints with."""
+    return NoteSigner.parse(os.environ["AMPLY_CHECKPOINT_SIGNING_KEY"])
 
 
 SuperuserSql = Callable[..., list[tuple[Any, ...]]]

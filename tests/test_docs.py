@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import contextlib
 import io
+import itertools
 import json
 import re
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from amply.lib.verify import verify_export
+from amply.lib.verify import VerifierKey, verify_export
 from tests.lib.test_crypto import load_vectors
 
 LEDGER_FORMAT = Path(__file__).parents[1] / "docs" / "ledger-format.md"
@@ -70,3 +73,37 @@ def test_the_byte_count_example_is_right() -> None:
     metadata = example_export()["entries"][2]["metadata"]
     text = LEDGER_FORMAT.read_text("utf-8")
     assert f"{len(metadata)}\ncharacters but {len(metadata.encode())} bytes" in text
+
+
+EXAMPLE_KEY = "amply.example+e5dfd65c+AU7CbDurXqeTVeXwVsrOYcYrRLXlB+eHOzS7s5GJB/1U"
+
+
+def test_the_example_export_is_signed_by_the_example_key() -> None:
+    result = verify_export(example_export(), keys=[VerifierKey.parse(EXAMPLE_KEY)])
+    assert result.ok, result.verdict()
+    assert result.checkpoint is not None
+    assert result.checkpoint["key"] == EXAMPLE_KEY
+
+
+@pytest.mark.skipif(
+    not all(shutil.which(tool) for tool in ("openssl", "xxd", "base64", "sha256sum")),
+    reason="the by-hand check needs openssl, xxd, base64 and sha256sum",
+)
+def test_the_checkpoint_can_be_checked_by_hand_as_documented(tmp_path: Path) -> None:
+    [block] = [b for b in code_blocks("sh") if "openssl pkeyutl" in b]
+    lines = block.splitlines()
+    # A comment right after a command is what that command prints.
+    expected = [
+        line.removeprefix("# ")
+        for before, line in itertools.pairwise(lines)
+        if line.startswith("# ") and before and not before.startswith("#")
+    ]
+    printed = subprocess.run(
+        [shutil.which("bash") or "bash", "-euo", "pipefail", "-c", block],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
+    assert printed == expected
+    assert len(expected) == 4

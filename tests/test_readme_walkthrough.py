@@ -43,6 +43,7 @@ async def test_the_readme_sandbox_walkthrough_works_as_written(
             "-c",
             walkthrough(),
             env={**os.environ, "AMPLY": url},
+            cwd=README.parent,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
         )
@@ -58,6 +59,9 @@ async def test_the_readme_sandbox_walkthrough_works_as_written(
     assert '"platform_fee": 0' in output
     assert '"net": 1897' in output
     assert "OK: chain org_" in output
+    assert "checkpoint signed by amply.test+" in output
+    assert "(key not pinned" not in output
+    assert re.search(r"OK: donation don_\w+ is entry 1 of chain org_", output)
     assert superuser_sql("SELECT type, amount FROM ledger_entries ORDER BY seq") == [
         ("donation_received", 2500),
         ("payment_processing_fee", -103),

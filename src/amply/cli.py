@@ -1,4 +1,4 @@
-"""The ``amply`` command: serve, migrate, verify."""
+"""The ``amply`` command: serve, migrate, verify, verify-receipt, keygen."""
 
 from __future__ import annotations
 
@@ -7,21 +7,36 @@ import json
 import logging
 import signal
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING, Any, Protocol
 
-from amply.config import Settings, get_settings
-from amply.embedded import DatabaseUrls, EmbeddedPostgres
-from amply.lib.verify import ExportFormatError, verify_export_file
+from amply.lib.signing import NoteSigner
+from amply.lib.verify import (
+    CheckpointError,
+    ExportFormatError,
+    VerifierKey,
+    read_export,
+    verify_export,
+    verify_extension,
+    verify_receipt,
+)
 
+if TYPE_CHECKING:
+    from amply.config import Settings
+    from amply.embedded import DatabaseUrls
+
+# serve and migrate import the server's modules when they run: `amply verify` starts quickly.
 EXIT_OK, EXIT_BROKEN, EXIT_UNREADABLE = 0, 1, 2
 
 
 @contextmanager
 def database_urls(settings: Settings) -> Iterator[DatabaseUrls]:
     """The configured database, or the embedded one (started here, stopped on the way out)."""
+    from amply.embedded import DatabaseUrls, EmbeddedPostgres
+
     if settings.database_url is not None:
         app_url = settings.database_url.get_secret_value()
         migration = settings.database_migration_url
@@ -52,6 +67,7 @@ def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:  # also SIGH
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from amply.config import get_settings
     from amply.main import create_app
     from amply.migrate import upgrade_to_head
 
@@ -72,6 +88,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _migrate(_: argparse.Namespace) -> int:
+    from amply.config import get_settings
     from amply.migrate import head_revision, upgrade_to_head
 
     with database_urls(get_settings()) as urls:
@@ -80,17 +97,119 @@ def _migrate(_: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+class _Outcome(Protocol):
+    ok: bool
+
+    def verdict(self) -> str: ...
+
+    def as_dict(self) -> dict[str, Any]: ...
+
+
 def _verify(args: argparse.Namespace) -> int:
+    def check(progress: ProgressBar, keys: list[VerifierKey]) -> _Outcome:
+        documents = [_read(Path(file), progress=progress) for file in args.files]
+        if len(documents) == 1:
+            return verify_export(documents[0], keys=keys, progress=progress.entries)
+        return verify_extension(*documents, keys=keys, progress=progress.entries)
+
+    return _report(args, check)
+
+
+def _verify_receipt(args: argparse.Namespace) -> int:
+    def check(progress: ProgressBar, keys: list[VerifierKey]) -> _Outcome:
+        receipt = read_export(Path(args.receipt))
+        return verify_receipt(receipt, _read(Path(args.export), progress=progress), keys=keys)
+
+    return _report(args, check)
+
+
+def _report(
+    args: argparse.Namespace, check: Callable[[ProgressBar, list[VerifierKey]], _Outcome]
+) -> int:
+    """Run a check; print its verdict (or JSON) and return the exit status."""
+    progress = _progress_bar(args.progress)
     try:
-        result = verify_export_file(Path(args.file))
-    except ExportFormatError as error:
-        if args.json:
-            print(json.dumps({"ok": False, "error": str(error)}))
-        else:
-            print(f"UNREADABLE: {error}", file=sys.stderr)
-        return EXIT_UNREADABLE
+        result = check(progress, _keys(args.key))
+    except (ExportFormatError, CheckpointError) as error:
+        return _unreadable(error, as_json=args.json)
+    finally:
+        progress.done()
     print(json.dumps(result.as_dict()) if args.json else result.verdict())
     return EXIT_OK if result.ok else EXIT_BROKEN
+
+
+def _unreadable(error: Exception, *, as_json: bool) -> int:
+    if as_json:
+        print(json.dumps({"ok": False, "error": str(error)}))
+    else:
+        print(f"UNREADABLE: {error}", file=sys.stderr)
+    return EXIT_UNREADABLE
+
+
+def _read(path: Path, *, progress: ProgressBar) -> dict[str, Any]:
+    progress.reading(path)
+    return read_export(path)
+
+
+def _keys(values: Sequence[str]) -> list[VerifierKey]:
+    """``--key`` values: a verifier key, or a file of them (one per line, or the JSON of
+    ``GET /v1/public/keys``)."""
+    keys: list[VerifierKey] = []
+    for value in values:
+        path = Path(value)
+        if "+" in value or not path.is_file():
+            keys.append(VerifierKey.parse(value))
+            continue
+        content = path.read_text(encoding="utf-8")
+        if content.lstrip().startswith("{"):
+            listed = [item["key"] for item in json.loads(content).get("data", [])]
+        else:
+            listed = [line for line in content.splitlines() if line.strip()]
+        if not listed:
+            raise CheckpointError(f"{path} holds no verifier key")
+        keys.extend(VerifierKey.parse(line) for line in listed)
+    return keys
+
+
+class ProgressBar:
+    """Progress on standard error, for files big enough to wait for (or when asked)."""
+
+    def __init__(self, *, enabled: bool) -> None:
+        self.enabled = enabled
+        self.shown = False
+
+    def reading(self, path: Path) -> None:
+        if self.enabled:
+            size = path.stat().st_size if path.is_file() else 0
+            self._show(f"reading {path.name} ({size / 1e6:,.1f} MB)")
+
+    def entries(self, checked: int, total: int) -> None:
+        if self.enabled and total:
+            filled = checked * 30 // total
+            bar = "#" * filled + "-" * (30 - filled)
+            self._show(f"verifying [{bar}] {checked:,}/{total:,} entries")
+
+    def _show(self, line: str) -> None:
+        sys.stderr.write(f"\r\033[K{line}")
+        sys.stderr.flush()
+        self.shown = True
+
+    def done(self) -> None:
+        if self.shown:
+            sys.stderr.write("\n")
+            self.shown = False
+
+
+def _progress_bar(choice: bool | None) -> ProgressBar:
+    # By default, only when a person is watching a terminal.
+    return ProgressBar(enabled=sys.stderr.isatty() if choice is None else choice)
+
+
+def _keygen(args: argparse.Namespace) -> int:
+    signer = NoteSigner.generate(args.name)
+    print(f"signer key (secret: AMPLY_CHECKPOINT_SIGNING_KEY): {signer.encode()}")
+    print(f"verifier key (public):                           {signer.verifier_key.encode()}")
+    return EXIT_OK
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -111,12 +230,49 @@ def build_parser() -> argparse.ArgumentParser:
 
     verify = commands.add_parser(
         "verify",
-        help="verify an exported ledger file offline (exit 0 valid, 1 broken, 2 unreadable)",
+        help="verify a ledger export offline, or that a newer one extends an older one "
+        "(exit 0 valid, 1 broken, 2 unreadable)",
+        description="Check every hash, link, sequence number and balance of an export, and "
+        "its signed checkpoint. With two files, also check that NEW extends OLD: no history "
+        "was rewritten between the two downloads.",
     )
-    verify.add_argument("file", help="a ledger export (JSON, docs/ledger-format.md §4)")
-    verify.add_argument("--json", action="store_true", help="print the result as JSON")
+    verify.add_argument(
+        "files", nargs="+", metavar="EXPORT", help="EXPORT, or OLD NEW (docs/ledger-format.md)"
+    )
+    _common_verify_options(verify)
     verify.set_defaults(handler=_verify)
+
+    receipt = commands.add_parser(
+        "verify-receipt",
+        help="check a donor's receipt against an export of the organisation's ledger",
+    )
+    receipt.add_argument("receipt", help="the receipt (GET /v1/donations/{id}/receipt)")
+    receipt.add_argument("export", help="an export of the organisation's ledger")
+    _common_verify_options(receipt)
+    receipt.set_defaults(handler=_verify_receipt)
+
+    keygen = commands.add_parser("keygen", help="make a checkpoint signing key")
+    keygen.add_argument("--name", required=True, help="the key's name: the public host name")
+    keygen.set_defaults(handler=_keygen)
     return parser
+
+
+def _common_verify_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--key",
+        action="append",
+        default=[],
+        metavar="KEY",
+        help="trust only checkpoints signed by this key: a verifier key (name+id+key), or a "
+        "file of them, such as the JSON of GET /v1/public/keys. Repeatable.",
+    )
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    parser.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="show progress on standard error (default: when it is a terminal)",
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

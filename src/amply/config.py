@@ -35,7 +35,8 @@ class Settings(BaseSettings):
     )
     data_dir: Path = Field(
         default=Path(".amply"),
-        description="Where the embedded PostgreSQL keeps its data (and, later, signing keys).",
+        description="Where the embedded PostgreSQL keeps its data, and the checkpoint signing "
+        "key generated when none is configured.",
     )
     db_pool_size: int = Field(default=10, ge=1, le=200)
     db_max_overflow: int = Field(default=10, ge=0, le=200)
@@ -93,6 +94,29 @@ class Settings(BaseSettings):
     )
     idempotency_key_lifetime_seconds: int = Field(
         default=24 * 3600, ge=60, description="How long a response is replayed to its key."
+    )
+
+    checkpoint_signing_key: SecretStr | None = Field(
+        default=None,
+        description="The Ed25519 key that signs checkpoints, as PRIVATE+KEY+<name>+<id>+<key> "
+        "(c2sp.org/signed-note; `amply keygen` makes one). Takes precedence over the file.",
+    )
+    checkpoint_signing_key_file: Path | None = Field(
+        default=None,
+        description="A file holding the checkpoint signing key. Neither set: outside "
+        "production, data_dir/checkpoint-signing.key, generated on first start.",
+    )
+    checkpoint_key_name: str = Field(
+        default="amply.localhost",
+        pattern=r"^[^+\s]+$",
+        description="Name of a generated signing key, and the start of every checkpoint's "
+        "origin: <name>/ledger/<chain id>. Use the public host name.",
+    )
+    checkpoint_interval_seconds: int = Field(
+        default=60,
+        ge=0,
+        description="How often the background signer checkpoints public chains that grew "
+        "(0: only on demand, when a checkpoint, export or receipt is asked for).",
     )
 
     session_lifetime_seconds: int = Field(

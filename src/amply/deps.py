@@ -15,6 +15,7 @@ from amply.config import Settings
 from amply.db import Database
 from amply.errors import AmplyError, AuthenticationRequired, NotFound, PermissionDenied
 from amply.lib import tokens
+from amply.lib.signing import NoteSigner
 from amply.models import ApiKey, Organisation, User
 from amply.services import api_keys, auth, organisations
 from amply.services.auth import Authenticated
@@ -310,6 +311,14 @@ def get_gateway(request: Request) -> PaymentGateway:
 
 
 GatewayDep = Annotated[PaymentGateway, Depends(get_gateway)]
+
+
+def get_signer(request: Request) -> NoteSigner:
+    signer: NoteSigner = request.app.state.signer
+    return signer
+
+
+SignerDep = Annotated[NoteSigner, Depends(get_signer)]
 
 
 async def get_optional_api_key(

@@ -126,3 +126,10 @@ class PaymentProviderError(AmplyError):
     status_code = 502
     error_type = "api_error"
     default_code = "payment_provider_error"
+
+
+class LedgerIntegrityError(ServiceUnavailable):
+    """The stored chain does not extend what Amply signed before: someone altered it. Amply
+    refuses to sign or serve a checkpoint until an operator has looked."""
+
+    default_code = "ledger_integrity_failure"

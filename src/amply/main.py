@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -14,6 +15,7 @@ from amply.api.v1.router import router as v1_router
 from amply.config import Settings
 from amply.db import Database
 from amply.migrate import head_revision
+from amply.services import checkpoints
 from amply.services.payments import gateway_for
 
 DESCRIPTION = """
@@ -34,15 +36,30 @@ def create_app(settings: Settings, *, database_url: str) -> FastAPI:
         statement_timeout_ms=settings.db_statement_timeout_ms,
     )
 
+    signer = checkpoints.load_signer(settings)
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        background = (
+            asyncio.create_task(
+                checkpoints.run_signer(
+                    database, signer=signer, interval=settings.checkpoint_interval_seconds
+                )
+            )
+            if settings.checkpoint_interval_seconds
+            else None
+        )
         yield
+        if background is not None:
+            background.cancel()
+            await asyncio.wait([background])
         await database.dispose()
 
     app = FastAPI(title="Amply", version=__version__, description=DESCRIPTION, lifespan=lifespan)
     app.state.settings = settings
     app.state.database = database
     app.state.gateway = gateway_for(settings)
+    app.state.signer = signer
     app.state.schema_head = head_revision()
     install_error_handlers(app)
     app.include_router(health.router)

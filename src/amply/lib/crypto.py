@@ -30,7 +30,7 @@ def format_timestamp(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime(TIMESTAMP_FORMAT)
 
 
-def _netstring(text: str) -> str:
+def netstring(text: str) -> str:
     # len() counts code points; the encoding counts UTF-8 bytes, which differ only off ASCII.
     length = len(text) if text.isascii() else len(text.encode("utf-8"))
     return f"{length}:{text},"
@@ -83,7 +83,7 @@ def fast_preimage(
 
 
 def _careful_preimage(*fields: str) -> bytes:
-    return (_VERSION_NETSTRING + "".join(_netstring(field) for field in fields)).encode("utf-8")
+    return (_VERSION_NETSTRING + "".join(netstring(field) for field in fields)).encode("utf-8")
 
 
 def canonical_preimage(entry: Mapping[str, Any]) -> bytes:

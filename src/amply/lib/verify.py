@@ -1,23 +1,36 @@
-"""Verification of a ledger chain: every hash, link, sequence number and running balance.
+"""Verification of a ledger chain: every hash, link, sequence number and running balance,
+the signed checkpoint that covers it, and that a later download extends an earlier one.
 
-Standard library only (plus :mod:`amply.lib.crypto`, also stdlib only): the server's
-``verify`` endpoint, ``amply verify FILE`` and an auditor's own copy run this same code.
-The rules are those of ``docs/ledger-format.md`` §3; the first rule an entry breaks is reported
+Standard library only, plus :mod:`amply.lib.crypto` (the entry hash, also stdlib only) and the
+``cryptography`` package for Ed25519 signatures: the server's ``verify`` endpoint, its
+checkpoint signer, ``amply verify`` and an auditor's own copy run this same code. The rules
+are those of ``docs/ledger-format.md`` §3 and §6; the first rule an entry breaks is reported
 with that entry's sequence number.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import gc
+import itertools
 import json
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from hashlib import sha256
+from operator import itemgetter
 from pathlib import Path
 from typing import Any, Final, Protocol
 
-from amply.lib.crypto import HASH_PREFIX, fast_preimage
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from amply.lib.crypto import _VERSION_NETSTRING, HASH_PREFIX, fast_preimage, netstring
 
 EXPORT_FORMAT: Final = "amply-ledger-export/v1"
+RECEIPT_FORMAT: Final = "amply-donation-receipt/v1"
+COMMITMENT_VERSION: Final = "amply-receipt-commitment/v1"
 # A chain's kind is part of its id, so an export cannot relabel a wallet chain.
 KIND_PREFIXES: Final = {"organisation": "org_", "wallet": "wal_", "platform": "plat_"}
 
@@ -34,6 +47,22 @@ _ENTRY_FIELDS: Final = (
     ("created_at", str),
     ("entry_hash", str),
 )
+# Progress is reported every this many entries.
+PROGRESS_STEP: Final = 1 << 16
+_FIELD_GETTER: Final = itemgetter(
+    "chain_id",
+    "seq",
+    "id",
+    "type",
+    "amount",
+    "currency",
+    "balance_after",
+    "metadata",
+    "journal_id",
+    "created_at",
+    "prev_entry_hash",
+    "entry_hash",
+)
 
 
 class EntryFields(Protocol):
@@ -46,9 +75,150 @@ class ExportFormatError(ValueError):
     """The file is not an Amply ledger export at all (as opposed to a tampered one)."""
 
 
+class CheckpointError(ValueError):
+    """A checkpoint or key that is malformed, or whose signature does not hold."""
+
+
+# -- Signed notes (c2sp.org/signed-note) and checkpoints (c2sp.org/tlog-checkpoint) ----------
+
+ED25519: Final = 0x01  # the signed-note signature type of Ed25519
+_SIGNATURE_LINE: Final = "\u2014 "  # an em dash and a space open each signature line
+CHECKPOINT_TIME: Final = "time "  # the extension line that dates a checkpoint
+
+
+def key_id(name: str, public_key: bytes) -> bytes:
+    """The 4-byte id of an Ed25519 note key: SHA-256(name, newline, 0x01, public key)[:4]."""
+    return sha256(name.encode() + b"\n" + bytes([ED25519]) + public_key).digest()[:4]
+
+
+def valid_key_name(name: str) -> bool:
+    return bool(name) and "+" not in name and not any(c.isspace() for c in name)
+
+
+@dataclass(frozen=True, slots=True)
+class VerifierKey:
+    """A public key as notes name it: ``<name>+<hex key id>+<base64(0x01 || key)>``."""
+
+    name: str
+    public_key: bytes
+
+    @property
+    def key_id(self) -> bytes:
+        return key_id(self.name, self.public_key)
+
+    def encode(self) -> str:
+        key = base64.b64encode(bytes([ED25519]) + self.public_key).decode()
+        return f"{self.name}+{self.key_id.hex()}+{key}"
+
+    @classmethod
+    def parse(cls, text: str) -> VerifierKey:
+        name, _, rest = text.strip().partition("+")
+        hex_id, _, encoded = rest.partition("+")
+        try:
+            raw = base64.b64decode(encoded, validate=True)
+        except binascii.Error as error:
+            raise CheckpointError(f"malformed verifier key: {error}") from error
+        if not valid_key_name(name) or len(raw) != 33 or raw[0] != ED25519:
+            raise CheckpointError("malformed verifier key: expected name+keyid+base64 Ed25519")
+        key = cls(name=name, public_key=raw[1:])
+        if key.key_id.hex() != hex_id:
+            raise CheckpointError("verifier key id does not match its name and public key")
+        return key
+
+    def verifies(self, signature: bytes, message: bytes) -> bool:
+        try:
+            Ed25519PublicKey.from_public_bytes(self.public_key).verify(signature, message)
+        except InvalidSignature:
+            return False
+        return True
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """A parsed checkpoint: the signed text (``body``) and what it says."""
+
+    origin: str
+    size: int
+    root_hash: str  # as an entry_hash: "sha256:" + hex
+    time: str | None
+    body: str
+    signatures: tuple[tuple[str, bytes, bytes], ...]  # (key name, key id, signature)
+
+    @property
+    def chain_id(self) -> str:
+        """The chain the origin names: its last path segment."""
+        return self.origin.rpartition("/")[2]
+
+    def signer(self, keys: Sequence[VerifierKey]) -> VerifierKey:
+        """The first of ``keys`` that signed this checkpoint; :class:`CheckpointError` if none
+        did, or if a signature claiming to be by one of them does not verify."""
+        for key in keys:
+            for name, signer_id, signature in self.signatures:
+                if (name, signer_id) != (key.name, key.key_id):
+                    continue
+                if not key.verifies(signature, self.body.encode()):
+                    raise CheckpointError(f"the signature by {key.encode()} does not verify")
+                return key
+        signed_by = ", ".join(f"{name}+{kid.hex()}" for name, kid, _ in self.signatures)
+        raise CheckpointError(f"checkpoint is not signed by a trusted key (signed by {signed_by})")
+
+
+def checkpoint_body(*, origin: str, size: int, root_hash: str, time: str) -> str:
+    """The text a checkpoint signs: origin, size, base64 root hash, then ``time …``."""
+    root = base64.b64encode(bytes.fromhex(root_hash.removeprefix(HASH_PREFIX))).decode()
+    return f"{origin}\n{size}\n{root}\n{CHECKPOINT_TIME}{time}\n"
+
+
+def parse_checkpoint(note: str) -> Checkpoint:
+    """Read a signed checkpoint note (signatures are checked by :meth:`Checkpoint.signer`)."""
+    body, separator, signature_block = note.rpartition("\n\n")
+    if not separator or not signature_block.endswith("\n"):
+        raise CheckpointError("a signed note is text, a blank line, then signature lines")
+    if any(ord(c) < 0x20 and c != "\n" for c in note):
+        raise CheckpointError("a signed note holds no control characters but newlines")
+    lines = body.split("\n")
+    if len(lines) < 3 or not all(lines):
+        raise CheckpointError("a checkpoint has an origin, a size and a root hash, each a line")
+    origin, size_text, root_text, *extensions = lines
+    if not size_text.isascii() or not size_text.isdigit() or size_text != str(int(size_text)):
+        raise CheckpointError("checkpoint size is not a decimal number")
+    try:
+        root = base64.b64decode(root_text, validate=True)
+    except binascii.Error as error:
+        raise CheckpointError("checkpoint root hash is not base64") from error
+    if len(root) != 32:
+        raise CheckpointError("checkpoint root hash is not 32 bytes")
+    times = [
+        line[len(CHECKPOINT_TIME) :] for line in extensions if line.startswith(CHECKPOINT_TIME)
+    ]
+    return Checkpoint(
+        origin=origin,
+        size=int(size_text),
+        root_hash=HASH_PREFIX + root.hex(),
+        time=times[0] if times else None,
+        body=body + "\n",
+        signatures=tuple(_signature(line) for line in signature_block[:-1].split("\n")),
+    )
+
+
+def _signature(line: str) -> tuple[str, bytes, bytes]:
+    name, _, encoded = line.removeprefix(_SIGNATURE_LINE).partition(" ")
+    try:
+        raw = base64.b64decode(encoded, validate=True)
+    except binascii.Error as error:
+        raise CheckpointError("a note signature is not base64") from error
+    if not line.startswith(_SIGNATURE_LINE) or not valid_key_name(name) or len(raw) < 5:
+        raise CheckpointError(f"malformed note signature line {line!r}")
+    return name, raw[:4], raw[4:]
+
+
+# -- One chain ---------------------------------------------------------------------------------
+
+
 @dataclass(slots=True)
 class VerificationResult:
-    """Outcome of verifying one chain. ``broken_seq`` is the first entry that fails."""
+    """Outcome of verifying one chain. ``broken_seq`` is the first entry that fails (``None``
+    when what fails is the chain as a whole: its checkpoint, or its relation to another)."""
 
     chain_id: str
     ok: bool
@@ -58,15 +228,28 @@ class VerificationResult:
     balances: dict[str, int] = field(default_factory=dict)
     broken_seq: int | None = None
     reason: str | None = None
+    checkpoint: dict[str, Any] | None = None
+    extends: dict[str, Any] | None = None
+
+    def fail(self, reason: str, *, broken_seq: int | None = None) -> VerificationResult:
+        self.ok, self.reason, self.broken_seq = False, reason, broken_seq
+        return self
 
     def verdict(self) -> str:
         """A one-line, human-readable summary."""
-        if self.ok:
-            return (
-                f"OK: chain {self.chain_id} verifies, {self.entries_checked} entries, "
-                f"head seq {self.head_seq} {self.head_hash or '(empty chain)'}"
-            )
-        return f"BROKEN: chain {self.chain_id} at seq {self.broken_seq}: {self.reason}"
+        if not self.ok:
+            where = f" at seq {self.broken_seq}" if self.broken_seq is not None else ""
+            return f"BROKEN: chain {self.chain_id}{where}: {self.reason}"
+        line = (
+            f"OK: chain {self.chain_id} verifies, {self.entries_checked} entries, "
+            f"head seq {self.head_seq} {self.head_hash or '(empty chain)'}"
+        )
+        if self.checkpoint is not None:
+            pinned = "" if self.checkpoint["pinned"] else " (key not pinned: pass --key)"
+            line += f"; checkpoint signed by {self.checkpoint['key']}{pinned}"
+        if self.extends is not None:
+            line += f"; extends the earlier export at seq {self.extends['seq']}"
+        return line
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -78,7 +261,24 @@ class VerificationResult:
             "balances": dict(self.balances),
             "broken_seq": self.broken_seq,
             "reason": self.reason,
+            "checkpoint": self.checkpoint,
+            "extends": self.extends,
         }
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Pause Python's cycle collector during bulk work. Reading or checking a long chain
+    makes millions of short-lived objects, and each of the collector's full passes walks
+    every entry already read: with it paused, the work is a third faster. Nothing here makes
+    reference cycles, so nothing is left for it to collect afterwards."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 class ChainVerifier:
@@ -100,6 +300,11 @@ class ChainVerifier:
         self.broken_seq: int | None = None
         self.reason: str | None = None
 
+    def resume_after(self, *, seq: int, head_hash: str, balances: Mapping[str, int]) -> None:
+        """Continue a chain whose first ``seq`` entries were verified before: the checkpoint
+        signer checks only what was appended since the checkpoint it signed last."""
+        self.seq, self.head_hash, self.balances = seq, head_hash, dict(balances)
+
     def add(self, entry: EntryFields) -> bool:
         """Check the next entry; False (and remember why) if it breaks the chain."""
         if self.broken_seq is not None:
@@ -112,6 +317,64 @@ class ChainVerifier:
         self.seq = expected_seq
         self.head_hash = entry.get("entry_hash")
         self.balances[entry.get("currency")] = entry.get("balance_after")
+        return True
+
+    def add_all(self, entries: Iterable[EntryFields]) -> bool:
+        """:meth:`add` each entry in turn, until one breaks the chain; False if one did.
+
+        The loop below is :meth:`_problem` unrolled for speed, with its state in local
+        variables. It only ever *accepts*: an entry it is not sure of (any rule broken, a type
+        it does not expect, text that is not ASCII) goes to :meth:`add`, whose verdict stands.
+        """
+        if self.broken_seq is not None:
+            return False
+        with _collector_paused():
+            return self._add_all(entries)
+
+    def _add_all(self, entries: Iterable[EntryFields]) -> bool:
+        chain_id, prefix, balances = self.chain_id, HASH_PREFIX, self.balances
+        seq, head, non_negative = self.seq, self.head_hash, self.non_negative
+        head_of_preimage = f"{_VERSION_NETSTRING}{len(chain_id)}:{chain_id},"
+        fields, digest = _FIELD_GETTER, sha256
+        for entry in entries:
+            seq += 1
+            try:
+                (c, n, i, t, a, cur, bal, meta, j, ts, prev, stored) = fields(entry)  # type: ignore[arg-type]
+                balance = balances.get(cur, 0) + a
+                if (
+                    c == chain_id
+                    and n == seq
+                    and prev == head
+                    and bal == balance
+                    and type(n) is type(a) is type(bal) is int
+                    and type(i) is type(t) is type(cur) is type(meta) is type(j) is type(ts) is str
+                    and type(stored) is str
+                    and not (non_negative and balance < 0)
+                ):
+                    n_text, a_text, b_text, p_text = str(n), str(a), str(bal), prev or ""
+                    size = len(meta) if meta.isascii() else len(meta.encode())
+                    text = (
+                        f"{head_of_preimage}{len(n_text)}:{n_text},{len(i)}:{i},{len(t)}:{t},"
+                        f"{len(a_text)}:{a_text},{len(cur)}:{cur},{len(b_text)}:{b_text},"
+                        f"{size}:{meta},{len(j)}:{j},{len(ts)}:{ts},{len(p_text)}:{p_text},"
+                    )
+                    preimage = text.encode()
+                    # Lengths above count characters, right only if all but the metadata is
+                    # ASCII: then the encoding adds exactly the metadata's extra bytes.
+                    if (
+                        len(preimage) - len(text) == size - len(meta)
+                        and prefix + digest(preimage).hexdigest() == stored
+                    ):
+                        balances[cur] = bal
+                        head = stored
+                        continue
+            except (KeyError, TypeError, IndexError, UnicodeEncodeError):
+                pass
+            self.seq, self.head_hash = seq - 1, head
+            if not self.add(entry):
+                return False
+            seq, head = self.seq, self.head_hash
+        self.seq, self.head_hash = seq, head
         return True
 
     def _problem(self, entry: EntryFields, expected_seq: int) -> str | None:
@@ -201,14 +464,25 @@ def verify_entries(
 ) -> VerificationResult:
     """Verify a whole chain given as entries in order (seq 1 first)."""
     verifier = ChainVerifier(chain_id, kind=kind)
-    for entry in entries:
-        if not verifier.add(entry):
-            break
+    verifier.add_all(entries)
     return verifier.result()
 
 
-def verify_export(document: Mapping[str, Any]) -> VerificationResult:
-    """Verify a parsed export document (``docs/ledger-format.md`` §4)."""
+Progress = Callable[[int, int], None]  # (entries checked, entries in all)
+
+
+def verify_export(
+    document: Mapping[str, Any],
+    *,
+    keys: Sequence[VerifierKey] = (),
+    progress: Progress | None = None,
+) -> VerificationResult:
+    """Verify a parsed export document (``docs/ledger-format.md`` §3, §4 and §6).
+
+    With ``keys`` (pinned keys, such as Amply's published one) the export must carry a
+    checkpoint signed by one of them; without, an embedded checkpoint is checked against the
+    key the export names, and the result says that key was not pinned.
+    """
     if document.get("format") != EXPORT_FORMAT:
         raise ExportFormatError(f"not an Amply ledger export (format must be {EXPORT_FORMAT!r})")
     chain, head, entries = document.get("chain"), document.get("head"), document.get("entries")
@@ -217,23 +491,241 @@ def verify_export(document: Mapping[str, Any]) -> VerificationResult:
     if not isinstance(head, dict) or not isinstance(entries, list):
         raise ExportFormatError("export must have a head object and an entries list")
     verifier = ChainVerifier(chain["id"], kind=str(chain.get("kind")))
-    for entry in entries:
-        if not isinstance(entry, dict):
-            verifier.broken_seq, verifier.reason = verifier.seq + 1, "entry is not an object"
+    total = len(entries)
+    objects = iter(itertools.takewhile(lambda entry: isinstance(entry, dict), entries))
+    while True:  # in batches, to report progress between them
+        before = verifier.seq
+        if not verifier.add_all(itertools.islice(objects, PROGRESS_STEP)):
             break
-        if not verifier.add(entry):
+        if progress is not None:
+            progress(verifier.seq, total)
+        if verifier.seq - before < PROGRESS_STEP:  # no more objects
+            if verifier.seq < total:
+                verifier.broken_seq, verifier.reason = verifier.seq + 1, "entry is not an object"
             break
-    return verifier.result(expected_head=head)
+    result = verifier.result(expected_head=head)
+    if progress is not None:
+        progress(result.entries_checked, total)
+    if result.ok:
+        _check_checkpoint(result, document.get("checkpoint"), keys=keys)
+    return result
 
 
-def verify_export_file(path: Path) -> VerificationResult:
-    """Read and verify an export file; :class:`ExportFormatError` if it is not one."""
+def _check_checkpoint(
+    result: VerificationResult, embedded: Any, *, keys: Sequence[VerifierKey]
+) -> None:
+    """The export's checkpoint must be Amply's signature on exactly this head."""
+    if embedded is None:
+        if keys and result.head_seq > 0:
+            result.fail("the export carries no signed checkpoint")
+        return
     try:
-        with path.open("rb") as handle:
+        if not isinstance(embedded, dict) or not isinstance(embedded.get("note"), str):
+            raise CheckpointError("the export's checkpoint must be an object with a note")
+        checkpoint = parse_checkpoint(embedded["note"])
+        if checkpoint.chain_id != result.chain_id:
+            raise CheckpointError(f"the checkpoint is for another chain ({checkpoint.origin})")
+        if (checkpoint.size, checkpoint.root_hash) != (result.head_seq, result.head_hash):
+            raise CheckpointError(
+                f"the signed checkpoint (seq {checkpoint.size}, {checkpoint.root_hash}) does "
+                f"not match the export's head: its entries are not the ones that were signed"
+            )
+        trusted = list(keys) or [VerifierKey.parse(str(embedded.get("key", "")))]
+        signer = checkpoint.signer(trusted)
+    except CheckpointError as error:
+        result.fail(str(error))
+        return
+    result.checkpoint = {
+        "origin": checkpoint.origin,
+        "size": checkpoint.size,
+        "time": checkpoint.time,
+        "key": signer.encode(),
+        "pinned": bool(keys),
+    }
+
+
+def verify_extension(
+    old: Mapping[str, Any],
+    new: Mapping[str, Any],
+    *,
+    keys: Sequence[VerifierKey] = (),
+    progress: Progress | None = None,
+) -> VerificationResult:
+    """Verify both exports, then that ``new`` extends ``old``: the same chain, and the same
+    entry at old's head (each hash covers all before it, so the whole prefix is the same)."""
+    earlier = verify_export(old, keys=keys)
+    if not earlier.ok:
+        return earlier.fail(f"the earlier export does not verify: {earlier.reason}")
+    later = verify_export(new, keys=keys, progress=progress)
+    if not later.ok:
+        return later
+    if later.chain_id != earlier.chain_id:
+        return later.fail(f"the exports are of different chains ({earlier.chain_id})")
+    if later.head_seq < earlier.head_seq:
+        return later.fail(
+            f"the later export has fewer entries ({later.head_seq}) than the earlier one "
+            f"({earlier.head_seq}): history was truncated"
+        )
+    old_entries, new_entries = old["entries"], new["entries"]
+    if earlier.head_seq and new_entries[earlier.head_seq - 1]["entry_hash"] != earlier.head_hash:
+        differs = next(
+            n
+            for n, (a, b) in enumerate(zip(old_entries, new_entries, strict=False), start=1)
+            if a["entry_hash"] != b["entry_hash"]
+        )  # there is one: the hashes at old's head differ
+        signed = earlier.checkpoint is not None and later.checkpoint is not None
+        proof = " Both exports carry valid signed checkpoints: together they prove it." * signed
+        return later.fail(
+            f"history was rewritten: entry {differs} differs from the earlier export.{proof}",
+            broken_seq=differs,
+        )
+    later.extends = {"seq": earlier.head_seq, "entry_hash": earlier.head_hash}
+    return later
+
+
+def read_export(path: Path) -> dict[str, Any]:
+    """Read an export file; :class:`ExportFormatError` if it is not JSON object."""
+    try:
+        with path.open("rb") as handle, _collector_paused():
             document = json.load(handle)
     except (OSError, ValueError, RecursionError) as error:
         # ValueError covers malformed JSON, bad UTF-8 and over-long integers.
         raise ExportFormatError(f"cannot read {path}: {error}") from error
     if not isinstance(document, dict):
         raise ExportFormatError("an export must be a JSON object")
-    return verify_export(document)
+    return document
+
+
+def verify_export_file(path: Path, *, keys: Sequence[VerifierKey] = ()) -> VerificationResult:
+    """Read and verify an export file; :class:`ExportFormatError` if it is not one."""
+    return verify_export(read_export(path), keys=keys)
+
+
+# -- Donor receipts ----------------------------------------------------------------------------
+
+
+def receipt_commitment(*, donation_id: str, salt: str, secret: str) -> str:
+    """The salted commitment a donation's public entry carries (``receipt_commitment``):
+    SHA-256 over the netstrings of the version tag, the donation id, the salt and the
+    receipt secret. Without the salt and secret it reveals nothing; with them, anyone can
+    check that the entry is the receipt holder's donation."""
+    fields = (COMMITMENT_VERSION, donation_id, salt, secret)
+    return HASH_PREFIX + sha256("".join(netstring(f) for f in fields).encode()).hexdigest()
+
+
+@dataclass(slots=True)
+class ReceiptResult:
+    """Outcome of checking a donor's receipt against an export of the organisation's chain."""
+
+    ok: bool
+    donation_id: str | None
+    chain_id: str | None
+    seq: int | None
+    reason: str | None = None
+    checkpoint: dict[str, Any] | None = None
+
+    def verdict(self) -> str:
+        if not self.ok:
+            return f"BROKEN: receipt for donation {self.donation_id}: {self.reason}"
+        size = self.checkpoint["size"] if self.checkpoint else None
+        return (
+            f"OK: donation {self.donation_id} is entry {self.seq} of chain {self.chain_id}, "
+            f"the receipt opens its commitment, and checkpoint {size} covers it"
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "donation_id": self.donation_id,
+            "chain_id": self.chain_id,
+            "seq": self.seq,
+            "reason": self.reason,
+            "checkpoint": self.checkpoint,
+        }
+
+
+def verify_receipt(
+    receipt: Mapping[str, Any], export: Mapping[str, Any], *, keys: Sequence[VerifierKey] = ()
+) -> ReceiptResult:
+    """Check that the receipt's donation is an entry of the (verified) export, that the
+    receipt opens the entry's commitment, and that the receipt's checkpoint is consistent
+    with the export and signed."""
+    if receipt.get("format") != RECEIPT_FORMAT:
+        raise ExportFormatError(f"not an Amply receipt (format must be {RECEIPT_FORMAT!r})")
+    try:
+        donation, entry, opening = receipt["donation"], receipt["entry"], receipt["commitment"]
+        donation_id, seq = str(donation["id"]), int(entry["seq"])
+        result = ReceiptResult(
+            ok=True, donation_id=donation_id, chain_id=str(entry["chain_id"]), seq=seq
+        )
+        chain = verify_export(export, keys=keys)
+        if not chain.ok:
+            return _receipt_fails(result, f"the export does not verify: {chain.verdict()}")
+        if chain.chain_id != result.chain_id:
+            return _receipt_fails(result, f"the export is of another chain ({chain.chain_id})")
+        if not 1 <= seq <= chain.head_seq:
+            return _receipt_fails(result, f"the export has no entry {seq}")
+        public = export["entries"][seq - 1]
+        problem = _entry_problem(public, donation=donation, entry=entry, opening=opening)
+        if problem is None:
+            result.checkpoint = _receipt_checkpoint(receipt, export, keys=keys, seq=seq)
+    except CheckpointError as error:  # a ValueError too: caught first
+        return _receipt_fails(result, f"the receipt's checkpoint: {error}")
+    except (KeyError, TypeError, ValueError) as error:
+        raise ExportFormatError(f"the receipt is incomplete or malformed: {error!r}") from error
+    return result if problem is None else _receipt_fails(result, problem)
+
+
+def _receipt_fails(result: ReceiptResult, reason: str) -> ReceiptResult:
+    result.ok, result.reason = False, reason
+    return result
+
+
+def _entry_problem(
+    public: Mapping[str, Any],
+    *,
+    donation: Mapping[str, Any],
+    entry: Mapping[str, Any],
+    opening: Mapping[str, Any],
+) -> str | None:
+    metadata = json.loads(public["metadata"])
+    if not isinstance(metadata, dict):
+        return f"entry {public['seq']} has metadata that is not a JSON object"
+    commitment = receipt_commitment(
+        donation_id=str(donation["id"]), salt=str(opening["salt"]), secret=str(opening["secret"])
+    )
+    if (public["id"], public["entry_hash"]) != (entry["id"], entry["entry_hash"]):
+        return f"entry {public['seq']} of the export is not the receipt's entry"
+    if public["type"] != "donation_received" or metadata.get("donation_id") != donation["id"]:
+        return f"entry {public['seq']} does not record this donation"
+    if (public["amount"], public["currency"]) != (donation["amount"], donation["currency"]):
+        return "the entry's amount is not the receipt's"
+    if metadata.get("receipt_commitment") != commitment:
+        return "the receipt does not open the entry's commitment: it is not this donor's receipt"
+    return None
+
+
+def _receipt_checkpoint(
+    receipt: Mapping[str, Any],
+    export: Mapping[str, Any],
+    *,
+    keys: Sequence[VerifierKey],
+    seq: int,
+) -> dict[str, Any]:
+    """The receipt's checkpoint must cover the entry, agree with the export, and be signed."""
+    embedded = receipt["checkpoint"]
+    checkpoint = parse_checkpoint(embedded["note"])
+    entries = export["entries"]
+    if checkpoint.size < seq:
+        raise CheckpointError(f"it covers {checkpoint.size} entries, not entry {seq}")
+    if checkpoint.chain_id != entries[seq - 1]["chain_id"]:
+        raise CheckpointError(f"it is for another chain ({checkpoint.origin})")
+    if checkpoint.size > len(entries):
+        raise CheckpointError("it is newer than the export: download a newer export")
+    if entries[checkpoint.size - 1]["entry_hash"] != checkpoint.root_hash:
+        raise CheckpointError(
+            f"the export's entry {checkpoint.size} is not the one Amply signed: "
+            "the history was rewritten"
+        )
+    signer = checkpoint.signer(list(keys) or [VerifierKey.parse(str(embedded.get("key", "")))])
+    return {"size": checkpoint.size, "key": signer.encode(), "pinned": bool(keys)}

@@ -3,7 +3,7 @@
 from amply.models.api_key import ApiKey
 from amply.models.base import Base
 from amply.models.donation import Donation, DonationDispute, DonationRefund, Fund
-from amply.models.ledger import LedgerChain, LedgerEntry
+from amply.models.ledger import CheckpointKey, LedgerChain, LedgerCheckpoint, LedgerEntry
 from amply.models.organisation import Organisation, OrganisationMember
 from amply.models.security import RateLimitCounter, SecurityEvent
 from amply.models.user import AuthSession, User
@@ -12,11 +12,13 @@ __all__ = [
     "ApiKey",
     "AuthSession",
     "Base",
+    "CheckpointKey",
     "Donation",
     "DonationDispute",
     "DonationRefund",
     "Fund",
     "LedgerChain",
+    "LedgerCheckpoint",
     "LedgerEntry",
     "Organisation",
     "OrganisationMember",

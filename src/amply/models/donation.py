@@ -40,6 +40,8 @@ class Donation(Base):
     anonymous: Mapped[bool] = mapped_column(Boolean, default=False)
     message: Mapped[str | None] = mapped_column(Text)
     receipt_token_hash: Mapped[bytes] = mapped_column(LargeBinary)
+    # Opens the commitment on the donation's public entry, with the token's digest (0004).
+    receipt_salt: Mapped[str | None] = mapped_column(Text)
     provider: Mapped[str] = mapped_column(Text)
     stripe_account_id: Mapped[str] = mapped_column(Text)
     payment_intent_id: Mapped[str] = mapped_column(Text)

@@ -1,4 +1,5 @@
-"""Read models of the ledger tables. Rows are written only by ``services.ledger``."""
+"""Read models of the ledger tables. Entries are written only by ``services.ledger``,
+checkpoints only by ``services.checkpoints``."""
 
 from __future__ import annotations
 
@@ -34,3 +35,25 @@ class LedgerEntry(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     prev_entry_hash: Mapped[str | None] = mapped_column(Text)
     entry_hash: Mapped[str] = mapped_column(Text)
+
+
+class CheckpointKey(Base):
+    """A public key that signed checkpoints (migration 0004): listed for good."""
+
+    __tablename__ = "checkpoint_keys"
+
+    verifier_key: Mapped[str] = mapped_column(Text, primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class LedgerCheckpoint(Base):
+    """A signed checkpoint of a chain's head (docs/ledger-format.md §6)."""
+
+    __tablename__ = "ledger_checkpoints"
+
+    chain_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    size: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    root_hash: Mapped[str] = mapped_column(Text)
+    issued_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    verifier_key: Mapped[str] = mapped_column(Text)
+    note: Mapped[str] = mapped_column(Text)

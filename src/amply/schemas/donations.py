@@ -241,3 +241,48 @@ class SandboxRefund(RequestModel):
 class WebhookAck(BaseModel):
     received: Literal[True] = True
     outcome: Literal["processed", "ignored", "duplicate"]
+
+
+class ReceiptDonationOut(BaseModel):
+    id: str
+    organisation_id: str
+    fund_id: str | None
+    amount: int
+    currency: str
+    status: DonationStatus
+    completed_at: datetime | None
+
+
+class ReceiptEntryOut(BaseModel):
+    chain_id: str
+    seq: int
+    id: str
+    entry_hash: str
+
+
+class ReceiptCommitmentOut(BaseModel):
+    """Opens the `receipt_commitment` in the entry's metadata (docs/ledger-format.md §7)."""
+
+    scheme: Literal["amply-receipt-commitment/v1"] = "amply-receipt-commitment/v1"
+    salt: str | None = Field(
+        description="32 random bytes, hex (null: a donation from before "
+        "receipts carried commitments)."
+    )
+    secret: str = Field(description="SHA-256 of your receipt token, hex.")
+    value: str | None = Field(description="The commitment the public entry carries.")
+
+
+class ReceiptCheckpointOut(BaseModel):
+    note: str = Field(description="A signed checkpoint covering the entry.")
+    key: str = Field(description="The verifier key that signed it.")
+
+
+class ReceiptOut(BaseModel):
+    """Everything a donor needs to prove, offline, that a public entry is their donation:
+    `amply verify-receipt RECEIPT EXPORT`."""
+
+    format: Literal["amply-donation-receipt/v1"] = "amply-donation-receipt/v1"
+    donation: ReceiptDonationOut
+    entry: ReceiptEntryOut
+    commitment: ReceiptCommitmentOut
+    checkpoint: ReceiptCheckpointOut

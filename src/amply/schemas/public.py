@@ -91,3 +91,40 @@ class VerificationOut(BaseModel):
     reason: str | None
     verdict: str
     checked_at: datetime
+
+
+class CheckpointOut(BaseModel):
+    """A signed checkpoint of a chain's head (docs/ledger-format.md §6)."""
+
+    object: Literal["checkpoint"] = "checkpoint"
+    chain_id: str
+    origin: str = Field(description="The checkpoint's first line: <key name>/ledger/<chain>.")
+    size: int = Field(description="Entries covered: the head's seq.")
+    root_hash: str = Field(description="The head's entry_hash (the note holds it in base64).")
+    issued_at: datetime
+    key: str = Field(description="The verifier key that signed it (see /v1/public/keys).")
+    note: str = Field(
+        description="The signed note exactly as signed (c2sp.org/tlog-checkpoint): check it "
+        "with `amply verify` or any signed-note tool."
+    )
+
+
+class SigningKeyOut(BaseModel):
+    """A key that signs (or signed) checkpoints."""
+
+    key: str = Field(
+        description="Verifier key: <name>+<hex key id>+<base64(0x01 || Ed25519 public key)>.",
+        examples=["amply.example+2f4ac19b+AV3rLq9Kd3mF8u0Wm6E7o0Yh1bXz5u1oPq4sWnR2t8cA"],
+    )
+    name: str
+    key_id: str = Field(description="4 bytes, hex: SHA-256(name, 0x0A, 0x01, public key)[:4].")
+    algorithm: Literal["ed25519"] = "ed25519"
+    public_key: str = Field(description="The raw 32-byte Ed25519 public key, base64.")
+    status: Literal["active", "retired"] = Field(
+        description="active: signs new checkpoints; retired: kept so old ones can be checked."
+    )
+
+
+class SigningKeysOut(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[SigningKeyOut]

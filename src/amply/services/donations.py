@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -33,6 +34,7 @@ from amply.errors import (
 from amply.lib import tokens
 from amply.lib.ids import derived_id, generate_id
 from amply.lib.money import Money, minimum_charge_amount
+from amply.lib.verify import receipt_commitment
 from amply.models import ApiKey, Donation, DonationDispute, DonationRefund, Organisation
 from amply.services import connect, funds, ledger, organisations, rate_limits, security_events
 from amply.services.idempotency import IdempotentRequest
@@ -121,6 +123,7 @@ async def create_donation(
         anonymous=request.anonymous,
         message=request.message,
         receipt_token_hash=tokens.digest(receipt_token),
+        receipt_salt=secrets.token_hex(32),
         provider=gateway.provider,
         stripe_account_id=organisation.stripe_account_id,
         payment_intent_id=payment.payment_intent_id,
@@ -253,7 +256,7 @@ async def get_for_receipt(
     if donation is None or not hmac.compare_digest(
         donation.receipt_token_hash, tokens.digest(receipt_token)
     ):
-        raise _no_such_donation()
+        raise no_such_donation()
     return donation
 
 
@@ -262,7 +265,7 @@ async def get_for_organisation(
 ) -> Donation:
     donation = await session.get(Donation, donation_id)
     if donation is None or donation.organisation_id != organisation_id:
-        raise _no_such_donation()
+        raise no_such_donation()
     return donation
 
 
@@ -272,11 +275,11 @@ async def organisation_of(session: AsyncSession, *, donation_id: str) -> str:
         select(Donation.organisation_id).where(Donation.id == donation_id)
     )
     if organisation_id is None:
-        raise _no_such_donation()
+        raise no_such_donation()
     return organisation_id
 
 
-def _no_such_donation() -> NotFound:
+def no_such_donation() -> NotFound:
     return NotFound("No such donation.", param="donation_id")
 
 
@@ -495,6 +498,22 @@ def _public(donation: Donation, **extra: JSONValue) -> dict[str, JSONValue]:
     return {"donation_id": donation.id, "fund_id": donation.fund_id, **extra}
 
 
+def commitment_of(donation: Donation) -> str | None:
+    """The salted commitment to the donor's receipt that the public entry carries: the public
+    learns nothing from it; the receipt opens it (docs/ledger-format.md §7)."""
+    if donation.receipt_salt is None:
+        return None
+    return receipt_commitment(
+        donation_id=donation.id, salt=donation.receipt_salt, secret=receipt_secret(donation)
+    )
+
+
+def receipt_secret(donation: Donation) -> str:
+    """The receipt secret: the SHA-256 of the donor's receipt token, in hex. Revealing it
+    proves the receipt without handing over the token, which still reads the donation."""
+    return donation.receipt_token_hash.hex()
+
+
 async def complete(
     session: AsyncSession, donation: Donation, *, charge_id: str | None, gateway: PaymentGateway
 ) -> bool:
@@ -512,6 +531,7 @@ async def complete(
             payment_intent=donation.payment_intent_id,
             charge=charge_id,
             platform_fee=0,
+            receipt_commitment=commitment_of(donation),
         ),
     )
     legs = [received]

@@ -1,9 +1,11 @@
 """Streamed exports of a whole chain, in the format of ``docs/ledger-format.md`` §4.
 
-An export reads one snapshot: a read-only REPEATABLE READ transaction on a connection of its
-own, opened before the response starts and held until its last byte, so entries appended
-meanwhile are not in it and its head is the head of what it holds. Entries are fetched in
-pages by seq and written out as they come: memory stays flat whatever the chain's length.
+An export is the chain up to a signed checkpoint, which it embeds. On a connection of its
+own it first makes sure the chain's head is checkpointed (signing it if need be, in a short
+transaction committed at once: a checkpoint is never shown before it is stored), then reads
+one snapshot: a read-only REPEATABLE READ transaction held until the export's last byte.
+Entries appended meanwhile are not in it; its head is the checkpoint's. Entries are fetched
+in pages by seq and written out as they come: memory stays flat whatever the chain's length.
 """
 
 from __future__ import annotations
@@ -16,23 +18,25 @@ from json.encoder import encode_basestring
 from typing import Any, Final
 
 import asyncpg
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from amply.db import Database
 from amply.errors import NotFound
+from amply.lib.signing import NoteSigner
 from amply.lib.verify import EXPORT_FORMAT
-from amply.services.ledger import HEAD_SQL, ChainHead
+from amply.models import LedgerChain, LedgerCheckpoint
+from amply.services import checkpoints
+from amply.services.ledger import ChainHead
 
 BATCH_SIZE: Final = 10_000
-_CHAIN_SQL: Final = "SELECT kind FROM ledger_chains WHERE id = $1"
-# A page of the chain: $1 chain id, $2 after_seq, $3 limit. created_at comes as PostgreSQL's
-# own ISO text in UTC (the snapshot sets TimeZone and DateStyle), which Python turns into the
-# canonical form far faster than it formats a datetime.
+# A page of the chain: $1 chain id, $2 after_seq, $3 limit, $4 the last seq exported.
+# created_at comes as PostgreSQL's own ISO text in UTC (the snapshot sets TimeZone and
+# DateStyle), which Python turns into the canonical form far faster than it formats a datetime.
 _PAGE_SQL: Final = """
 SELECT seq, id, type, amount, currency, balance_after, metadata, journal_id,
        created_at::text, prev_entry_hash, entry_hash
   FROM ledger_entries
- WHERE chain_id = $1 AND seq > $2
+ WHERE chain_id = $1 AND seq > $2 AND seq <= $4
  ORDER BY seq
  LIMIT $3
 """
@@ -86,6 +90,7 @@ class ChainExport:
     chain_id: str
     kind: str
     head: ChainHead
+    checkpoint: LedgerCheckpoint | None
     _connection: AsyncConnection
     _driver: asyncpg.Connection
 
@@ -100,6 +105,11 @@ class ChainExport:
             "chain": {"id": self.chain_id, "kind": self.kind},
             "head": {"seq": self.head.seq, "entry_hash": self.head.entry_hash},
         }
+        if self.checkpoint is not None:
+            header["checkpoint"] = {
+                "note": self.checkpoint.note,
+                "key": self.checkpoint.verifier_key,
+            }
         return _json(header)[:-1] + ',"entries":['
 
     async def body(self) -> AsyncIterator[bytes]:
@@ -129,17 +139,26 @@ class ChainExport:
 
     def _page(self, *, after_seq: int) -> asyncio.Task[list[asyncpg.Record]]:
         return asyncio.ensure_future(
-            self._driver.fetch(_PAGE_SQL, self.chain_id, after_seq, BATCH_SIZE)
+            self._driver.fetch(_PAGE_SQL, self.chain_id, after_seq, BATCH_SIZE, self.head.seq)
         )
 
     async def close(self) -> None:
         await self._connection.close()
 
 
-async def open_export(database: Database, *, chain_id: str) -> ChainExport:
-    """Open a snapshot of ``chain_id`` (404 if there is no such chain)."""
+async def open_export(database: Database, *, chain_id: str, signer: NoteSigner) -> ChainExport:
+    """Checkpoint ``chain_id`` and open a snapshot up to that checkpoint (404 if there is no
+    such chain)."""
     connection = await database.engine.connect()
     try:
+        async with AsyncSession(bind=connection, expire_on_commit=False) as session:
+            chain = await session.get(LedgerChain, chain_id)
+            if chain is None:
+                raise NotFound("No such organisation.", param="organisation_id")
+            checkpoint = await checkpoints.checkpoint_head(
+                session, chain_id=chain_id, signer=signer
+            )
+            await session.commit()
         await connection.execution_options(isolation_level="REPEATABLE READ")
         await connection.begin()
         raw = await connection.get_raw_connection()
@@ -147,19 +166,16 @@ async def open_export(database: Database, *, chain_id: str) -> ChainExport:
         await driver.execute(
             "SET TRANSACTION READ ONLY; SET LOCAL TimeZone = 'UTC'; SET LOCAL DateStyle = 'ISO'"
         )
-        kind = await driver.fetchval(_CHAIN_SQL, chain_id)
-        if kind is None:
-            raise NotFound("No such organisation.", param="organisation_id")
-        head = await driver.fetchrow(HEAD_SQL, chain_id)
     except BaseException:
         await connection.close()
         raise
     return ChainExport(
         chain_id=chain_id,
-        kind=kind,
-        head=ChainHead(seq=head["seq"], entry_hash=head["entry_hash"])
-        if head
+        kind=chain.kind,
+        head=ChainHead(seq=checkpoint.size, entry_hash=checkpoint.root_hash)
+        if checkpoint
         else ChainHead(seq=0, entry_hash=None),
+        checkpoint=checkpoint,
         _connection=connection,
         _driver=driver,
     )

@@ -9,8 +9,10 @@ verification.
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncGenerator, Mapping, Sequence
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final, Literal, get_args
@@ -342,13 +344,17 @@ WITH RECURSIVE currencies (currency) AS (
       FROM currencies c
      WHERE c.currency IS NOT NULL
 )
-SELECT c.currency,
-       (SELECT e.balance_after FROM ledger_entries e
-         WHERE e.chain_id = $1 AND e.currency = c.currency
-         ORDER BY e.seq DESC LIMIT 1) AS balance
-  FROM currencies c
- WHERE c.currency IS NOT NULL
+SELECT * FROM (
+    SELECT c.currency,
+           (SELECT e.balance_after FROM ledger_entries e
+             WHERE e.chain_id = $1 AND e.currency = c.currency AND e.seq <= $2
+             ORDER BY e.seq DESC LIMIT 1) AS balance
+      FROM currencies c
+     WHERE c.currency IS NOT NULL
+) AS balances
+ WHERE balance IS NOT NULL
 """
+_ANY_SEQ: Final = 2**62
 
 HEAD_SQL: Final = """
 SELECT seq, entry_hash FROM ledger_entries WHERE chain_id = $1 ORDER BY seq DESC LIMIT 1
@@ -363,11 +369,15 @@ class ChainHead:
     entry_hash: str | None
 
 
-async def get_balances(session: AsyncSession, *, chain_id: str) -> dict[str, int]:
-    """Balance per currency after the chain's last entry in that currency."""
+async def get_balances(
+    session: AsyncSession, *, chain_id: str, as_of_seq: int | None = None
+) -> dict[str, int]:
+    """Balance per currency after the chain's last entry in that currency (up to entry
+    ``as_of_seq`` if given)."""
     await get_chain(session, chain_id=chain_id)
     connection = await session.connection()
-    result = await connection.exec_driver_sql(BALANCES_SQL, (chain_id,))
+    upto = _ANY_SEQ if as_of_seq is None else as_of_seq
+    result = await connection.exec_driver_sql(BALANCES_SQL, (chain_id, upto))
     return {row["currency"]: row["balance"] for row in result.mappings()}
 
 
@@ -442,7 +452,7 @@ async def get_entries(session: AsyncSession, *, entry_ids: Sequence[str]) -> dic
     return {row["id"]: Entry(**row) for row in result.mappings()}
 
 
-async def _driver_connection(session: AsyncSession) -> asyncpg.Connection:
+async def driver_connection(session: AsyncSession) -> asyncpg.Connection:
     """The session's own asyncpg connection (same transaction), for bulk reads that would
     otherwise spend most of their time building SQLAlchemy rows."""
     connection = await session.connection()
@@ -451,22 +461,44 @@ async def _driver_connection(session: AsyncSession) -> asyncpg.Connection:
     return driver
 
 
+async def iter_export_pages(
+    driver: asyncpg.Connection, *, chain_id: str, after_seq: int = 0, batch_size: int = 10_000
+) -> AsyncGenerator[list[asyncpg.Record], None]:
+    """The chain's entries after ``after_seq`` in export shape, page by page. Each page is
+    asked for before the previous one is handed over, so PostgreSQL reads it (on its own
+    core) while the caller works on the last."""
+    pending = asyncio.ensure_future(driver.fetch(EXPORT_ROWS_SQL, chain_id, after_seq, batch_size))
+    try:
+        while True:
+            rows = await pending
+            if len(rows) == batch_size:
+                after_seq = rows[-1]["seq"]
+                pending = asyncio.ensure_future(
+                    driver.fetch(EXPORT_ROWS_SQL, chain_id, after_seq, batch_size)
+                )
+            if rows:
+                yield rows
+            if len(rows) < batch_size:
+                return
+    finally:
+        if not pending.done():
+            pending.cancel()
+            await asyncio.wait([pending])
+
+
 async def verify_chain(
     session: AsyncSession, *, chain_id: str, batch_size: int = 10_000
 ) -> VerificationResult:
     """Recompute every hash, link, seq and balance of a chain, in pages of ``batch_size``."""
     chain = await get_chain(session, chain_id=chain_id)
     verifier = ChainVerifier(chain_id, kind=chain.kind)
-    driver = await _driver_connection(session)
-    after_seq = 0
-    while True:
-        rows = await driver.fetch(EXPORT_ROWS_SQL, chain_id, after_seq, batch_size)
-        for row in rows:
-            if not verifier.add(row):
-                return verifier.result()
-        if len(rows) < batch_size:
-            return verifier.result()
-        after_seq = rows[-1]["seq"]
+    driver = await driver_connection(session)
+    pages = iter_export_pages(driver, chain_id=chain_id, batch_size=batch_size)
+    async with aclosing(pages):  # stops the page under way if the chain breaks early
+        async for page in pages:
+            if not verifier.add_all(page):
+                break
+    return verifier.result()
 
 
 async def select_chain_ids(session: AsyncSession, *, kind: ChainKind) -> list[str]:

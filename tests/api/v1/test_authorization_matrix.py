@@ -45,6 +45,8 @@ PUBLIC = {
     ("GET", "/v1/public/organisations"),
     ("GET", "/v1/public/organisations/{organisation_id}"),
     ("GET", "/v1/public/organisations/{organisation_id}/ledger"),
+    ("GET", "/v1/public/organisations/{organisation_id}/checkpoint"),
+    ("GET", "/v1/public/keys"),
     ("GET", "/v1/public/organisations/{organisation_id}/ledger/verify"),
     ("GET", "/v1/public/organisations/{organisation_id}/ledger/export"),
 }

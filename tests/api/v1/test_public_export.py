@@ -19,9 +19,10 @@ import pytest
 from amply.config import Settings
 from amply.db import Database
 from amply.lib.crypto import entry_hash, format_timestamp
+from amply.lib.signing import NoteSigner
 from amply.lib.verify import verify_export
 from amply.main import create_app
-from amply.services import exports
+from amply.services import checkpoints, exports
 from tests.conftest import IsolatedDatabase, SuperuserSql
 from tests.factories import append, make_chain
 
@@ -46,7 +47,7 @@ def _url(chain_id: str) -> str:
 
 
 async def test_an_export_verifies_offline_and_its_etag_names_its_head(
-    served: httpx.AsyncClient, database: Database
+    served: httpx.AsyncClient, database: Database, signer: NoteSigner
 ) -> None:
     chain = await make_chain(database)
     for amount in (2_500, -103, 5_000):
@@ -61,8 +62,9 @@ async def test_an_export_verifies_offline_and_its_etag_names_its_head(
     assert response.headers["content-type"] == "application/json"
     assert response.headers["content-disposition"] == f'attachment; filename="{chain}.ledger.json"'
     document = response.json()
-    result = verify_export(document)
+    result = verify_export(document, keys=[signer.verifier_key])
     assert (result.ok, result.entries_checked, result.head_seq) == (True, 3, 3)
+    assert document["checkpoint"]["key"] == signer.verifier_key.encode()
     assert document["head"] == {"seq": 3, "entry_hash": document["entries"][-1]["entry_hash"]}
     assert document["chain"] == {"id": chain, "kind": "organisation"}
     assert unchanged.status_code == 304
@@ -79,11 +81,15 @@ async def test_an_empty_chain_exports_as_an_empty_verifiable_document(
 
     assert document["entries"] == []
     assert document["head"] == {"seq": 0, "entry_hash": None}
+    assert "checkpoint" not in document  # nothing to sign yet
     assert verify_export(document).ok
 
 
 async def test_entries_appended_during_an_export_are_not_in_it(
-    served: httpx.AsyncClient, database: Database, monkeypatch: pytest.MonkeyPatch
+    served: httpx.AsyncClient,
+    database: Database,
+    monkeypatch: pytest.MonkeyPatch,
+    signer: NoteSigner,
 ) -> None:
     monkeypatch.setattr(exports, "BATCH_SIZE", 2)
     chain = await make_chain(database)
@@ -100,7 +106,7 @@ async def test_entries_appended_during_an_export_are_not_in_it(
         chunks.extend([chunk async for chunk in iterator])
 
     document = json.loads(b"".join(chunks))
-    assert verify_export(document).ok
+    assert verify_export(document, keys=[signer.verifier_key]).ok
     assert len(document["entries"]) == 6
     assert document["head"]["seq"] == 6
 
@@ -172,12 +178,24 @@ def _load_million(superuser_url: str, chain_id: str) -> None:
 
 
 async def test_a_million_entry_chain_streams_in_flat_memory(
-    served: httpx.AsyncClient, database: Database, test_database: IsolatedDatabase
+    served: httpx.AsyncClient,
+    database: Database,
+    test_database: IsolatedDatabase,
+    signer: NoteSigner,
 ) -> None:
     chain = await make_chain(database)
     loading = time.monotonic()
     await asyncio.to_thread(_load_million, test_database.superuser_url, chain)
     print(f"\nloaded {MILLION:,} entries in {time.monotonic() - loading:.1f} s", end="")
+    # The chain's first checkpoint: the signer verifies all of it before it signs.
+    signing = time.monotonic()
+    async with database.session() as session:
+        checkpoint = await checkpoints.checkpoint_head(session, chain_id=chain, signer=signer)
+        await session.commit()
+    signed_in = time.monotonic() - signing
+    print(f"\nverified and signed in {signed_in:.1f} s: {MILLION / signed_in:,.0f} entries/s")
+    assert checkpoint is not None
+    assert checkpoint.size == MILLION
     process = psutil.Process()
     baseline = peak = process.memory_info().rss
     received, entries, tail = 0, 0, b""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Path, Query, Request, status
+from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response, status
 from fastapi.responses import JSONResponse
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -24,6 +24,7 @@ from amply.deps import (
     RequiredIdempotencyKey,
     SessionDep,
     SettingsDep,
+    SignerDep,
     authorize_organisation,
     require_caller,
 )
@@ -37,10 +38,15 @@ from amply.schemas.donations import (
     DonationStatus,
     LedgerEntryRef,
     PaymentOut,
+    ReceiptCheckpointOut,
+    ReceiptCommitmentOut,
+    ReceiptDonationOut,
+    ReceiptEntryOut,
+    ReceiptOut,
     RefundCreate,
     RefundOut,
 )
-from amply.services import donations, ledger
+from amply.services import donations, ledger, receipts
 from amply.services.donations import CheckoutRequest
 from amply.services.organisations import Role
 
@@ -231,6 +237,54 @@ async def get_donation(
         session, donation_id=donation_id, organisation_id=access.organisation.id
     )
     return await donation_out(session, donation, organisation_view=True)
+
+
+@router.get(
+    "/donations/{donation_id}/receipt",
+    summary="The donor's receipt: proof that a public ledger entry is their donation",
+    description="For the holder of the receipt token. The donation's public entry carries a "
+    "salted commitment instead of the donor's identity; this receipt opens it, and carries a "
+    "signed checkpoint covering the entry. Check it against an export of the organisation's "
+    "ledger with `amply verify-receipt RECEIPT EXPORT` (docs/ledger-format.md §7).",
+    responses=error_responses(401, 404, 409, 422, 503),
+)
+async def get_receipt(
+    donation_id: DonationId,
+    response: Response,
+    session: SessionDep,
+    signer: SignerDep,
+    caller: CallerDep,
+    receipt_token: ReceiptToken = None,
+) -> ReceiptOut:
+    if receipt_token is None:
+        # Only the donor holds a receipt: an organisation's members and keys see none.
+        require_caller(caller)
+        raise donations.no_such_donation()
+    receipt = await receipts.get_receipt(
+        session, donation_id=donation_id, receipt_token=receipt_token, signer=signer
+    )
+    donation, entry = receipt.donation, receipt.entry
+    response.headers["Cache-Control"] = "no-store"  # it opens the donor's commitment
+    return ReceiptOut(
+        donation=ReceiptDonationOut(
+            id=donation.id,
+            organisation_id=donation.organisation_id,
+            fund_id=donation.fund_id,
+            amount=donation.amount,
+            currency=donation.currency,
+            status=donation.status,
+            completed_at=donation.completed_at,
+        ),
+        entry=ReceiptEntryOut(
+            chain_id=entry.chain_id, seq=entry.seq, id=entry.id, entry_hash=entry.entry_hash
+        ),
+        commitment=ReceiptCommitmentOut(
+            salt=receipt.salt, secret=receipt.secret, value=receipt.commitment
+        ),
+        checkpoint=ReceiptCheckpointOut(
+            note=receipt.checkpoint.note, key=receipt.checkpoint.verifier_key
+        ),
+    )
 
 
 @router.post(

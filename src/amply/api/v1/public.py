@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from datetime import UTC, datetime
 from typing import Annotated, Final
 
@@ -12,20 +13,33 @@ from starlette.background import BackgroundTask
 
 from amply.api.errors import error_responses
 from amply.api.v1.funds import fund_out
-from amply.deps import DatabaseDep, GatewayDep, SessionDep
-from amply.models import Organisation
+from amply.deps import DatabaseDep, GatewayDep, SessionDep, SignerDep
+from amply.errors import NotFound
+from amply.lib.verify import VerifierKey
+from amply.models import LedgerCheckpoint, Organisation
 from amply.schemas.common import Limit, ListResponse, StartingAfter
 from amply.schemas.public import (
     ChainHeadOut,
+    CheckpointOut,
     LedgerPageOut,
     PublicEntryOut,
     PublicFundOut,
     PublicOrganisationDetail,
     PublicOrganisationOut,
+    SigningKeyOut,
+    SigningKeysOut,
     TotalsOut,
     VerificationOut,
 )
-from amply.services import connect, exports, funds, ledger, organisations, transparency
+from amply.services import (
+    checkpoints,
+    connect,
+    exports,
+    funds,
+    ledger,
+    organisations,
+    transparency,
+)
 from amply.services.ledger import ChainHead, EntryType
 from amply.services.payments import PaymentGateway
 from amply.services.transparency import Totals
@@ -215,8 +229,9 @@ async def verify_ledger(
     "/organisations/{organisation_id}/ledger/export",
     summary="The whole chain as a JSON download (docs/ledger-format.md §4), streamed",
     description="One consistent snapshot, however long the chain and whatever is appended "
-    "meanwhile. Verify it offline with `amply verify FILE`. `ETag` names the head it ends "
-    "at; send it back as `If-None-Match` to learn (304) that nothing was appended.",
+    "meanwhile, up to a signed checkpoint of its head, which it embeds. Verify it offline "
+    "with `amply verify FILE --key KEY`. `ETag` names the head it ends at; send it back as "
+    "`If-None-Match` to learn (304) that nothing was appended.",
     response_class=StreamingResponse,
     responses={
         200: {"content": {"application/json": {}}, "description": "The export."},
@@ -225,9 +240,9 @@ async def verify_ledger(
     },
 )
 async def export_ledger(
-    organisation_id: OrganisationId, request: Request, database: DatabaseDep
+    organisation_id: OrganisationId, request: Request, database: DatabaseDep, signer: SignerDep
 ) -> Response:
-    export = await exports.open_export(database, chain_id=organisation_id)
+    export = await exports.open_export(database, chain_id=organisation_id, signer=signer)
     headers = {
         "ETag": export.etag,
         "Cache-Control": LIST_CACHE,
@@ -242,4 +257,75 @@ async def export_ledger(
         media_type="application/json",
         headers=headers,
         background=BackgroundTask(export.close),
+    )
+
+
+@router.get(
+    "/organisations/{organisation_id}/checkpoint",
+    summary="The latest signed checkpoint of the organisation's chain",
+    response_model=CheckpointOut,
+    description="Amply's Ed25519 signature on the chain's head, as a c2sp.org/tlog-checkpoint "
+    "signed note; signed on the spot if the head moved since the last one. Keep it: a later "
+    "export that does not extend it proves the history was rewritten. With `Accept: "
+    "text/plain`, the note alone.",
+    responses={
+        200: {"content": {"text/plain": {}}, "description": "The checkpoint."},
+        **error_responses(404, 422, 503),
+    },
+)
+async def get_checkpoint(
+    organisation_id: OrganisationId,
+    request: Request,
+    response: Response,
+    session: SessionDep,
+    signer: SignerDep,
+) -> CheckpointOut | Response:
+    await organisations.require_organisation(session, organisation_id=organisation_id)
+    checkpoint = await checkpoints.checkpoint_head(session, chain_id=organisation_id, signer=signer)
+    if checkpoint is None:
+        raise NotFound(
+            "The chain is empty: there is nothing to sign yet.", code="checkpoint_missing"
+        )
+    response.headers["Cache-Control"] = LIST_CACHE
+    if "text/plain" in request.headers.get("accept", ""):
+        return Response(
+            checkpoint.note,
+            media_type="text/plain; charset=utf-8",
+            headers={"Cache-Control": LIST_CACHE},
+        )
+    return checkpoint_out(checkpoint)
+
+
+def checkpoint_out(checkpoint: LedgerCheckpoint) -> CheckpointOut:
+    return CheckpointOut(
+        chain_id=checkpoint.chain_id,
+        origin=checkpoint.note.partition("\n")[0],
+        size=checkpoint.size,
+        root_hash=checkpoint.root_hash,
+        issued_at=checkpoint.issued_at,
+        key=checkpoint.verifier_key,
+        note=checkpoint.note,
+    )
+
+
+@router.get(
+    "/keys",
+    summary="The public keys that sign checkpoints",
+    description="The active key and every retired key that signed checkpoints, so that old "
+    "checkpoints stay checkable after a rotation. Pin the active one: `amply verify --key`.",
+)
+async def list_keys(response: Response, session: SessionDep, signer: SignerDep) -> SigningKeysOut:
+    keys = await checkpoints.list_keys(session, signer=signer)
+    response.headers["Cache-Control"] = "public, max-age=300"
+    return SigningKeysOut(data=[_key_out(key, active=active) for key, active in keys])
+
+
+def _key_out(encoded: str, *, active: bool) -> SigningKeyOut:
+    key = VerifierKey.parse(encoded)
+    return SigningKeyOut(
+        key=encoded,
+        name=key.name,
+        key_id=key.key_id.hex(),
+        public_key=base64.b64encode(key.public_key).decode(),
+        status="active" if active else "retired",
     )
