@@ -123,10 +123,6 @@ async def main_async(args: argparse.Namespace) -> None:
         dsn, owner_dsn = urls.app, urls.migration
         owner = await asyncpg.connect(owner_dsn)
         await owner.execute(BASELINE_TABLE)
-        import os
-
-        if os.environ.get("BENCH_EXTRA_SQL"):
-            await owner.execute(os.environ["BENCH_EXTRA_SQL"])
         await owner.execute(
             "INSERT INTO ledger_chains (id, kind) SELECT 'org_bench' || g, 'organisation' "
             "FROM generate_series(0, 999) g UNION ALL SELECT 'org_hot', 'organisation'"
