@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import sys
 from collections.abc import Callable, Iterator, Sequence
@@ -108,9 +109,13 @@ class _Outcome(Protocol):
 def _verify(args: argparse.Namespace) -> int:
     def check(progress: ProgressBar, keys: list[VerifierKey]) -> _Outcome:
         documents = [_read(Path(file), progress=progress) for file in args.files]
+        # A long chain is checked in two processes when there are cores for it.
+        workers = os.cpu_count() or 1
         if len(documents) == 1:
-            return verify_export(documents[0], keys=keys, progress=progress.entries)
-        return verify_extension(*documents, keys=keys, progress=progress.entries)
+            return verify_export(
+                documents[0], keys=keys, progress=progress.entries, workers=workers
+            )
+        return verify_extension(*documents, keys=keys, progress=progress.entries, workers=workers)
 
     return _report(args, check)
 

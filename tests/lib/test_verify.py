@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from amply.lib import verify as verify_module
 from amply.lib.crypto import entry_hash
 from amply.lib.verify import (
     EXPORT_FORMAT,
@@ -257,3 +258,35 @@ def test_the_fast_loop_and_the_plain_rules_always_agree() -> None:
                 break
 
         assert fast.result().as_dict() == plain.result().as_dict(), entries[position]
+
+
+@pytest.mark.parametrize("broken", [None, 3, 9], ids=["intact", "first half", "second half"])
+def test_two_processes_reach_the_verdict_of_one(
+    monkeypatch: pytest.MonkeyPatch, broken: int | None
+) -> None:
+    monkeypatch.setattr(verify_module, "PARALLEL_MINIMUM", 4)
+    entries = build_chain([500, 250, -100, 75, 60, 40, 30, 20, 10, 5, 1])
+    if broken is not None:
+        entries[broken - 1]["metadata"] = '{"forged":true}'
+    checked: list[int] = []
+
+    alone = verify_export(export_of(copy.deepcopy(entries)))
+    in_two = verify_export(
+        export_of(entries), workers=2, progress=lambda done, _: checked.append(done)
+    )
+
+    assert in_two.as_dict() == alone.as_dict()
+    assert in_two.ok is (broken is None)
+    assert checked
+
+
+def test_two_processes_cope_with_an_entry_the_child_cannot_read(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(verify_module, "PARALLEL_MINIMUM", 4)
+    entries: list[Any] = build_chain([500, 250, -100, 75, 60, 40])
+    entries[1]["currency"] = ["EUR"]  # unhashable: the child gives up, the parent decides
+
+    result = verify_export(export_of(entries), workers=2)
+
+    assert (result.ok, result.broken_seq) == (False, 2)

@@ -15,6 +15,7 @@ import binascii
 import gc
 import itertools
 import json
+import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -49,6 +50,8 @@ _ENTRY_FIELDS: Final = (
 )
 # Progress is reported every this many entries.
 PROGRESS_STEP: Final = 1 << 16
+# Chains at least this long are checked in two processes when more than one core is offered.
+PARALLEL_MINIMUM: Final = 200_000
 _FIELD_GETTER: Final = itemgetter(
     "chain_id",
     "seq",
@@ -292,7 +295,7 @@ class ChainVerifier:
                 f"chain {chain_id!r} cannot be of kind {kind!r}: its id must start with "
                 f"{KIND_PREFIXES[kind]!r}"
             )
-        self.chain_id = chain_id
+        self.chain_id, self.kind = chain_id, kind
         self.non_negative = kind == "wallet"
         self.seq = 0
         self.head_hash: str | None = None
@@ -476,12 +479,14 @@ def verify_export(
     *,
     keys: Sequence[VerifierKey] = (),
     progress: Progress | None = None,
+    workers: int = 1,
 ) -> VerificationResult:
     """Verify a parsed export document (``docs/ledger-format.md`` §3, §4 and §6).
 
     With ``keys`` (pinned keys, such as Amply's published one) the export must carry a
     checkpoint signed by one of them; without, an embedded checkpoint is checked against the
-    key the export names, and the result says that key was not pinned.
+    key the export names, and the result says that key was not pinned. With ``workers`` > 1
+    (the command line passes the number of cores) a long chain is checked in two processes.
     """
     if document.get("format") != EXPORT_FORMAT:
         raise ExportFormatError(f"not an Amply ledger export (format must be {EXPORT_FORMAT!r})")
@@ -492,23 +497,93 @@ def verify_export(
         raise ExportFormatError("export must have a head object and an entries list")
     verifier = ChainVerifier(chain["id"], kind=str(chain.get("kind")))
     total = len(entries)
-    objects = iter(itertools.takewhile(lambda entry: isinstance(entry, dict), entries))
-    while True:  # in batches, to report progress between them
-        before = verifier.seq
-        if not verifier.add_all(itertools.islice(objects, PROGRESS_STEP)):
-            break
-        if progress is not None:
-            progress(verifier.seq, total)
-        if verifier.seq - before < PROGRESS_STEP:  # no more objects
-            if verifier.seq < total:
-                verifier.broken_seq, verifier.reason = verifier.seq + 1, "entry is not an object"
-            break
+    objects = list(itertools.takewhile(lambda entry: isinstance(entry, dict), entries))
+    if workers > 1 and len(objects) >= PARALLEL_MINIMUM and hasattr(os, "fork"):
+        _check_in_two(verifier, objects, progress=progress, total=total)
+    else:
+        _check_in_batches(verifier, objects, progress=progress, total=total)
+    if verifier.broken_seq is None and verifier.seq < total:
+        verifier.broken_seq, verifier.reason = verifier.seq + 1, "entry is not an object"
     result = verifier.result(expected_head=head)
     if progress is not None:
         progress(result.entries_checked, total)
     if result.ok:
         _check_checkpoint(result, document.get("checkpoint"), keys=keys)
     return result
+
+
+def _check_in_batches(
+    verifier: ChainVerifier,
+    entries: Sequence[EntryFields],
+    *,
+    progress: Progress | None,
+    total: int,
+) -> None:
+    for start in range(0, len(entries), PROGRESS_STEP):
+        if not verifier.add_all(entries[start : start + PROGRESS_STEP]):
+            return
+        if progress is not None:
+            progress(verifier.seq, total)
+
+
+def _check_in_two(
+    verifier: ChainVerifier,
+    entries: Sequence[EntryFields],
+    *,
+    progress: Progress | None,
+    total: int,
+) -> None:
+    """Check the first half here and the second half in a forked child, at the same time.
+
+    The child starts where the first half ends, taking the first half's last hash and
+    balances as given; if the first half then verifies here, those were right, and the
+    child's verdict on the second half stands. The child only reads, and answers with its
+    verifier's state as one JSON line on a pipe.
+    """
+    half = len(entries) // 2
+    reader, writer = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - runs in the child, which coverage does not follow
+        os.close(reader)
+        state = None
+        try:
+            state = _check_second_half(verifier, entries, half)
+        finally:  # whatever happens, the child never returns into the caller's code
+            with os.fdopen(writer, "w") as pipe:
+                pipe.write(json.dumps(state))
+            os._exit(0)
+    os.close(writer)
+    try:
+        _check_in_batches(verifier, entries[:half], progress=progress, total=total)
+        with os.fdopen(reader) as pipe:
+            answer = pipe.read()
+    finally:
+        os.waitpid(child, 0)
+    state = json.loads(answer or "null")
+    if verifier.broken_seq is not None:
+        return
+    if state is None:  # the child could not check (an odd entry): check it all here
+        _check_in_batches(verifier, entries[half:], progress=progress, total=total)
+        return
+    seq, head_hash, balances, broken_seq, reason = state
+    verifier.seq, verifier.head_hash, verifier.balances = seq, head_hash, balances
+    verifier.broken_seq, verifier.reason = broken_seq, reason
+    if progress is not None:
+        progress(verifier.seq, total)
+
+
+def _check_second_half(
+    first: ChainVerifier, entries: Sequence[EntryFields], half: int
+) -> list[Any]:  # pragma: no cover - runs in the child
+    """The child's work: the second half, from the state the first half claims to end in."""
+    second = ChainVerifier(first.chain_id, kind=first.kind)
+    second.resume_after(
+        seq=half,
+        head_hash=entries[half - 1].get("entry_hash"),
+        balances={e.get("currency"): e.get("balance_after") for e in entries[:half]},
+    )
+    second.add_all(entries[half:])
+    return [second.seq, second.head_hash, second.balances, second.broken_seq, second.reason]
 
 
 def _check_checkpoint(
@@ -550,13 +625,14 @@ def verify_extension(
     *,
     keys: Sequence[VerifierKey] = (),
     progress: Progress | None = None,
+    workers: int = 1,
 ) -> VerificationResult:
     """Verify both exports, then that ``new`` extends ``old``: the same chain, and the same
     entry at old's head (each hash covers all before it, so the whole prefix is the same)."""
-    earlier = verify_export(old, keys=keys)
+    earlier = verify_export(old, keys=keys, workers=workers)
     if not earlier.ok:
         return earlier.fail(f"the earlier export does not verify: {earlier.reason}")
-    later = verify_export(new, keys=keys, progress=progress)
+    later = verify_export(new, keys=keys, progress=progress, workers=workers)
     if not later.ok:
         return later
     if later.chain_id != earlier.chain_id:
