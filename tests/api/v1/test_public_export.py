@@ -72,6 +72,22 @@ async def test_an_export_verifies_offline_and_its_etag_names_its_head(
     assert len(grown.json()["entries"]) == 4
 
 
+async def test_metadata_that_json_must_escape_exports_exactly_as_stored(
+    served: httpx.AsyncClient, database: Database, signer: NoteSigner
+) -> None:
+    chain = await make_chain(database)
+    tricky = 'quote " backslash \\ newline \n tab \t bell \u0007 é 日本 🎉 \u2028 </script>'
+    stored = await append(
+        database, chain, 2_500, entry_type="donation_received", metadata={"note": tricky}
+    )
+
+    document = (await served.get(_url(chain))).json()
+
+    assert document["entries"][0]["metadata"] == stored.metadata
+    assert json.loads(document["entries"][0]["metadata"])["note"] == tricky
+    assert verify_export(document, keys=[signer.verifier_key]).ok
+
+
 async def test_an_empty_chain_exports_as_an_empty_verifiable_document(
     served: httpx.AsyncClient, database: Database
 ) -> None:
