@@ -186,15 +186,18 @@ def main() -> None:
         reading = time.perf_counter()
         document = read_export(export)
         read = time.perf_counter() - reading
-        checking = time.perf_counter()
-        result = verify_export(document, keys=[signer.verifier_key])
-        checked = time.perf_counter() - checking
-        assert result.ok, result.verdict()
-        assert result.entries_checked == count
+        checked: dict[int, float] = {}
+        for workers in sorted({1, os.cpu_count() or 1}):
+            checking = time.perf_counter()
+            result = verify_export(document, keys=[signer.verifier_key], workers=workers)
+            checked[workers] = time.perf_counter() - checking
+            assert result.ok, result.verdict()
+            assert result.entries_checked == count
         hashed = hashing_rate(document)
 
     exported = count / streamed
-    verified = count / checked
+    cores = max(checked)
+    verified = count / checked[cores]
     print(f"export size: {size / 2**20:,.0f} MiB")
     print(
         f"first export (server verifies the chain, signs, then streams): {first:.1f} s, "
@@ -208,7 +211,11 @@ def main() -> None:
     print(f"baseline: SHA-256 of preimage-sized strings {hashed:12,.0f} entries/s   ratio 1.00")
     print(
         f"verify: check entries + checkpoint    {verified:12,.0f} entries/s   "
-        f"ratio {verified / hashed:.2f}   (target >= 200,000/s)"
+        f"ratio {verified / hashed:.2f}   (target >= 200,000/s; {cores} process(es))"
+    )
+    print(
+        f"verify: the same in one process      {count / checked[1]:12,.0f} entries/s   "
+        f"ratio {count / checked[1] / hashed:.2f}"
     )
     print(f"verify: reading the JSON             {count / read:12,.0f} entries/s   ({read:.1f} s)")
     print(
