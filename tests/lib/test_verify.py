@@ -290,3 +290,15 @@ def test_two_processes_cope_with_an_entry_the_child_cannot_read(
     result = verify_export(export_of(entries), workers=2)
 
     assert (result.ok, result.broken_seq) == (False, 2)
+
+
+def test_verify_entries_in_two_processes_matches_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(verify_module, "PARALLEL_MINIMUM", 4)
+    entries = build_chain([500, 250, -100, 75, 60, 40, 30, 20])
+    entries[6]["amount"] = 31
+
+    alone = verify_entries(CHAIN, kind="organisation", entries=entries)
+    in_two = verify_entries(CHAIN, kind="organisation", entries=entries, workers=2)
+
+    assert in_two.as_dict() == alone.as_dict()
+    assert in_two.broken_seq == 7

@@ -463,11 +463,11 @@ def _type_problem(entry: EntryFields) -> str:
 
 
 def verify_entries(
-    chain_id: str, *, kind: str, entries: Iterable[Mapping[str, Any]]
+    chain_id: str, *, kind: str, entries: Sequence[EntryFields], workers: int = 1
 ) -> VerificationResult:
     """Verify a whole chain given as entries in order (seq 1 first)."""
     verifier = ChainVerifier(chain_id, kind=kind)
-    verifier.add_all(entries)
+    _check(verifier, entries, progress=None, total=len(entries), workers=workers)
     return verifier.result()
 
 
@@ -498,10 +498,7 @@ def verify_export(
     verifier = ChainVerifier(chain["id"], kind=str(chain.get("kind")))
     total = len(entries)
     objects = list(itertools.takewhile(lambda entry: isinstance(entry, dict), entries))
-    if workers > 1 and len(objects) >= PARALLEL_MINIMUM and hasattr(os, "fork"):
-        _check_in_two(verifier, objects, progress=progress, total=total)
-    else:
-        _check_in_batches(verifier, objects, progress=progress, total=total)
+    _check(verifier, objects, progress=progress, total=total, workers=workers)
     if verifier.broken_seq is None and verifier.seq < total:
         verifier.broken_seq, verifier.reason = verifier.seq + 1, "entry is not an object"
     result = verifier.result(expected_head=head)
@@ -510,6 +507,20 @@ def verify_export(
     if result.ok:
         _check_checkpoint(result, document.get("checkpoint"), keys=keys)
     return result
+
+
+def _check(
+    verifier: ChainVerifier,
+    entries: Sequence[EntryFields],
+    *,
+    progress: Progress | None,
+    total: int,
+    workers: int,
+) -> None:
+    if workers > 1 and len(entries) >= PARALLEL_MINIMUM and hasattr(os, "fork"):
+        _check_in_two(verifier, entries, progress=progress, total=total)
+    else:
+        _check_in_batches(verifier, entries, progress=progress, total=total)
 
 
 def _check_in_batches(
