@@ -7,6 +7,7 @@ import asyncio
 import stat
 from pathlib import Path
 
+import asyncpg
 import psycopg
 import pytest
 from pydantic import SecretStr
@@ -402,3 +403,29 @@ async def test_the_app_runs_the_background_signer_while_it_lives(
             await asyncio.sleep(0.05)
 
     assert _stored(superuser_sql, chain) == [1]
+
+
+async def test_the_background_signer_outlives_a_database_outage(
+    database: Database, signer: NoteSigner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    passes: list[str] = []
+
+    async def flaky(database: Database, *, signer: NoteSigner) -> int:
+        passes.append("pass")
+        if len(passes) == 1:
+            raise ConnectionRefusedError("the database is restarting")
+        if len(passes) == 2:
+            raise asyncpg.exceptions.ConnectionDoesNotExistError("connection was closed")
+        return 0
+
+    monkeypatch.setattr(checkpoints, "sign_chains_behind", flaky)
+    task = asyncio.create_task(checkpoints.run_signer(database, signer=signer, interval=0.01))
+    for _ in range(200):
+        if len(passes) >= 3:
+            break
+        await asyncio.sleep(0.01)
+    task.cancel()
+    await asyncio.wait([task])
+
+    assert len(passes) >= 3
+    assert task.cancelled()

@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final
 
+import asyncpg
 from sqlalchemy import select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import SQLAlchemyError
@@ -55,6 +56,11 @@ SELECT c.id
  ORDER BY c.id
  LIMIT :limit
 """
+
+
+# What a pass of the background signer may meet while the database restarts or is
+# unreachable: through SQLAlchemy, or from the raw asyncpg reads of the verification.
+_DATABASE_AWAY: Final = (OSError, SQLAlchemyError, asyncpg.PostgresError, asyncpg.InterfaceError)
 
 
 def load_signer(settings: Settings) -> NoteSigner:
@@ -221,5 +227,5 @@ async def run_signer(database: Database, *, signer: NoteSigner, interval: float)
         await asyncio.sleep(interval)
         try:
             await sign_chains_behind(database, signer=signer)
-        except (OSError, SQLAlchemyError) as error:  # the database is away: try again later
+        except _DATABASE_AWAY as error:  # try again next time
             logger.warning("checkpoint signer pass failed: %s", error)
