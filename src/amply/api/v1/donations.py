@@ -263,21 +263,10 @@ async def get_receipt(
     receipt = await receipts.get_receipt(
         session, donation_id=donation_id, receipt_token=receipt_token, signer=signer
     )
-    donation, entry = receipt.donation, receipt.entry
     response.headers["Cache-Control"] = "no-store"  # it opens the donor's commitment
     return ReceiptOut(
-        donation=ReceiptDonationOut(
-            id=donation.id,
-            organisation_id=donation.organisation_id,
-            fund_id=donation.fund_id,
-            amount=donation.amount,
-            currency=donation.currency,
-            status=donation.status,
-            completed_at=donation.completed_at,
-        ),
-        entry=ReceiptEntryOut(
-            chain_id=entry.chain_id, seq=entry.seq, id=entry.id, entry_hash=entry.entry_hash
-        ),
+        donation=ReceiptDonationOut.model_validate(receipt.donation, from_attributes=True),
+        entry=ReceiptEntryOut.model_validate(receipt.entry, from_attributes=True),
         commitment=ReceiptCommitmentOut(
             salt=receipt.salt, secret=receipt.secret, value=receipt.commitment
         ),
