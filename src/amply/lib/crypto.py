@@ -20,7 +20,7 @@ HASH_VERSION: Final = "amply-ledger-entry/v1"
 HASH_PREFIX: Final = "sha256:"
 TIMESTAMP_FORMAT: Final = "%Y-%m-%dT%H:%M:%S.%fZ"
 
-_VERSION_NETSTRING: Final = f"{len(HASH_VERSION)}:{HASH_VERSION},"
+VERSION_NETSTRING: Final = f"{len(HASH_VERSION)}:{HASH_VERSION},"
 
 
 def format_timestamp(moment: datetime) -> str:
@@ -57,7 +57,7 @@ def fast_preimage(
     seq_text, amount_text, balance_text = str(seq), str(amount), str(balance_after)
     metadata_size = len(metadata) if metadata.isascii() else len(metadata.encode("utf-8"))
     preimage = (
-        f"{_VERSION_NETSTRING}{len(chain_id)}:{chain_id},{len(seq_text)}:{seq_text},"
+        f"{VERSION_NETSTRING}{len(chain_id)}:{chain_id},{len(seq_text)}:{seq_text},"
         f"{len(entry_id)}:{entry_id},{len(entry_type)}:{entry_type},"
         f"{len(amount_text)}:{amount_text},{len(currency)}:{currency},"
         f"{len(balance_text)}:{balance_text},{metadata_size}:{metadata},"
@@ -83,7 +83,7 @@ def fast_preimage(
 
 
 def _careful_preimage(*fields: str) -> bytes:
-    return (_VERSION_NETSTRING + "".join(netstring(field) for field in fields)).encode("utf-8")
+    return (VERSION_NETSTRING + "".join(netstring(field) for field in fields)).encode("utf-8")
 
 
 def canonical_preimage(entry: Mapping[str, Any]) -> bytes:

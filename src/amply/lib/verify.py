@@ -27,7 +27,7 @@ from typing import Any, Final, Protocol
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from amply.lib.crypto import _VERSION_NETSTRING, HASH_PREFIX, fast_preimage, netstring
+from amply.lib.crypto import HASH_PREFIX, VERSION_NETSTRING, fast_preimage, netstring
 
 EXPORT_FORMAT: Final = "amply-ledger-export/v1"
 RECEIPT_FORMAT: Final = "amply-donation-receipt/v1"
@@ -337,7 +337,7 @@ class ChainVerifier:
     def _add_all(self, entries: Iterable[EntryFields]) -> bool:
         chain_id, prefix, balances = self.chain_id, HASH_PREFIX, self.balances
         seq, head, non_negative = self.seq, self.head_hash, self.non_negative
-        head_of_preimage = f"{_VERSION_NETSTRING}{len(chain_id)}:{chain_id},"
+        head_of_preimage = f"{VERSION_NETSTRING}{len(chain_id)}:{chain_id},"
         fields, digest = _FIELD_GETTER, sha256
         for entry in entries:
             seq += 1
