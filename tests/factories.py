@@ -218,3 +218,55 @@ def error_of(response: httpx.Response, status: int) -> dict[str, Any]:
     error: dict[str, Any] = response.json()["error"]
     assert set(error) == {"type", "code", "message", "param"}
     return error
+
+
+# --- Wallets --------------------------------------------------------------------------------
+
+
+async def wallet_id_of(database: Database, user_id: str) -> str:
+    from amply.services import wallets
+
+    async with database.session() as session:
+        wallet = await wallets.of_user(session, user_id=user_id)
+        return wallet.id
+
+
+async def fund_wallet(database: Database, wallet_id: str, amount: int) -> None:
+    """Credit a wallet as a completed sandbox bank deposit would (a test shortcut)."""
+    from sqlalchemy import func
+
+    from amply.models import Transaction, Wallet
+
+    async with database.session() as session:
+        wallet = await session.get(Wallet, wallet_id)
+        assert wallet is not None
+        transaction_id = generate_id("txn")
+        [entry] = await ledger.append_journal(
+            session,
+            legs=[
+                Leg(
+                    wallet_id,
+                    "deposit",
+                    amount,
+                    wallet.currency,
+                    {"transaction_id": transaction_id, "source": "bank"},
+                )
+            ],
+        )
+        session.add(
+            Transaction(
+                id=transaction_id,
+                kind="deposit",
+                status="completed",
+                wallet_id=wallet_id,
+                amount=amount,
+                currency=wallet.currency,
+                description="Test deposit",
+                source="bank",
+                bank_name="Test Bank",
+                provider="sandbox",
+                journal_id=entry.journal_id,
+                completed_at=func.now(),
+            )
+        )
+        await session.commit()

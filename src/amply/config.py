@@ -6,7 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -119,6 +119,62 @@ class Settings(BaseSettings):
         "(0: only on demand, when a checkpoint, export or receipt is asked for).",
     )
 
+    wallet_currency: str = Field(
+        default="USD",
+        pattern=r"^[A-Z]{3}$",
+        description="Currency of new wallets (ISO 4217, upper case). Existing wallets keep theirs.",
+    )
+    demo_mode: bool | None = Field(
+        default=None,
+        description="Credit every new wallet a welcome bonus from the platform promotions "
+        "chain. Unset: on unless live Stripe keys are set; it can never be on with live keys.",
+    )
+    welcome_bonus_amount: int = Field(
+        default=10_000, ge=1, le=10**9, description="The demo welcome bonus, in minor units."
+    )
+    risk_large_transfer_threshold: int = Field(
+        default=50_000,
+        ge=1,
+        description="A transfer above this amount (minor units) is held for confirmation.",
+    )
+    risk_rapid_transfer_count: int = Field(
+        default=5,
+        ge=1,
+        description="A transfer is held when the sender already made this many transfers "
+        "within the rapid-transfer window.",
+    )
+    risk_rapid_transfer_window_seconds: int = Field(
+        default=3600, ge=1, description="The rapid-transfer window."
+    )
+    transfer_daily_limit: int = Field(
+        default=500_000,
+        ge=1,
+        description="Hard limit: a transfer that would take the sender's transfers of the last "
+        "24 hours (completed or awaiting confirmation) above this is blocked.",
+    )
+    transfer_hold_seconds: int = Field(
+        default=3600,
+        ge=1,
+        description="How long a transfer awaiting confirmation holds its amount before it "
+        "expires.",
+    )
+    money_request_lifetime_seconds: int = Field(
+        default=7 * 24 * 3600, ge=60, description="How long a money request can be paid."
+    )
+    instant_withdrawal_fee_basis_points: int = Field(
+        default=150,
+        ge=0,
+        le=10_000,
+        description="Fee of an instant withdrawal, in basis points of the amount (150 = 1.5%), "
+        "rounded half up to the minor unit.",
+    )
+    housekeeping_interval_seconds: int = Field(
+        default=60,
+        ge=0,
+        description="How often each process expires stale transfer holds and money requests "
+        "(0: never in the background; they still stop counting once past their time).",
+    )
+
     session_lifetime_seconds: int = Field(
         default=7 * 24 * 3600, ge=60, description="Absolute lifetime of a sign-in session."
     )
@@ -145,6 +201,17 @@ class Settings(BaseSettings):
         """True when live Stripe keys are configured: real money moves."""
         key = self.stripe_secret_key
         return key is not None and key.get_secret_value().startswith(("sk_live_", "rk_live_"))
+
+    @property
+    def demo(self) -> bool:
+        """Whether new wallets get a welcome bonus (never with live keys)."""
+        return (not self.live_mode) if self.demo_mode is None else self.demo_mode
+
+    @model_validator(mode="after")
+    def _no_demo_with_live_keys(self) -> Settings:
+        if self.demo_mode and self.live_mode:
+            raise ValueError("demo_mode cannot be on with live Stripe keys")
+        return self
 
     @property
     def sandbox_mode(self) -> bool:

@@ -7,11 +7,13 @@ from amply.models.ledger import CheckpointKey, LedgerChain, LedgerCheckpoint, Le
 from amply.models.organisation import Organisation, OrganisationMember
 from amply.models.security import RateLimitCounter, SecurityEvent
 from amply.models.user import AuthSession, User
+from amply.models.wallet import Card, MoneyRequest, Transaction, Wallet
 
 __all__ = [
     "ApiKey",
     "AuthSession",
     "Base",
+    "Card",
     "CheckpointKey",
     "Donation",
     "DonationDispute",
@@ -20,9 +22,12 @@ __all__ = [
     "LedgerChain",
     "LedgerCheckpoint",
     "LedgerEntry",
+    "MoneyRequest",
     "Organisation",
     "OrganisationMember",
     "RateLimitCounter",
     "SecurityEvent",
+    "Transaction",
     "User",
+    "Wallet",
 ]

@@ -29,7 +29,7 @@ from amply.errors import (
 from amply.lib import passwords, tokens
 from amply.lib.ids import generate_id
 from amply.models import AuthSession, User
-from amply.services import rate_limits, security_events
+from amply.services import rate_limits, security_events, wallets
 from amply.services.pagination import Page, keyset_page
 from amply.services.security_events import Origin
 
@@ -125,6 +125,7 @@ async def sign_up(
             raise
         code, param, message = _UNIQUE_CONSTRAINTS[constraint]
         raise Conflict(message, code=code, param=param) from None
+    await wallets.open_wallet(session, user=user, settings=settings)
     await security_events.record(
         session, event_type="user_signed_up", origin=origin, user_id=user.id, actor_user_id=user.id
     )

@@ -7,14 +7,21 @@ from fastapi import APIRouter
 from amply.api.v1 import (
     api_keys,
     auth,
+    cards,
+    deposits,
     donations,
     funds,
     members,
+    money_requests,
     organisations,
     public,
     sandbox,
     stripe_accounts,
+    transactions,
+    transfers,
+    wallet,
     webhooks,
+    withdrawals,
 )
 
 router = APIRouter(prefix="/v1")
@@ -29,5 +36,12 @@ for module in (
     webhooks,
     sandbox,
     public,
+    wallet,
+    transfers,
+    money_requests,
+    transactions,
+    cards,
+    deposits,
+    withdrawals,
 ):
     router.include_router(module.router)

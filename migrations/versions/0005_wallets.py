@@ -1,0 +1,388 @@
+"""Wallets: one per user with its own chain, the transactions that move its money (transfers,
+deposits, withdrawals, gifts to organisations, welcome bonuses), saved cards and money requests.
+
+Revision ID: 0005_wallets
+Revises: 0004_checkpoints
+Create Date: 2026-11-21
+
+A wallet's balance is its chain's: the ledger (0001_ledger_core) keeps it and refuses to take
+it below zero. The tables here hold what the entries are derived from, and each rule the
+database enforces is headed by what it guards: every user has a wallet, a transaction's terms
+never change, statuses move only along their arrows, and a transaction is completed exactly
+when the ledger holds its journal, with the amount it says.
+"""
+
+from collections.abc import Sequence
+
+from alembic import op
+
+revision: str = "0005_wallets"
+down_revision: str | None = "0004_checkpoints"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+WALLETS = """
+-- One wallet per user, whose id is its ledger chain's id (a 'wal_' chain: never below zero).
+CREATE TABLE wallets (
+    id text PRIMARY KEY CHECK (id ~ '^wal_[0-9A-Za-z]{24}$') REFERENCES ledger_chains (id),
+    user_id text NOT NULL UNIQUE REFERENCES users (id),
+    currency text NOT NULL CHECK (currency ~ '^[A-Z]{3}$'),
+    -- The Stripe Customer (on the platform account) that holds the user's saved cards.
+    stripe_customer_id text UNIQUE CHECK (char_length(stripe_customer_id) <= 100),
+    created_at timestamptz NOT NULL DEFAULT now()
+);
+
+-- Users who signed up before wallets existed get theirs now (empty chains).
+WITH new_wallets AS (
+    SELECT 'wal_' || substr(md5(random()::text || id), 1, 24) AS id, id AS user_id FROM users
+), chains AS (
+    INSERT INTO ledger_chains (id, kind) SELECT id, 'wallet' FROM new_wallets
+)
+INSERT INTO wallets (id, user_id, currency) SELECT id, user_id, 'USD' FROM new_wallets;
+
+-- What a wallet is never changes: its chain, its owner, its currency. Only the Stripe
+-- Customer may be set, once.
+CREATE FUNCTION wallets_guard_update() RETURNS trigger
+    LANGUAGE plpgsql AS $$
+BEGIN
+    IF (NEW.id, NEW.user_id, NEW.currency, NEW.created_at)
+       IS DISTINCT FROM (OLD.id, OLD.user_id, OLD.currency, OLD.created_at)
+       OR (OLD.stripe_customer_id IS NOT NULL
+           AND NEW.stripe_customer_id IS DISTINCT FROM OLD.stripe_customer_id) THEN
+        RAISE EXCEPTION 'wallets: % may not change its chain, owner or currency', OLD.id
+            USING ERRCODE = 'check_violation', CONSTRAINT = 'wallets_immutable';
+    END IF;
+    RETURN NEW;
+END;
+$$;
+CREATE TRIGGER wallets_guard_update BEFORE UPDATE ON wallets
+    FOR EACH ROW EXECUTE FUNCTION wallets_guard_update();
+
+-- Every user gets one wallet at sign-up: checked when the transaction that created the user
+-- commits.
+CREATE FUNCTION users_assert_has_wallet() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path = pg_catalog, public, pg_temp
+    AS $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM public.wallets WHERE user_id = NEW.id) THEN
+        RAISE EXCEPTION 'users: % was created without a wallet', NEW.id
+            USING ERRCODE = 'check_violation', CONSTRAINT = 'users_have_wallets';
+    END IF;
+    RETURN NULL;
+END;
+$$;
+CREATE CONSTRAINT TRIGGER users_have_wallets
+    AFTER INSERT ON users
+    DEFERRABLE INITIALLY DEFERRED
+    FOR EACH ROW EXECUTE FUNCTION users_assert_has_wallet();
+"""
+
+CARDS = """
+-- Saved cards: only the provider's payment method id and what a person recognises a card by.
+-- There is deliberately no column a card number or CVC could be stored in.
+CREATE TABLE cards (
+    id text PRIMARY KEY CHECK (id ~ '^card_[0-9A-Za-z]{24}$'),
+    wallet_id text NOT NULL REFERENCES wallets (id),
+    provider text NOT NULL CHECK (provider IN ('stripe', 'sandbox')),
+    payment_method_id text NOT NULL UNIQUE
+        CHECK (payment_method_id ~ '^pm_[0-9A-Za-z_]{1,100}$'),
+    setup_intent_id text UNIQUE CHECK (char_length(setup_intent_id) <= 100),
+    brand text NOT NULL CHECK (char_length(brand) BETWEEN 1 AND 30),
+    last4 text NOT NULL CHECK (last4 ~ '^[0-9]{4}$'),
+    exp_month integer NOT NULL CHECK (exp_month BETWEEN 1 AND 12),
+    exp_year integer NOT NULL CHECK (exp_year BETWEEN 2000 AND 2200),
+    is_default boolean NOT NULL DEFAULT false,
+    removed_at timestamptz,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    -- A removed card is never the default.
+    CHECK (NOT (is_default AND removed_at IS NOT NULL))
+);
+CREATE INDEX cards_wallet ON cards (wallet_id, created_at);
+-- At most one default card per wallet.
+CREATE UNIQUE INDEX cards_one_default ON cards (wallet_id) WHERE is_default;
+"""
+
+MONEY_REQUESTS = """
+-- A request for money from another user. It is paid by a transfer (transactions.
+-- money_request_id), through the same risk rules as any transfer.
+CREATE TABLE money_requests (
+    id text PRIMARY KEY CHECK (id ~ '^req_[0-9A-Za-z]{24}$'),
+    requester_wallet_id text NOT NULL REFERENCES wallets (id),
+    payer_wallet_id text NOT NULL REFERENCES wallets (id),
+    amount bigint NOT NULL CHECK (amount > 0),
+    currency text NOT NULL CHECK (currency ~ '^[A-Z]{3}$'),
+    description text NOT NULL CHECK (char_length(description) BETWEEN 1 AND 500),
+    status text NOT NULL DEFAULT 'pending'
+        CHECK (status IN ('pending', 'paid', 'declined', 'cancelled', 'expired')),
+    expires_at timestamptz NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    updated_at timestamptz NOT NULL DEFAULT now(),
+    resolved_at timestamptz,
+    CHECK (requester_wallet_id <> payer_wallet_id),
+    CHECK ((status = 'pending') = (resolved_at IS NULL))
+);
+CREATE INDEX money_requests_payer ON money_requests (payer_wallet_id, created_at DESC, id);
+CREATE INDEX money_requests_requester
+    ON money_requests (requester_wallet_id, created_at DESC, id);
+CREATE INDEX money_requests_pending_expiry ON money_requests (expires_at)
+    WHERE status = 'pending';
+
+-- A request's terms never change, and it leaves 'pending' once, for good.
+CREATE FUNCTION money_requests_guard_update() RETURNS trigger
+    LANGUAGE plpgsql AS $$
+BEGIN
+    IF (NEW.requester_wallet_id, NEW.payer_wallet_id, NEW.amount, NEW.currency,
+        NEW.description, NEW.expires_at, NEW.created_at)
+       IS DISTINCT FROM
+       (OLD.requester_wallet_id, OLD.payer_wallet_id, OLD.amount, OLD.currency,
+        OLD.description, OLD.expires_at, OLD.created_at) THEN
+        RAISE EXCEPTION 'money_requests: the terms of % never change', OLD.id
+            USING ERRCODE = 'check_violation', CONSTRAINT = 'money_requests_immutable';
+    END IF;
+    IF NEW.status IS DISTINCT FROM OLD.status AND OLD.status <> 'pending' THEN
+        RAISE EXCEPTION 'money_requests: % cannot go from % to %', OLD.id, OLD.status,
+            NEW.status
+            USING ERRCODE = 'check_violation', CONSTRAINT = 'money_requests_status_transition';
+    END IF;
+    NEW.updated_at := now();
+    RETURN NEW;
+END;
+$$;
+CREATE TRIGGER money_requests_guard_update BEFORE UPDATE ON money_requests
+    FOR EACH ROW EXECUTE FUNCTION money_requests_guard_update();
+"""
+
+TRANSACTIONS = """
+-- Every movement of a wallet's money, as its user sees it (the seed's Transaction: the intent;
+-- the ledger journal is the movement). wallet_id is the wallet that sends (transfer,
+-- withdrawal, donation) or receives (deposit, welcome_bonus); counterparty_wallet_id is a
+-- transfer's recipient.
+CREATE TABLE transactions (
+    id text PRIMARY KEY CHECK (id ~ '^txn_[0-9A-Za-z]{24}$'),
+    kind text NOT NULL
+        CHECK (kind IN ('transfer', 'deposit', 'withdrawal', 'donation', 'welcome_bonus')),
+    status text NOT NULL CHECK (status IN (
+        'pending_confirmation', 'completed', 'cancelled', 'expired', 'blocked',
+        'pending', 'paid', 'failed')),
+    wallet_id text NOT NULL REFERENCES wallets (id),
+    counterparty_wallet_id text REFERENCES wallets (id),
+    organisation_id text REFERENCES organisations (id),
+    fund_id text REFERENCES funds (id),
+    money_request_id text REFERENCES money_requests (id),
+    card_id text REFERENCES cards (id),
+    amount bigint NOT NULL CHECK (amount > 0),
+    -- What the sender pays on top (an instant withdrawal's fee), in the same currency.
+    fee bigint NOT NULL DEFAULT 0 CHECK (fee >= 0),
+    currency text NOT NULL CHECK (currency ~ '^[A-Z]{3}$'),
+    description text NOT NULL CHECK (char_length(description) BETWEEN 1 AND 500),
+    -- The risk rules that matched, each {"rule": ..., "reason": ...}, and a hard limit's reason.
+    risk_flags jsonb NOT NULL DEFAULT '[]' CHECK (jsonb_typeof(risk_flags) = 'array'),
+    blocked_reason text CHECK (char_length(blocked_reason) <= 500),
+    hold_expires_at timestamptz,
+    -- Deposits: where from; withdrawals: how fast, and the payout's reference.
+    source text CHECK (source IN ('card', 'bank')),
+    bank_name text CHECK (char_length(bank_name) BETWEEN 1 AND 100),
+    speed text CHECK (speed IN ('standard', 'instant')),
+    provider text CHECK (provider IN ('stripe', 'sandbox')),
+    payment_intent_id text UNIQUE CHECK (char_length(payment_intent_id) <= 100),
+    payout_id text UNIQUE CHECK (char_length(payout_id) <= 100),
+    -- A gift to an organisation: the name its public ledger shows (NULL: Anonymous).
+    public_name text CHECK (char_length(public_name) BETWEEN 1 AND 100),
+    failure_code text CHECK (char_length(failure_code) <= 100),
+    failure_message text CHECK (char_length(failure_message) <= 500),
+    -- The ledger journal that moved the money, and the one that returned it (failed payout).
+    journal_id text UNIQUE,
+    reversal_journal_id text UNIQUE,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    updated_at timestamptz NOT NULL DEFAULT now(),
+    completed_at timestamptz,
+
+    -- Which fields each kind has.
+    CHECK ((kind = 'transfer') = (counterparty_wallet_id IS NOT NULL)),
+    CHECK (counterparty_wallet_id IS DISTINCT FROM wallet_id),
+    CHECK ((kind = 'donation') = (organisation_id IS NOT NULL)),
+    CHECK (kind = 'donation' OR (fund_id IS NULL AND public_name IS NULL)),
+    CHECK (kind = 'transfer' OR (money_request_id IS NULL AND hold_expires_at IS NULL
+                                 AND risk_flags = '[]' AND blocked_reason IS NULL)),
+    CHECK ((kind = 'deposit') = (source IS NOT NULL)),
+    CHECK (kind = 'deposit' OR card_id IS NULL),
+    CHECK ((kind = 'withdrawal') = (speed IS NOT NULL)),
+    CHECK (kind = 'withdrawal' OR fee = 0),
+    CHECK (kind IN ('deposit', 'withdrawal') OR (bank_name IS NULL AND provider IS NULL
+                                                 AND payout_id IS NULL)),
+    CHECK (kind = 'deposit' OR payment_intent_id IS NULL),
+    -- Which statuses each kind has.
+    CHECK (CASE kind
+        WHEN 'transfer' THEN status IN ('pending_confirmation', 'completed', 'cancelled',
+                                        'expired', 'blocked')
+        WHEN 'deposit' THEN status IN ('pending', 'completed', 'failed')
+        WHEN 'withdrawal' THEN status IN ('pending', 'paid', 'failed')
+        ELSE status = 'completed'
+    END),
+    CHECK ((status = 'blocked') = (blocked_reason IS NOT NULL)),
+    CHECK (status <> 'pending_confirmation' OR hold_expires_at IS NOT NULL),
+    -- Money moved exactly when a journal is named: a withdrawal's when it is requested (and
+    -- returned by a reversal exactly when its payout failed), everything else's on completion.
+    CHECK (CASE kind
+        WHEN 'withdrawal' THEN journal_id IS NOT NULL
+                               AND (status = 'failed') = (reversal_journal_id IS NOT NULL)
+        ELSE (status = 'completed') = (journal_id IS NOT NULL) AND reversal_journal_id IS NULL
+    END),
+    CHECK ((status IN ('completed', 'paid')) = (completed_at IS NOT NULL))
+);
+CREATE INDEX transactions_wallet ON transactions (wallet_id, created_at DESC, id);
+CREATE INDEX transactions_counterparty ON transactions (counterparty_wallet_id, created_at DESC, id)
+    WHERE counterparty_wallet_id IS NOT NULL;
+CREATE INDEX transactions_holds ON transactions (wallet_id, hold_expires_at)
+    WHERE status = 'pending_confirmation';
+CREATE INDEX transactions_organisation ON transactions (organisation_id)
+    WHERE organisation_id IS NOT NULL;
+-- Paying a request twice pays once: at most one transfer per request is awaiting
+-- confirmation or completed.
+CREATE UNIQUE INDEX transactions_one_payment_per_request ON transactions (money_request_id)
+    WHERE money_request_id IS NOT NULL AND status IN ('pending_confirmation', 'completed');
+
+-- A transaction's terms never change, and its status moves only along these arrows:
+--   transfer:   pending_confirmation -> completed | cancelled | expired
+--   deposit:    pending -> completed | failed, failed -> completed (paid on a retry)
+--   withdrawal: pending -> paid | failed
+-- (A transfer is created completed, pending_confirmation or blocked; gifts and bonuses are
+-- created completed.) Journals, once named, stay.
+CREATE FUNCTION transactions_guard_update() RETURNS trigger
+    LANGUAGE plpgsql AS $$
+BEGIN
+    IF (NEW.kind, NEW.wallet_id, NEW.counterparty_wallet_id, NEW.organisation_id, NEW.fund_id,
+        NEW.money_request_id, NEW.card_id, NEW.amount, NEW.fee, NEW.currency, NEW.description,
+        NEW.risk_flags, NEW.blocked_reason, NEW.hold_expires_at, NEW.source, NEW.bank_name,
+        NEW.speed, NEW.provider, NEW.public_name, NEW.created_at)
+       IS DISTINCT FROM
+       (OLD.kind, OLD.wallet_id, OLD.counterparty_wallet_id, OLD.organisation_id, OLD.fund_id,
+        OLD.money_request_id, OLD.card_id, OLD.amount, OLD.fee, OLD.currency, OLD.description,
+        OLD.risk_flags, OLD.blocked_reason, OLD.hold_expires_at, OLD.source, OLD.bank_name,
+        OLD.speed, OLD.provider, OLD.public_name, OLD.created_at)
+       OR (OLD.payment_intent_id IS NOT NULL
+           AND NEW.payment_intent_id IS DISTINCT FROM OLD.payment_intent_id)
+       OR (OLD.payout_id IS NOT NULL AND NEW.payout_id IS DISTINCT FROM OLD.payout_id)
+       OR (OLD.journal_id IS NOT NULL AND NEW.journal_id IS DISTINCT FROM OLD.journal_id)
+       OR (OLD.reversal_journal_id IS NOT NULL
+           AND NEW.reversal_journal_id IS DISTINCT FROM OLD.reversal_journal_id) THEN
+        RAISE EXCEPTION 'transactions: the terms of % never change', OLD.id
+            USING ERRCODE = 'check_violation', CONSTRAINT = 'transactions_immutable';
+    END IF;
+    IF NEW.status IS DISTINCT FROM OLD.status AND (OLD.kind, OLD.status, NEW.status) NOT IN (
+        ('transfer', 'pending_confirmation', 'completed'),
+        ('transfer', 'pending_confirmation', 'cancelled'),
+        ('transfer', 'pending_confirmation', 'expired'),
+        ('deposit', 'pending', 'completed'),
+        ('deposit', 'pending', 'failed'),
+        ('deposit', 'failed', 'completed'),
+        ('withdrawal', 'pending', 'paid'),
+        ('withdrawal', 'pending', 'failed')
+    ) THEN
+        RAISE EXCEPTION 'transactions: % (%) cannot go from % to %', OLD.id, OLD.kind,
+            OLD.status, NEW.status
+            USING ERRCODE = 'check_violation', CONSTRAINT = 'transactions_status_transition';
+    END IF;
+    NEW.updated_at := now();
+    RETURN NEW;
+END;
+$$;
+CREATE TRIGGER transactions_guard_update BEFORE UPDATE ON transactions
+    FOR EACH ROW EXECUTE FUNCTION transactions_guard_update();
+
+-- Creation is the other arrow: what a transaction may start as.
+CREATE FUNCTION transactions_guard_insert() RETURNS trigger
+    LANGUAGE plpgsql AS $$
+BEGIN
+    IF (NEW.kind, NEW.status) NOT IN (
+        ('transfer', 'completed'), ('transfer', 'pending_confirmation'),
+        ('transfer', 'blocked'), ('deposit', 'pending'), ('deposit', 'completed'),
+        ('withdrawal', 'pending'), ('donation', 'completed'), ('welcome_bonus', 'completed')
+    ) THEN
+        RAISE EXCEPTION 'transactions: a % cannot start %', NEW.kind, NEW.status
+            USING ERRCODE = 'check_violation', CONSTRAINT = 'transactions_status_transition';
+    END IF;
+    RETURN NEW;
+END;
+$$;
+CREATE TRIGGER transactions_guard_insert BEFORE INSERT ON transactions
+    FOR EACH ROW EXECUTE FUNCTION transactions_guard_insert();
+
+-- The ledger holds what a transaction says moved: at commit, the legs of its journal on the
+-- wallet's chain sum to what the wallet sends (-(amount + fee)) or receives (+amount), a
+-- transfer's recipient or a gift's organisation received the amount, and a reversal
+-- returns exactly what was sent. A transaction cannot claim a journal that moved other
+-- money, or another wallet's.
+CREATE FUNCTION transactions_check_journals() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path = pg_catalog, public, pg_temp
+    AS $$
+DECLARE
+    expected bigint;
+    moved numeric;
+BEGIN
+    expected := CASE WHEN NEW.kind IN ('deposit', 'welcome_bonus') THEN NEW.amount
+                     ELSE -(NEW.amount + NEW.fee) END;
+    IF NEW.journal_id IS NOT NULL THEN
+        SELECT sum(amount) INTO moved FROM public.ledger_entries
+         WHERE journal_id = NEW.journal_id AND chain_id = NEW.wallet_id
+           AND currency = NEW.currency;
+        IF moved IS DISTINCT FROM expected THEN
+            RAISE EXCEPTION 'transactions: journal % moved % on %, not %', NEW.journal_id,
+                coalesce(moved, 0), NEW.wallet_id, expected
+                USING ERRCODE = 'check_violation', CONSTRAINT = 'transactions_journal_matches';
+        END IF;
+    END IF;
+    -- A transfer's recipient, or a gift's organisation, received exactly the amount.
+    IF NEW.journal_id IS NOT NULL AND NEW.kind IN ('transfer', 'donation') THEN
+        SELECT sum(amount) INTO moved FROM public.ledger_entries
+         WHERE journal_id = NEW.journal_id
+           AND chain_id = coalesce(NEW.counterparty_wallet_id, NEW.organisation_id)
+           AND currency = NEW.currency;
+        IF moved IS DISTINCT FROM NEW.amount THEN
+            RAISE EXCEPTION 'transactions: journal % gave % to %, not %', NEW.journal_id,
+                coalesce(moved, 0), coalesce(NEW.counterparty_wallet_id, NEW.organisation_id),
+                NEW.amount
+                USING ERRCODE = 'check_violation', CONSTRAINT = 'transactions_journal_matches';
+        END IF;
+    END IF;
+    IF NEW.reversal_journal_id IS NOT NULL THEN
+        SELECT sum(amount) INTO moved FROM public.ledger_entries
+         WHERE journal_id = NEW.reversal_journal_id AND chain_id = NEW.wallet_id
+           AND currency = NEW.currency;
+        IF moved IS DISTINCT FROM -expected THEN
+            RAISE EXCEPTION 'transactions: reversal % returned % on %, not %',
+                NEW.reversal_journal_id, coalesce(moved, 0), NEW.wallet_id, -expected
+                USING ERRCODE = 'check_violation', CONSTRAINT = 'transactions_journal_matches';
+        END IF;
+    END IF;
+    RETURN NULL;
+END;
+$$;
+CREATE CONSTRAINT TRIGGER transactions_journal_matches
+    AFTER INSERT OR UPDATE OF journal_id, reversal_journal_id ON transactions
+    DEFERRABLE INITIALLY DEFERRED
+    FOR EACH ROW
+    WHEN (NEW.journal_id IS NOT NULL)
+    EXECUTE FUNCTION transactions_check_journals();
+"""
+
+PRIVILEGES = """
+-- Least privilege: the service may create and update these rows (under the guards above),
+-- never delete them.
+REVOKE ALL ON wallets, cards, money_requests, transactions FROM PUBLIC;
+GRANT SELECT, INSERT, UPDATE ON wallets, cards, money_requests, transactions TO amply_app;
+REVOKE ALL ON FUNCTION wallets_guard_update(), users_assert_has_wallet(),
+    money_requests_guard_update(), transactions_guard_update(), transactions_guard_insert(),
+    transactions_check_journals() FROM PUBLIC;
+"""
+
+
+def upgrade() -> None:
+    for block in (WALLETS, CARDS, MONEY_REQUESTS, TRANSACTIONS, PRIVILEGES):
+        op.execute(block)
+
+
+def downgrade() -> None:
+    raise NotImplementedError("forward-only: restore a backup to go back")
