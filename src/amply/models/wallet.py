@@ -16,6 +16,8 @@ class Wallet(Base):
     """A user's wallet. Its id is its ledger chain's id; its balance is the chain's."""
 
     __tablename__ = "wallets"
+    # created_at comes from the database: read it back with the INSERT (RETURNING).
+    __mapper_args__ = {"eager_defaults": True}  # noqa: RUF012 (SQLAlchemy reads it once)
 
     id: Mapped[str] = mapped_column(Text, primary_key=True)
     user_id: Mapped[str] = mapped_column(ForeignKey("users.id"))
@@ -29,6 +31,7 @@ class Transaction(Base):
     movement itself (``journal_id``)."""
 
     __tablename__ = "transactions"
+    __mapper_args__ = {"eager_defaults": True}  # noqa: RUF012 (SQLAlchemy reads it once)
 
     id: Mapped[str] = mapped_column(Text, primary_key=True)
     kind: Mapped[str] = mapped_column(Text)
@@ -66,6 +69,7 @@ class Card(Base):
     """A saved card: the provider's payment method and what a person recognises it by."""
 
     __tablename__ = "cards"
+    __mapper_args__ = {"eager_defaults": True}  # noqa: RUF012 (SQLAlchemy reads it once)
 
     id: Mapped[str] = mapped_column(Text, primary_key=True)
     wallet_id: Mapped[str] = mapped_column(ForeignKey("wallets.id"))
@@ -85,6 +89,7 @@ class MoneyRequest(Base):
     """A request for money from another user, paid by a transfer."""
 
     __tablename__ = "money_requests"
+    __mapper_args__ = {"eager_defaults": True}  # noqa: RUF012 (SQLAlchemy reads it once)
 
     id: Mapped[str] = mapped_column(Text, primary_key=True)
     requester_wallet_id: Mapped[str] = mapped_column(ForeignKey("wallets.id"))

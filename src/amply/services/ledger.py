@@ -505,3 +505,26 @@ async def select_chain_ids(session: AsyncSession, *, kind: ChainKind) -> list[st
     """Ids of all chains of one kind (small sets only: used for platform chains)."""
     result = await session.scalars(select(LedgerChain.id).where(LedgerChain.kind == kind))
     return list(result)
+
+
+JOURNALS_SQL: Final = """
+SELECT id, chain_id, seq, type, amount, currency, balance_after, metadata, journal_id,
+       created_at, prev_entry_hash, entry_hash
+  FROM ledger_entries
+ WHERE journal_id = ANY($1::text[])
+ ORDER BY journal_id, chain_id, seq
+"""
+
+
+async def get_journals(
+    session: AsyncSession, *, journal_ids: Sequence[str]
+) -> dict[str, list[Entry]]:
+    """The entries of each journal, in chain-id order (journals with no entry are left out)."""
+    if not journal_ids:
+        return {}
+    connection = await session.connection()
+    result = await connection.exec_driver_sql(JOURNALS_SQL, (list(journal_ids),))
+    journals: dict[str, list[Entry]] = {}
+    for row in result.mappings():
+        journals.setdefault(row["journal_id"], []).append(Entry(**row))
+    return journals

@@ -9,7 +9,9 @@ spend the same money, and the ledger refuses any entry that would take a wallet 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Final
 
 from sqlalchemy import func, select, text
@@ -67,8 +69,13 @@ async def _credit_welcome_bonus(session: AsyncSession, *, wallet: Wallet, amount
         session,
         legs=[
             Leg(wallet.id, "welcome_bonus", amount, wallet.currency, reference),
-            Leg(ledger.PLATFORM_PROMOTIONS_CHAIN, "promotion_granted", -amount, wallet.currency,
-                {**reference, "wallet_id": wallet.id}),
+            Leg(
+                ledger.PLATFORM_PROMOTIONS_CHAIN,
+                "promotion_granted",
+                -amount,
+                wallet.currency,
+                {**reference, "wallet_id": wallet.id},
+            ),
         ],
     )
     session.add(
@@ -81,7 +88,7 @@ async def _credit_welcome_bonus(session: AsyncSession, *, wallet: Wallet, amount
             currency=wallet.currency,
             description="Welcome bonus",
             journal_id=entries[0].journal_id,
-            completed_at=func.now(),
+            completed_at=datetime.now(UTC),
         )
     )
     await session.flush()
@@ -133,3 +140,16 @@ async def require_available(
             param="amount",
         )
     return balance
+
+
+async def usernames(session: AsyncSession, *, wallet_ids: Iterable[str]) -> dict[str, str]:
+    """The username of each wallet's owner."""
+    wanted = set(wallet_ids)
+    if not wanted:
+        return {}
+    rows = await session.execute(
+        select(Wallet.id, User.username)
+        .join(User, User.id == Wallet.user_id)
+        .where(Wallet.id.in_(wanted))
+    )
+    return {row[0]: row[1] for row in rows}

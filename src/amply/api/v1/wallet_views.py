@@ -1,0 +1,100 @@
+"""Response shapes shared by the wallet routes: transfers, requests and history items, with
+the usernames and ledger entries they show, fetched in one query each per page."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from amply.models import Transaction
+from amply.schemas.wallets import LedgerLegOut, PartyOut, RiskFlagOut, TransferOut
+from amply.services import ledger, transfers, wallets
+
+
+class Views:
+    """Usernames and journal entries for a page of transactions, as one viewer sees them."""
+
+    def __init__(
+        self,
+        *,
+        viewer_wallet_id: str,
+        names: dict[str, str],
+        journals: dict[str, list[ledger.Entry]],
+    ) -> None:
+        self.viewer_wallet_id = viewer_wallet_id
+        self.names = names
+        self.journals = journals
+        self.now = datetime.now(UTC)
+
+    @classmethod
+    async def load(
+        cls,
+        session: AsyncSession,
+        *,
+        viewer_wallet_id: str,
+        items: Sequence[Transaction],
+        extra_wallet_ids: Sequence[str] = (),
+    ) -> Views:
+        wallet_ids = {viewer_wallet_id, *extra_wallet_ids}
+        journal_ids: list[str] = []
+        for item in items:
+            wallet_ids.add(item.wallet_id)
+            if item.counterparty_wallet_id:
+                wallet_ids.add(item.counterparty_wallet_id)
+            journal_ids += [j for j in (item.journal_id, item.reversal_journal_id) if j]
+        return cls(
+            viewer_wallet_id=viewer_wallet_id,
+            names=await wallets.usernames(session, wallet_ids=wallet_ids),
+            journals=await ledger.get_journals(session, journal_ids=journal_ids),
+        )
+
+    def party(self, wallet_id: str) -> PartyOut:
+        return PartyOut(wallet_id=wallet_id, username=self.names.get(wallet_id, ""))
+
+    def legs(self, item: Transaction) -> list[LedgerLegOut]:
+        legs: list[LedgerLegOut] = []
+        for journal_id in (item.journal_id, item.reversal_journal_id):
+            for entry in self.journals.get(journal_id or "", []):
+                own = entry.chain_id == self.viewer_wallet_id
+                legs.append(
+                    LedgerLegOut(
+                        chain_id=entry.chain_id,
+                        seq=entry.seq,
+                        entry_id=entry.id,
+                        type=entry.type,
+                        amount=entry.amount,
+                        currency=entry.currency,
+                        # Another wallet's balance is its owner's business.
+                        balance_after=entry.balance_after if own else None,
+                        entry_hash=entry.entry_hash,
+                    )
+                )
+        return legs
+
+    def transfer(self, item: Transaction) -> TransferOut:
+        assert item.counterparty_wallet_id is not None
+        return TransferOut(
+            id=item.id,
+            status=transfers.effective_status(item, at=self.now),
+            sender=self.party(item.wallet_id),
+            recipient=self.party(item.counterparty_wallet_id),
+            amount=item.amount,
+            currency=item.currency,
+            description=item.description,
+            risk_flags=[RiskFlagOut.model_validate(flag) for flag in item.risk_flags],
+            blocked_reason=item.blocked_reason,
+            hold_expires_at=item.hold_expires_at,
+            money_request_id=item.money_request_id,
+            created_at=item.created_at,
+            completed_at=item.completed_at,
+            ledger_entries=self.legs(item),
+        )
+
+
+async def transfer_view(
+    session: AsyncSession, *, viewer_wallet_id: str, item: Transaction
+) -> TransferOut:
+    views = await Views.load(session, viewer_wallet_id=viewer_wallet_id, items=[item])
+    return views.transfer(item)
