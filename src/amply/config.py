@@ -155,8 +155,7 @@ class Settings(BaseSettings):
     transfer_hold_seconds: int = Field(
         default=3600,
         ge=1,
-        description="How long a transfer awaiting confirmation holds its amount before it "
-        "expires.",
+        description="How long a transfer awaiting confirmation holds its amount before it expires.",
     )
     money_request_lifetime_seconds: int = Field(
         default=7 * 24 * 3600, ge=60, description="How long a money request can be paid."
