@@ -101,9 +101,7 @@ async def test_a_new_wallet_holds_the_welcome_bonus_from_the_promotions_chain(
         assert granted.amount == -BONUS and granted.type == "promotion_granted"
 
 
-async def test_no_bonus_outside_demo_mode(
-    make_client: ClientFactory, settings: Settings
-) -> None:
+async def test_no_bonus_outside_demo_mode(make_client: ClientFactory, settings: Settings) -> None:
     async with make_client(settings.model_copy(update={"demo_mode": False})) as http:
         alice = await sign_up(http)
         body = await wallet(http, alice)
@@ -155,7 +153,9 @@ async def test_a_transfer_to_a_known_recipient_completes_at_once(
 
 
 @pytest.fixture
-async def strict(make_client: ClientFactory, settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+async def strict(
+    make_client: ClientFactory, settings: Settings
+) -> AsyncIterator[httpx.AsyncClient]:
     tight = settings.model_copy(
         update={
             "risk_large_transfer_threshold": 1_000,
@@ -325,7 +325,9 @@ async def test_only_the_sender_confirms_or_cancels(
         error = (await act(client, bob, transfer["id"], action, expect=404))["error"]
         assert error["code"] == "transfer_not_found"
     # A held transfer is not the recipient's business yet; a completed one is.
-    assert (await client.get(f"/v1/transfers/{transfer['id']}", headers=bob.headers)).status_code == 404
+    assert (
+        await client.get(f"/v1/transfers/{transfer['id']}", headers=bob.headers)
+    ).status_code == 404
     await act(client, alice, transfer["id"], "confirm")
     seen = await client.get(f"/v1/transfers/{transfer['id']}", headers=bob.headers)
     assert seen.status_code == 200 and seen.json()["status"] == "completed"
@@ -340,7 +342,7 @@ async def test_confirmation_rechecks_the_balance(
     await send(client, alice, bob, 4_001, expect=422)
     second = await send(client, alice, bob, 4_000)
     await act(client, alice, second["id"], "confirm")
-    error = (await act(client, alice, held["id"], "confirm", expect=200))
+    error = await act(client, alice, held["id"], "confirm", expect=200)
     assert error["status"] == "completed"
     assert (await wallet(client, alice))["balance"] == 0
 

@@ -8,9 +8,15 @@ from datetime import UTC, datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from amply.models import Transaction
-from amply.schemas.wallets import LedgerLegOut, PartyOut, RiskFlagOut, TransferOut
-from amply.services import ledger, transfers, wallets
+from amply.models import MoneyRequest, Transaction
+from amply.schemas.wallets import (
+    LedgerLegOut,
+    MoneyRequestOut,
+    PartyOut,
+    RiskFlagOut,
+    TransferOut,
+)
+from amply.services import ledger, money_requests, transfers, wallets
 
 
 class Views:
@@ -98,3 +104,41 @@ async def transfer_view(
 ) -> TransferOut:
     views = await Views.load(session, viewer_wallet_id=viewer_wallet_id, items=[item])
     return views.transfer(item)
+
+
+async def request_views(
+    session: AsyncSession, *, viewer_wallet_id: str, items: Sequence[MoneyRequest]
+) -> list[MoneyRequestOut]:
+    """Requests with their payment: the payer sees a payment awaiting confirmation, both
+    parties a completed one."""
+    payments = await money_requests.payments_of(session, requests=items)
+    parties = [w for r in items for w in (r.requester_wallet_id, r.payer_wallet_id)]
+    views = await Views.load(
+        session,
+        viewer_wallet_id=viewer_wallet_id,
+        items=list(payments.values()),
+        extra_wallet_ids=parties,
+    )
+    out = []
+    for request in items:
+        payment = payments.get(request.id)
+        # A payment awaiting confirmation is the payer's business until it completes.
+        held = payment is not None and payment.status != "completed"
+        if held and viewer_wallet_id != request.payer_wallet_id:
+            payment = None
+        out.append(
+            MoneyRequestOut(
+                id=request.id,
+                status=money_requests.effective_status(request, at=views.now),
+                requester=views.party(request.requester_wallet_id),
+                payer=views.party(request.payer_wallet_id),
+                amount=request.amount,
+                currency=request.currency,
+                description=request.description,
+                expires_at=request.expires_at,
+                created_at=request.created_at,
+                resolved_at=request.resolved_at,
+                payment=views.transfer(payment) if payment is not None else None,
+            )
+        )
+    return out
