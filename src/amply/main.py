@@ -15,7 +15,7 @@ from amply.api.v1.router import router as v1_router
 from amply.config import Settings
 from amply.db import Database
 from amply.migrate import head_revision
-from amply.services import checkpoints
+from amply.services import checkpoints, housekeeping
 from amply.services.payments import gateway_for
 
 DESCRIPTION = """
@@ -40,19 +40,28 @@ def create_app(settings: Settings, *, database_url: str) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        background = (
-            asyncio.create_task(
-                checkpoints.run_signer(
-                    database, signer=signer, interval=settings.checkpoint_interval_seconds
+        tasks: list[asyncio.Task[None]] = []
+        if settings.checkpoint_interval_seconds:
+            tasks.append(
+                asyncio.create_task(
+                    checkpoints.run_signer(
+                        database, signer=signer, interval=settings.checkpoint_interval_seconds
+                    )
                 )
             )
-            if settings.checkpoint_interval_seconds
-            else None
-        )
+        if settings.housekeeping_interval_seconds:
+            tasks.append(
+                asyncio.create_task(
+                    housekeeping.run_housekeeping(
+                        database, interval=settings.housekeeping_interval_seconds
+                    )
+                )
+            )
         yield
-        if background is not None:
-            background.cancel()
-            await asyncio.wait([background])
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks)
         await database.dispose()
 
     app = FastAPI(title="Amply", version=__version__, description=DESCRIPTION, lifespan=lifespan)

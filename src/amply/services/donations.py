@@ -99,7 +99,7 @@ async def create_donation(
         session, organisation_id=request.organisation_id, gateway=gateway
     )
     if request.fund_id is not None:
-        await _open_fund(session, organisation_id=organisation.id, fund_id=request.fund_id)
+        await require_open_fund(session, organisation_id=organisation.id, fund_id=request.fund_id)
     donation_id = derived_id("don", seed=idempotency.seed) if idempotency else generate_id("don")
     await _refuse_reused_id(session, donation_id=donation_id)
     assert organisation.stripe_account_id is not None
@@ -213,7 +213,7 @@ async def _accepting_organisation(
     return organisation
 
 
-async def _open_fund(session: AsyncSession, *, organisation_id: str, fund_id: str) -> None:
+async def require_open_fund(session: AsyncSession, *, organisation_id: str, fund_id: str) -> None:
     fund = await funds.get_fund(session, organisation_id=organisation_id, fund_id=fund_id)
     if fund.status != "open":
         raise Conflict("This fund is closed to new donations.", code="fund_closed", param="fund_id")

@@ -73,14 +73,16 @@ async def test_the_payer_sees_the_request_and_paying_it_moves_the_money(
 ) -> None:
     alice, bob = friends
     request = await ask(client, alice, bob)
-    assert request["status"] == "pending" and request["payment"] is None
+    assert request["status"] == "pending"
+    assert request["payment"] is None
     assert request["requester"]["username"] == alice.username
     incoming = (await client.get("/v1/requests?role=payer", headers=bob.headers)).json()
     assert [r["id"] for r in incoming["data"]] == [request["id"]]
     assert (await client.get("/v1/requests?role=payer", headers=alice.headers)).json()["data"] == []
 
     paid = await call(client, bob, request["id"], "pay", 201)
-    assert paid["request"]["status"] == "paid" and paid["request"]["resolved_at"]
+    assert paid["request"]["status"] == "paid"
+    assert paid["request"]["resolved_at"]
     assert paid["transfer"]["status"] == "completed"
     assert paid["transfer"]["money_request_id"] == request["id"]
     assert paid["transfer"]["description"] == "Concert tickets"
@@ -170,7 +172,8 @@ async def test_declined_and_cancelled_requests_are_final(
         "request_not_found"
     )
     settled = await call(client, actor, request["id"], settle, 200)
-    assert settled["status"] == status and settled["resolved_at"]
+    assert settled["status"] == status
+    assert settled["resolved_at"]
     for account, action in ((bob, "pay"), (bob, "decline"), (alice, "cancel")):
         error = (await call(client, account, request["id"], action, 409))["error"]
         assert error["code"] == "request_not_pending"

@@ -93,19 +93,22 @@ async def test_a_new_wallet_holds_the_welcome_bonus_from_the_promotions_chain(
     alice = await sign_up(client)
     body = await wallet(client, alice)
     assert body["balance"] == body["available"] == BONUS
-    assert body["held"] == 0 and body["currency"] == "USD"
+    assert body["held"] == 0
+    assert body["currency"] == "USD"
     assert body["ledger"]["head_seq"] == 1
     async with database.session() as session:
         promotions = await ledger.list_entries(session, chain_id=ledger.PLATFORM_PROMOTIONS_CHAIN)
         [granted] = [e for e in promotions.entries if f'"{body["id"]}"' in e.metadata]
-        assert granted.amount == -BONUS and granted.type == "promotion_granted"
+        assert granted.amount == -BONUS
+        assert granted.type == "promotion_granted"
 
 
 async def test_no_bonus_outside_demo_mode(make_client: ClientFactory, settings: Settings) -> None:
     async with make_client(settings.model_copy(update={"demo_mode": False})) as http:
         alice = await sign_up(http)
         body = await wallet(http, alice)
-        assert body["balance"] == 0 and body["ledger"]["head_seq"] == 0
+        assert body["balance"] == 0
+        assert body["ledger"]["head_seq"] == 0
 
 
 def test_demo_mode_cannot_be_on_with_live_keys() -> None:
@@ -125,17 +128,20 @@ async def test_a_first_transfer_to_someone_waits_for_confirmation_and_holds_its_
     assert transfer["status"] == "pending_confirmation"
     assert rules(transfer) == ["new_recipient"]
     assert transfer["risk_flags"][0]["reason"] == "This is your first transfer to this recipient."
-    assert transfer["ledger_entries"] == [] and transfer["hold_expires_at"]
+    assert transfer["ledger_entries"] == []
+    assert transfer["hold_expires_at"]
     body = await wallet(client, alice)
     assert (body["balance"], body["held"], body["available"]) == (BONUS, 2_000, BONUS - 2_000)
     assert (await wallet(client, bob))["balance"] == BONUS
 
     confirmed = await act(client, alice, transfer["id"], "confirm")
-    assert confirmed["status"] == "completed" and confirmed["completed_at"]
+    assert confirmed["status"] == "completed"
+    assert confirmed["completed_at"]
     legs = {leg["type"]: leg for leg in confirmed["ledger_entries"]}
     assert legs["transfer_out"]["amount"] == -2_000
     assert legs["transfer_out"]["balance_after"] == BONUS - 2_000
-    assert legs["transfer_in"]["amount"] == 2_000 and legs["transfer_in"]["balance_after"] is None
+    assert legs["transfer_in"]["amount"] == 2_000
+    assert legs["transfer_in"]["balance_after"] is None
     assert (await wallet(client, alice))["held"] == 0
     assert (await wallet(client, bob))["balance"] == BONUS + 2_000
 
@@ -146,7 +152,8 @@ async def test_a_transfer_to_a_known_recipient_completes_at_once(
     alice, bob = pair
     await befriend(client, alice, bob)
     transfer = await send(client, alice, bob, 500)
-    assert transfer["status"] == "completed" and transfer["risk_flags"] == []
+    assert transfer["status"] == "completed"
+    assert transfer["risk_flags"] == []
     assert transfer["sender"]["username"] == alice.username
     assert transfer["recipient"]["username"] == bob.username
     assert (await wallet(client, bob))["balance"] == BONUS + 501
@@ -213,7 +220,8 @@ async def test_the_daily_limit_blocks_a_transfer_and_moves_nothing(
         alice, bob = await sign_up(http), await sign_up(http)
         held = await send(http, alice, bob, 2_000)  # held money counts against the cap
         blocked = await send(http, alice, bob, 1_001)
-        assert blocked["status"] == "blocked" and blocked["risk_flags"] == []
+        assert blocked["status"] == "blocked"
+        assert blocked["risk_flags"] == []
         assert blocked["blocked_reason"] == (
             "Daily sending limit: this transfer would take your transfers of the last 24 "
             "hours to 30.01 USD, above the limit of 30.00 USD."
@@ -252,7 +260,8 @@ async def test_bad_transfers_are_clear_errors_and_change_nothing(
     response = await client.post("/v1/transfers", json=body, headers=keyed(alice))
     assert response.status_code == status, response.text
     error = response.json()["error"]
-    assert error["code"] == code and error["param"] == param
+    assert error["code"] == code
+    assert error["param"] == param
     listed = await client.get("/v1/transfers", headers=alice.headers)
     assert listed.json()["data"] == []
     assert (await wallet(client, alice))["balance"] == BONUS
@@ -330,7 +339,8 @@ async def test_only_the_sender_confirms_or_cancels(
     ).status_code == 404
     await act(client, alice, transfer["id"], "confirm")
     seen = await client.get(f"/v1/transfers/{transfer['id']}", headers=bob.headers)
-    assert seen.status_code == 200 and seen.json()["status"] == "completed"
+    assert seen.status_code == 200
+    assert seen.json()["status"] == "completed"
 
 
 async def test_confirmation_rechecks_the_balance(
@@ -372,7 +382,8 @@ async def test_an_unconfirmed_hold_expires_and_cannot_be_confirmed(
     transfer = await send(client, alice, bob, 2_500)
     expire_hold(superuser_sql, transfer["id"])
     body = await wallet(client, alice)
-    assert body["held"] == 0 and body["available"] == BONUS  # expired holds stop counting
+    assert body["held"] == 0
+    assert body["available"] == BONUS
     shown = await client.get(f"/v1/transfers/{transfer['id']}", headers=alice.headers)
     assert shown.json()["status"] == "expired"
     error = (await act(client, alice, transfer["id"], "confirm", expect=409))["error"]
@@ -401,10 +412,12 @@ async def test_concurrent_transfers_never_overspend(
         )
     )
     statuses = sorted(response.status_code for response in results)
-    assert statuses.count(201) == 9 and statuses.count(422) == 7
+    assert statuses.count(201) == 9
+    assert statuses.count(422) == 7
     body = await wallet(client, alice)
     # Some completed, the rest are held (rapid transfers): together, exactly what was there.
-    assert body["available"] == BONUS - 1 - 9_000 and body["held"] % 1_000 == 0
+    assert body["available"] == BONUS - 1 - 9_000
+    assert body["held"] % 1_000 == 0
     wallet_id = await wallet_id_of(database, alice.user_id)
     async with database.session() as session:
         result = await ledger.verify_chain(session, chain_id=wallet_id)
@@ -420,10 +433,11 @@ async def test_transfers_list_pages_newest_first(
     await befriend(client, alice, bob)
     ids = [(await send(client, alice, bob, 10 + n))["id"] for n in range(3)]
     first = (await client.get("/v1/transfers?limit=2", headers=alice.headers)).json()
-    assert [t["id"] for t in first["data"]] == ids[::-1][:2] and first["has_more"]
+    assert [t["id"] for t in first["data"]] == ids[::-1][:2]
+    assert first["has_more"]
     rest = await client.get(
         f"/v1/transfers?limit=2&starting_after={first['data'][-1]['id']}", headers=alice.headers
     )
-    assert [t["id"] for t in rest.json()["data"]][0] == ids[0]
+    assert next(t["id"] for t in rest.json()["data"]) == ids[0]
     received = (await client.get("/v1/transfers?status=completed", headers=bob.headers)).json()
     assert len(received["data"]) == 4

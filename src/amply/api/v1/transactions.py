@@ -1,7 +1,80 @@
-"""Routes of transactions (issue 5; being built)."""
+"""The wallet's history: transfers sent and received, deposits, withdrawals and their fees,
+request payments, gifts and bonuses, each linked to its ledger entries."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from datetime import UTC, datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query
+
+from amply.api.errors import error_responses
+from amply.api.v1.wallet_views import Views
+from amply.deps import CurrentUser, SessionDep
+from amply.schemas.common import Limit, ListResponse, StartingAfter
+from amply.schemas.wallets import HistoryFilter, HistoryStatus, TransactionOut
+from amply.services import history, wallets
 
 router = APIRouter(tags=["transactions"])
+
+
+def _aware(moment: datetime | None) -> datetime | None:
+    """Times without a zone are read as UTC."""
+    if moment is not None and moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    return moment
+
+
+@router.get(
+    "/transactions",
+    summary="Your wallet's history, newest first",
+    description="Filter by `type` (repeatable: sent, received, deposit, withdrawal, fee, "
+    "request, donation, bonus), `status` and creation time; page with `starting_after`. "
+    "Each item lists the ledger entries of the journals that moved its money.",
+    responses=error_responses(401, 422),
+)
+async def list_transactions(
+    caller: CurrentUser,
+    session: SessionDep,
+    limit: Limit = 20,
+    starting_after: StartingAfter = None,
+    types: Annotated[
+        list[HistoryFilter] | None, Query(alias="type", description="Only these types.")
+    ] = None,
+    status: Annotated[HistoryStatus | None, Query(description="Only this status.")] = None,
+    created_gte: Annotated[
+        datetime | None, Query(description="Created at or after this time.")
+    ] = None,
+    created_lt: Annotated[datetime | None, Query(description="Created before this time.")] = None,
+) -> ListResponse[TransactionOut]:
+    wallet = await wallets.of_user(session, user_id=caller.user.id)
+    page = await history.list_history(
+        session,
+        wallet=wallet,
+        types=types,
+        status=status,
+        created_gte=_aware(created_gte),
+        created_lt=_aware(created_lt),
+        starting_after=starting_after,
+        limit=limit,
+    )
+    views = await Views.load(session, viewer_wallet_id=wallet.id, items=page.items)
+    return ListResponse(
+        data=[views.history_item(item) for item in page.items], has_more=page.has_more
+    )
+
+
+@router.get(
+    "/transactions/{transaction_id}",
+    summary="One item of your history",
+    responses=error_responses(401, 404),
+)
+async def get_transaction(
+    transaction_id: Annotated[str, Path(max_length=64, description="`txn_…`")],
+    caller: CurrentUser,
+    session: SessionDep,
+) -> TransactionOut:
+    wallet = await wallets.of_user(session, user_id=caller.user.id)
+    item = await history.get_item(session, wallet=wallet, transaction_id=transaction_id)
+    views = await Views.load(session, viewer_wallet_id=wallet.id, items=[item])
+    return views.history_item(item)

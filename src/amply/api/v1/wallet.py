@@ -1,16 +1,25 @@
-"""The signed-in user's wallet: balance, held and available money, and its own chain."""
+"""The signed-in user's wallet: balance, held and available money, its own chain, and
+giving from it to an organisation."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request, status
+from fastapi.responses import JSONResponse
 
 from amply.api.errors import error_responses
-from amply.deps import CurrentUser, SessionDep
+from amply.api.idempotency import idempotent_request, run_idempotently
+from amply.api.v1.wallet_views import Views
+from amply.deps import CurrentUser, RequiredIdempotencyKey, SessionDep, SettingsDep
 from amply.schemas.public import LedgerPageOut, PublicEntryOut
-from amply.schemas.wallets import WalletLedgerOut, WalletOut
-from amply.services import ledger, wallets
+from amply.schemas.wallets import (
+    WalletDonationCreate,
+    WalletDonationOut,
+    WalletLedgerOut,
+    WalletOut,
+)
+from amply.services import giving, ledger, wallets
 
 router = APIRouter(tags=["wallet"])
 
@@ -54,4 +63,57 @@ async def get_wallet_ledger(
         data=[PublicEntryOut(**entry.as_export()) for entry in page.entries],
         has_more=page.has_more,
         next_after_seq=page.entries[-1].seq if page.has_more else None,
+    )
+
+
+@router.post(
+    "/wallet/donations",
+    status_code=status.HTTP_201_CREATED,
+    response_model=WalletDonationOut,
+    summary="Give from your wallet to an organisation (optionally to one of its funds)",
+    description="One balanced journal from your wallet's chain to the organisation's public "
+    "chain, at once. The public ledger names you only if `anonymous` is false; it never "
+    "shows your username or email. Requires an `Idempotency-Key`.",
+    responses=error_responses(400, 401, 404, 409, 422),
+)
+async def give(
+    body: WalletDonationCreate,
+    request: Request,
+    caller: CurrentUser,
+    session: SessionDep,
+    settings: SettingsDep,
+    idempotency_key: RequiredIdempotencyKey,
+) -> JSONResponse:
+    async def run() -> WalletDonationOut:
+        wallet = await wallets.of_user(session, user_id=caller.user.id)
+        gift = await giving.give(
+            session,
+            wallet=wallet,
+            donor=caller.user,
+            organisation_id=body.organisation_id,
+            fund_id=body.fund_id,
+            amount=body.amount,
+            currency=body.currency,
+            anonymous=body.anonymous,
+            description=body.description,
+        )
+        views = await Views.load(session, viewer_wallet_id=wallet.id, items=[gift])
+        assert gift.organisation_id is not None
+        return WalletDonationOut(
+            id=gift.id,
+            status="completed",
+            organisation_id=gift.organisation_id,
+            fund_id=gift.fund_id,
+            amount=gift.amount,
+            currency=gift.currency,
+            public_name=gift.public_name or "Anonymous",
+            created_at=gift.created_at,
+            ledger_entries=views.legs(gift),
+        )
+
+    idempotent = idempotent_request(
+        key=idempotency_key, scope=f"user:{caller.user.id}", request=request, body=body
+    )
+    return await run_idempotently(
+        session, idempotent=idempotent, settings=settings, status_code=201, run=run
     )

@@ -14,9 +14,17 @@ from amply.schemas.wallets import (
     MoneyRequestOut,
     PartyOut,
     RiskFlagOut,
+    TransactionOut,
     TransferOut,
 )
 from amply.services import ledger, money_requests, transfers, wallets
+
+_HISTORY_TYPES = {
+    "deposit": "deposit",
+    "withdrawal": "withdrawal",
+    "donation": "donation",
+    "welcome_bonus": "bonus",
+}
 
 
 class Views:
@@ -78,6 +86,34 @@ class Views:
                     )
                 )
         return legs
+
+    def history_item(self, item: Transaction) -> TransactionOut:
+        """A transaction as the viewer's history shows it."""
+        counterparty = None
+        if item.kind == "transfer":
+            assert item.counterparty_wallet_id is not None
+            outgoing = item.wallet_id == self.viewer_wallet_id
+            kind = "sent" if outgoing else "received"
+            other = item.counterparty_wallet_id if outgoing else item.wallet_id
+            counterparty = self.party(other)
+        else:
+            kind = _HISTORY_TYPES[item.kind]
+        return TransactionOut(
+            id=item.id,
+            type=kind,
+            status=transfers.effective_status(item, at=self.now),
+            direction="in" if kind in ("received", "deposit", "bonus") else "out",
+            amount=item.amount,
+            fee=item.fee,
+            currency=item.currency,
+            description=item.description,
+            counterparty=counterparty,
+            organisation_id=item.organisation_id,
+            money_request_id=item.money_request_id,
+            created_at=item.created_at,
+            completed_at=item.completed_at,
+            ledger_entries=self.legs(item),
+        )
 
     def transfer(self, item: Transaction) -> TransferOut:
         assert item.counterparty_wallet_id is not None
