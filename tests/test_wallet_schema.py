@@ -190,7 +190,9 @@ async def test_a_wallet_keeps_its_owner_and_currency(
     alice, bob, _ = completed
     wallet_id = await wallet_id_of(database, alice.user_id)
     for change in ("currency = 'EUR'", f"user_id = '{bob.user_id}'"):
-        with pytest.raises(psycopg.errors.CheckViolation, match="wallets_immutable"):
+        with pytest.raises(
+            psycopg.errors.CheckViolation, match="may not change its chain, owner or currency"
+        ):
             run_as_app(test_database, f"UPDATE wallets SET {change} WHERE id = '{wallet_id}'")
 
 
