@@ -262,3 +262,14 @@ async def test_nobody_requests_from_themselves_and_strangers_see_nothing(
         await client.get(f"/v1/requests/{request['id']}", headers=mallory.headers)
     ).status_code == 404
     await call(client, mallory, request["id"], "pay", 404)
+
+
+async def test_paying_needs_an_idempotency_key(
+    client: httpx.AsyncClient, friends: tuple[Account, Account]
+) -> None:
+    alice, bob = friends
+    request = await ask(client, alice, bob)
+    response = await client.post(f"/v1/requests/{request['id']}/pay", headers=bob.headers)
+    assert response.status_code == 422
+    assert response.json()["error"]["param"] == "Idempotency-Key"
+    assert await status_of(client, bob, request["id"]) == "pending"

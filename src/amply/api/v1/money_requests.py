@@ -14,10 +14,10 @@ from amply.api.v1.wallet_views import Views, request_views
 from amply.deps import (
     CurrentUser,
     IdempotencyKeyHeader,
-    RequiredIdempotencyKey,
     SessionDep,
     SettingsDep,
 )
+from amply.errors import InvalidInput
 from amply.schemas.common import Limit, ListResponse, StartingAfter
 from amply.schemas.wallets import (
     MoneyRequestCreate,
@@ -133,10 +133,18 @@ async def pay_request(
     caller: CurrentUser,
     session: SessionDep,
     settings: SettingsDep,
-    idempotency_key: RequiredIdempotencyKey,
+    idempotency_key: IdempotencyKeyHeader = None,
 ) -> JSONResponse:
+    payer = await wallets.of_user(session, user_id=caller.user.id)
+    # Someone else's request is missing (404) before anything is said about the key.
+    await money_requests.visible_to(session, wallet=payer, request_id=request_id)
+    if idempotency_key is None:
+        raise InvalidInput(
+            "The Idempotency-Key header is required: paying moves money.",
+            param="Idempotency-Key",
+        )
+
     async def run() -> MoneyRequestPaid:
-        payer = await wallets.of_user(session, user_id=caller.user.id)
         paid, transfer = await money_requests.pay(
             session, payer=payer, request_id=request_id, settings=settings
         )
