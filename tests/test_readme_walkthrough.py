@@ -62,8 +62,15 @@ async def test_the_readme_sandbox_walkthrough_works_as_written(
     assert "checkpoint signed by amply.test+" in output
     assert "(key not pinned" not in output
     assert re.search(r"OK: donation don_\w+ is entry 1 of chain org_", output)
-    assert superuser_sql("SELECT type, amount FROM ledger_entries ORDER BY seq") == [
-        ("donation_received", 2500),
-        ("payment_processing_fee", -103),
-        ("donation_refunded", -500),
+    assert '"rule": "new_recipient"' in output
+    assert '"balance": 10750' in output
+    assert '"public_name": "Anonymous"' in output
+    organisation_chain = superuser_sql(
+        "SELECT type, amount, currency FROM ledger_entries WHERE chain_id LIKE 'org%' ORDER BY seq"
+    )
+    assert organisation_chain == [
+        ("donation_received", 2500, "EUR"),
+        ("payment_processing_fee", -103, "EUR"),
+        ("donation_refunded", -500, "EUR"),
+        ("wallet_donation_received", 500, "USD"),
     ]

@@ -236,6 +236,9 @@ CREATE INDEX transactions_counterparty ON transactions (counterparty_wallet_id, 
     WHERE counterparty_wallet_id IS NOT NULL;
 CREATE INDEX transactions_holds ON transactions (wallet_id, hold_expires_at)
     WHERE status = 'pending_confirmation';
+-- The new-recipient risk rule: has this sender completed a transfer to that recipient?
+CREATE INDEX transactions_completed_pairs ON transactions (wallet_id, counterparty_wallet_id)
+    WHERE kind = 'transfer' AND status = 'completed';
 CREATE INDEX transactions_organisation ON transactions (organisation_id)
     WHERE organisation_id IS NOT NULL;
 -- Paying a request twice pays once: at most one transfer per request is awaiting
