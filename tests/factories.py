@@ -207,6 +207,10 @@ async def onboarded_organisation(client: httpx.AsyncClient) -> tuple[Account, st
 # --- Assertions shared by the API tests -----------------------------------------------------
 
 
+# Organisations' entries only: every sign-up also writes its wallet's welcome bonus.
+ORGANISATION_ENTRIES = "ledger_entries WHERE chain_id LIKE 'org%'"
+
+
 def count_rows(superuser_sql: Callable[..., list[tuple[Any, ...]]], table: str) -> int:
     [(count,)] = superuser_sql(f"SELECT count(*) FROM {table}")
     return int(count)

@@ -15,6 +15,7 @@ from amply.config import Settings
 from amply.lib import tokens
 from tests.conftest import ClientFactory, SuperuserSql
 from tests.factories import (
+    ORGANISATION_ENTRIES,
     add_member,
     bearer,
     count_rows,
@@ -46,7 +47,7 @@ def _refused(response: httpx.Response, status: int, code: str, param: str | None
 
 def _nothing_written(superuser_sql: SuperuserSql) -> None:
     assert count_rows(superuser_sql, "donations") == 0
-    assert count_rows(superuser_sql, "ledger_entries") == 0
+    assert count_rows(superuser_sql, ORGANISATION_ENTRIES) == 0
     assert count_rows(superuser_sql, "idempotency_keys") == 0
 
 

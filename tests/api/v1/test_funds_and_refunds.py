@@ -18,6 +18,7 @@ from amply.db import Database
 from amply.services import ledger
 from tests.conftest import ClientFactory, SuperuserSql
 from tests.factories import (
+    ORGANISATION_ENTRIES,
     Account,
     add_member,
     bearer,
@@ -415,7 +416,7 @@ async def test_refunds_move_the_ledger_only_when_settled_and_a_full_refund_close
     owner, organisation_id = await onboarded_organisation(client)
     donation_id, payment_intent_id = await _completed(client, organisation_id, amount=10_000)
     donation_path = f"/v1/donations/{donation_id}"
-    entries_before = count_rows(superuser_sql, "ledger_entries")
+    entries_before = count_rows(superuser_sql, ORGANISATION_ENTRIES)
 
     partial = await _refund(client, owner.headers, donation_id, amount=4_000)
     pending = await client.get(donation_path, headers=owner.headers)
@@ -429,7 +430,7 @@ async def test_refunds_move_the_ledger_only_when_settled_and_a_full_refund_close
     )
     assert (refund["reason"], refund["status"]) == ("requested_by_customer", "pending")
     assert refund["id"].startswith("rfd_")
-    assert count_rows(superuser_sql, "ledger_entries") == entries_before
+    assert count_rows(superuser_sql, ORGANISATION_ENTRIES) == entries_before
     assert (pending.json()["status"], pending.json()["amount_refunded"]) == ("completed", 0)
     assert [r["status"] for r in pending.json()["refunds"]] == ["pending"]
 
@@ -438,12 +439,12 @@ async def test_refunds_move_the_ledger_only_when_settled_and_a_full_refund_close
 
     assert (settled["status"], settled["amount_refunded"]) == ("completed", 4_000)
     assert [r["status"] for r in after_first.json()["refunds"]] == ["succeeded"]
-    assert count_rows(superuser_sql, "ledger_entries") == entries_before + 1
+    assert count_rows(superuser_sql, ORGANISATION_ENTRIES) == entries_before + 1
 
     rest = await _refund(client, owner.headers, donation_id, key="refund-the-rest-0123")
     assert rest.status_code == 201, rest.text
     assert (rest.json()["amount"], rest.json()["status"]) == (6_000, "pending")
-    assert count_rows(superuser_sql, "ledger_entries") == entries_before + 1
+    assert count_rows(superuser_sql, ORGANISATION_ENTRIES) == entries_before + 1
     final = await _settle_refunds(client, payment_intent_id)
     read = await client.get(donation_path, headers=owner.headers)
 
@@ -478,7 +479,7 @@ async def test_a_refund_beyond_what_remains_is_refused_and_writes_nothing(
 ) -> None:
     owner, organisation_id = await onboarded_organisation(client)
     donation_id, _ = await _completed(client, organisation_id, amount=5_000)
-    entries = count_rows(superuser_sql, "ledger_entries")
+    entries = count_rows(superuser_sql, ORGANISATION_ENTRIES)
 
     too_much = await _refund(client, owner.headers, donation_id, amount=5_001)
     part = await _refund(
@@ -498,7 +499,7 @@ async def test_a_refund_beyond_what_remains_is_refused_and_writes_nothing(
     assert part.status_code == rest.status_code == 201, rest.text
     assert sorted(superuser_sql("SELECT amount FROM donation_refunds")) == [(2_000,), (3_000,)]
     assert count_rows(superuser_sql, "idempotency_keys") == 2
-    assert count_rows(superuser_sql, "ledger_entries") == entries
+    assert count_rows(superuser_sql, ORGANISATION_ENTRIES) == entries
 
 
 async def test_refunds_made_outside_amply_count_against_what_remains(
@@ -651,7 +652,7 @@ async def test_a_failed_sandbox_payment_fails_the_donation_without_a_ledger_entr
     assert (read.json()["status"], read.json()["failure_code"]) == ("failed", "card_declined")
     assert read.json()["completed_at"] is None
     assert error_of(again, 409)["code"] == "payment_not_pending"
-    assert count_rows(superuser_sql, "ledger_entries") == 0
+    assert count_rows(superuser_sql, ORGANISATION_ENTRIES) == 0
     # The donor may retry with another card: a failed payment can still succeed.
     await sandbox_succeed(client, checkout)
     retried = await client.get(f"/v1/donations/{donation_id}", headers=owner.headers)
@@ -673,7 +674,7 @@ async def test_a_sandbox_payment_succeeds_only_once(
     assert (first.json()["status"], first.json()["ledger_entry"]["seq"]) == ("completed", 1)
     assert error_of(second, 409)["code"] == "payment_already_succeeded"
     assert error_of(fail_after, 409)["code"] == "payment_not_pending"
-    assert superuser_sql("SELECT type, amount FROM ledger_entries ORDER BY seq") == [
+    assert superuser_sql(f"SELECT type, amount FROM {ORGANISATION_ENTRIES} ORDER BY seq") == [
         ("donation_received", 10_000),
         ("payment_processing_fee", -320),
     ]
@@ -711,4 +712,4 @@ async def test_the_sandbox_is_off_when_stripe_keys_are_configured(
         assert (error["code"], error["param"]) == ("sandbox_disabled", None)
     assert superuser_sql("SELECT id, status FROM donations") == [(donation_id, "pending")]
     assert count_rows(superuser_sql, "stripe_events") == 0
-    assert count_rows(superuser_sql, "ledger_entries") == 0
+    assert count_rows(superuser_sql, ORGANISATION_ENTRIES) == 0

@@ -22,7 +22,7 @@ from amply.config import Settings
 from amply.db import Database
 from amply.services import ledger
 from tests.conftest import ClientFactory, SuperuserSql
-from tests.factories import create_organisation, donate, onboard, sign_up
+from tests.factories import ORGANISATION_ENTRIES, create_organisation, donate, onboard, sign_up
 from tests.stripe_harness import make_event, sign_payload
 
 SECRET = "whsec_amply_webhook_tests"
@@ -189,7 +189,7 @@ async def test_unverifiable_or_malformed_events_are_refused_and_nothing_is_store
     assert response.status_code == 400, response.text
     assert response.json()["error"]["code"].startswith("webhook_")
     assert superuser_sql("SELECT count(*) FROM stripe_events") == [(0,)]
-    assert superuser_sql("SELECT count(*) FROM ledger_entries") == [(0,)]
+    assert superuser_sql(f"SELECT count(*) FROM {ORGANISATION_ENTRIES}") == [(0,)]
 
 
 async def test_an_event_altered_after_signing_is_refused(
@@ -447,7 +447,7 @@ async def test_events_about_payments_and_accounts_amply_does_not_know_are_acknow
 
     assert [r.json()["outcome"] for r in responses] == ["processed"] * len(strangers)
     assert superuser_sql("SELECT status FROM donations") == [("pending",)]
-    assert superuser_sql("SELECT count(*) FROM ledger_entries") == [(0,)]
+    assert superuser_sql(f"SELECT count(*) FROM {ORGANISATION_ENTRIES}") == [(0,)]
 
 
 async def test_a_dispute_without_an_amount_is_refused_so_stripe_retries(
@@ -509,7 +509,7 @@ async def test_a_payment_other_than_the_one_asked_for_is_never_recorded(
     assert [r.status_code for r in responses] == [409, 409]
     assert responses[0].json()["error"]["code"] == "payment_mismatch"
     assert superuser_sql("SELECT count(*) FROM stripe_events") == [(0,)]
-    assert superuser_sql("SELECT count(*) FROM ledger_entries") == [(0,)]
+    assert superuser_sql(f"SELECT count(*) FROM {ORGANISATION_ENTRIES}") == [(0,)]
 
 
 async def test_a_prevented_dispute_moves_nothing_and_a_dispute_fee_is_withdrawn_once(
