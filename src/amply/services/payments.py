@@ -1,26 +1,29 @@
 """The payment gateway: Stripe Connect, or the local sandbox when no Stripe keys are set.
 
 Both answer the same questions (create a connected account and its onboarding link, create a
-PaymentIntent on an organisation's account, tell a charge's processing fee, refund), so the
-donation service never asks which one it has. Stripe's answers to *what happened* arrive as
-events (``services/stripe_events.py``); the sandbox makes the same events itself
-(``services/sandbox.py``).
+PaymentIntent on an organisation's account, tell a charge's processing fee, refund; and for
+wallets: a Customer per wallet, SetupIntents that save its cards, PaymentIntents on the
+platform account that charge a saved card), so the services never ask which one they have.
+Stripe's answers to *what happened* arrive as events (``services/stripe_events.py``); the
+sandbox makes the same events itself (``services/sandbox.py``).
 """
 
 from __future__ import annotations
 
 import logging
+import re
+import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Final, Literal, Protocol
+from typing import Any, Final, Literal, Protocol, cast
 
 import stripe
 from stripe._base_address import BaseAddresses
 
 from amply.config import Settings
-from amply.errors import AmplyError, Conflict, PaymentProviderError, ServiceUnavailable
-from amply.lib.ids import sandbox_id
+from amply.errors import AmplyError, Conflict, NotFound, PaymentProviderError, ServiceUnavailable
+from amply.lib.ids import base62, sandbox_id
 from amply.lib.money import fee_for, stripe_currency
 
 logger = logging.getLogger(__name__)
@@ -65,6 +68,69 @@ class ProcessingFee:
 class CreatedRefund:
     refund_id: str
     status: str
+
+
+@dataclass(frozen=True, slots=True)
+class CreatedSetupIntent:
+    setup_intent_id: str
+    client_secret: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class SetupIntentState:
+    """What a SetupIntent says: its status, whose it is, and the card it saved."""
+
+    setup_intent_id: str
+    status: str
+    customer_id: str | None
+    payment_method_id: str | None
+    wallet_id: str | None  # from the metadata Amply gave it
+
+
+@dataclass(frozen=True, slots=True)
+class CardDetails:
+    """What a person recognises a card by; never its number."""
+
+    brand: str
+    last4: str
+    exp_month: int
+    exp_year: int
+
+
+SandboxCard = Literal["visa", "mastercard", "amex"]
+# The sandbox's test cards, as Stripe's test cards of those brands (4242…4242, 5555…4444,
+# 3782…0005) would be saved.
+SANDBOX_CARDS: Final[dict[str, CardDetails]] = {
+    "visa": CardDetails(brand="visa", last4="4242", exp_month=12, exp_year=2034),
+    "mastercard": CardDetails(brand="mastercard", last4="4444", exp_month=12, exp_year=2034),
+    "amex": CardDetails(brand="amex", last4="0005", exp_month=12, exp_year=2034),
+}
+_SANDBOX_TOKEN_SPACE: Final = 62**24
+# A sandbox SetupIntent names its wallet (the 24 characters after ``wal_``), so that the
+# sandbox needs no store of its own; a sandbox payment method names its test card.
+_SANDBOX_SETUP_INTENT: Final = re.compile(r"^seti_sandbox_([0-9A-Za-z]{24})[0-9A-Za-z]{24}$")
+_SANDBOX_PAYMENT_METHOD: Final = re.compile(r"^pm_sandbox_(visa|mastercard|amex)_[0-9A-Za-z]{24}$")
+
+
+def _sandbox_token() -> str:
+    return base62(secrets.randbelow(_SANDBOX_TOKEN_SPACE), length=24)
+
+
+def sandbox_customer_id(wallet_id: str) -> str:
+    """The sandbox's Customer of a wallet: derived from its id, never stored, so that a
+    database that later gets Stripe keys can still store the wallet's real Customer."""
+    return f"cus_sandbox_{wallet_id.removeprefix('wal_')}"
+
+
+def sandbox_setup_intent_wallet(setup_intent_id: str) -> str | None:
+    """The wallet a sandbox SetupIntent was made for, or None if it is no sandbox one."""
+    match = _SANDBOX_SETUP_INTENT.match(setup_intent_id)
+    return f"wal_{match.group(1)}" if match else None
+
+
+def sandbox_payment_method_id(card: SandboxCard) -> str:
+    """A new sandbox payment method for one of the test cards."""
+    return f"pm_sandbox_{card}_{_sandbox_token()}"
 
 
 class PaymentGateway(Protocol):
@@ -114,6 +180,45 @@ class PaymentGateway(Protocol):
         idempotency_key: str,
     ) -> CreatedRefund: ...
 
+    # --- Saved cards and deposits: all on the platform account (no Stripe-Account) ---
+
+    def customer_of(self, *, wallet_id: str, stored: str | None) -> str | None:
+        """The wallet's Customer in this mode (``stored``: the one the wallet row holds),
+        or None if it has none yet."""
+        ...
+
+    async def create_customer(self, *, wallet_id: str) -> str:
+        """A Customer for the wallet; the same one for the same wallet on a retry."""
+        ...
+
+    async def create_setup_intent(
+        self, *, customer_id: str, wallet_id: str
+    ) -> CreatedSetupIntent: ...
+
+    async def retrieve_setup_intent(self, *, setup_intent_id: str) -> SetupIntentState:
+        """The SetupIntent, or 404 if there is no such one."""
+        ...
+
+    async def retrieve_card(self, *, payment_method_id: str) -> CardDetails: ...
+
+    async def charge_saved_card(
+        self,
+        *,
+        customer_id: str,
+        payment_method_id: str,
+        amount: int,
+        currency: str,
+        metadata: dict[str, str],
+        idempotency_key: str,
+    ) -> CreatedPayment:
+        """Create and confirm, off session, a PaymentIntent on the platform account. Its
+        outcome arrives as ``payment_intent.succeeded`` or ``…payment_failed``."""
+        ...
+
+    async def detach_payment_method(self, *, payment_method_id: str) -> None:
+        """Forget the card at the provider (a card detached already is no error)."""
+        ...
+
 
 class PaymentRefused(AmplyError):
     """Stripe refused the request as invalid (an over-refund, say): the client can act on it."""
@@ -140,10 +245,15 @@ def _translate(error: stripe.StripeError) -> AmplyError:
 
 
 @contextmanager
-def _calling_stripe() -> Iterator[None]:
-    """Stripe's exceptions, as Amply's errors."""
+def _calling_stripe(*, missing: str | None = None, param: str | None = None) -> Iterator[None]:
+    """Stripe's exceptions, as Amply's errors; with ``missing``, Stripe's ``resource_missing``
+    is a 404 with that message (an id the client sent that Stripe does not know)."""
     try:
         yield
+    except stripe.InvalidRequestError as error:
+        if missing is not None and error.code == "resource_missing":
+            raise NotFound(missing, param=param) from error
+        raise _translate(error) from error
     except stripe.StripeError as error:
         raise _translate(error) from error
 
@@ -272,6 +382,105 @@ class StripeGateway:
             )
         return CreatedRefund(refund_id=refund.id, status=refund.status or "pending")
 
+    def customer_of(self, *, wallet_id: str, stored: str | None) -> str | None:
+        return stored
+
+    async def create_customer(self, *, wallet_id: str) -> str:
+        # No name or email: Stripe needs neither to keep a wallet's cards.
+        with _calling_stripe():
+            customer = await self._client.v1.customers.create_async(
+                params={"metadata": {"wallet_id": wallet_id}},
+                options={"idempotency_key": f"customer:{wallet_id}"},
+            )
+        return customer.id
+
+    async def create_setup_intent(self, *, customer_id: str, wallet_id: str) -> CreatedSetupIntent:
+        params: dict[str, Any] = {
+            "customer": customer_id,
+            "usage": "off_session",
+            "payment_method_types": _CARDS_ONLY,
+            "metadata": {"wallet_id": wallet_id},
+        }
+        with _calling_stripe():
+            intent = await self._client.v1.setup_intents.create_async(params=cast(Any, params))
+        return CreatedSetupIntent(setup_intent_id=intent.id, client_secret=intent.client_secret)
+
+    async def retrieve_setup_intent(self, *, setup_intent_id: str) -> SetupIntentState:
+        with _calling_stripe(missing="No such SetupIntent.", param="setup_intent_id"):
+            intent = await self._client.v1.setup_intents.retrieve_async(setup_intent_id)
+        metadata = intent.metadata
+        return SetupIntentState(
+            setup_intent_id=intent.id,
+            status=intent.status,
+            customer_id=_stripe_id(intent.customer),
+            payment_method_id=_stripe_id(intent.payment_method),
+            wallet_id=metadata["wallet_id"] if metadata and "wallet_id" in metadata else None,
+        )
+
+    async def retrieve_card(self, *, payment_method_id: str) -> CardDetails:
+        with _calling_stripe(missing="No such card.", param="setup_intent_id"):
+            method = await self._client.v1.payment_methods.retrieve_async(payment_method_id)
+        # A StripeObject has no attribute for a key its JSON lacks: other types have no card.
+        card = getattr(method, "card", None) if method.type == "card" else None
+        if card is None:
+            raise PaymentRefused(
+                "This payment method is not a card.", code="payment_method_not_card"
+            )
+        return CardDetails(
+            brand=card.brand, last4=card.last4, exp_month=card.exp_month, exp_year=card.exp_year
+        )
+
+    async def charge_saved_card(
+        self,
+        *,
+        customer_id: str,
+        payment_method_id: str,
+        amount: int,
+        currency: str,
+        metadata: dict[str, str],
+        idempotency_key: str,
+    ) -> CreatedPayment:
+        # On the platform account (no Stripe-Account header): the money is Amply's to hold
+        # for the wallet. Confirmed at once, off session: the user is not there to act.
+        params: dict[str, Any] = {
+            "amount": amount,
+            "currency": stripe_currency(currency),
+            "customer": customer_id,
+            "payment_method": payment_method_id,
+            "payment_method_types": _CARDS_ONLY,
+            "confirm": True,
+            "off_session": True,
+            "metadata": metadata,
+        }
+        with _calling_stripe():
+            intent = await self._client.v1.payment_intents.create_async(
+                params=cast(Any, params), options={"idempotency_key": idempotency_key}
+            )
+        return CreatedPayment(payment_intent_id=intent.id, client_secret=None)
+
+    async def detach_payment_method(self, *, payment_method_id: str) -> None:
+        try:
+            with _calling_stripe():
+                await self._client.v1.payment_methods.detach_async(payment_method_id)
+        except PaymentRefused as error:
+            # Only the id is sent: Stripe refuses it only when the card is gone already
+            # (detached before, or deleted), which is what was asked.
+            logger.warning("payment method %s was detached already: %s", payment_method_id, error)
+
+
+# Cards only, named with the classic ``payment_method_types`` (the library's newest types call
+# it ``allowed_payment_method_types``): no redirect-based method can be offered, so a saved
+# card is confirmed off session without a ``return_url``.
+_CARDS_ONLY: Final = ["card"]
+
+
+def _stripe_id(value: object) -> str | None:
+    """A Stripe reference, expanded (an object with an id) or not."""
+    if isinstance(value, str):
+        return value
+    identifier = getattr(value, "id", None)
+    return identifier if isinstance(identifier, str) else None
+
 
 def _account_state(account: stripe.Account) -> AccountState:
     return AccountState(
@@ -355,6 +564,57 @@ class SandboxGateway:
         idempotency_key: str,
     ) -> CreatedRefund:
         return CreatedRefund(refund_id=sandbox_id("re"), status="pending")
+
+    def customer_of(self, *, wallet_id: str, stored: str | None) -> str | None:
+        return sandbox_customer_id(wallet_id)
+
+    async def create_customer(self, *, wallet_id: str) -> str:
+        return sandbox_customer_id(wallet_id)
+
+    async def create_setup_intent(self, *, customer_id: str, wallet_id: str) -> CreatedSetupIntent:
+        # It succeeds when POST /v1/sandbox/setup-intents/{id}/succeed says so.
+        setup_intent_id = f"seti_sandbox_{wallet_id.removeprefix('wal_')}{_sandbox_token()}"
+        return CreatedSetupIntent(
+            setup_intent_id=setup_intent_id,
+            client_secret=f"{setup_intent_id}_secret_{_sandbox_token()}",
+        )
+
+    async def retrieve_setup_intent(self, *, setup_intent_id: str) -> SetupIntentState:
+        # A sandbox SetupIntent's success saves its card at once (through the same
+        # ``setup_intent.succeeded`` handling as Stripe's event), so one that is looked up
+        # because no card holds it has not succeeded.
+        wallet_id = sandbox_setup_intent_wallet(setup_intent_id)
+        if wallet_id is None:
+            raise NotFound("No such SetupIntent.", param="setup_intent_id")
+        return SetupIntentState(
+            setup_intent_id=setup_intent_id,
+            status="requires_payment_method",
+            customer_id=sandbox_customer_id(wallet_id),
+            payment_method_id=None,
+            wallet_id=wallet_id,
+        )
+
+    async def retrieve_card(self, *, payment_method_id: str) -> CardDetails:
+        match = _SANDBOX_PAYMENT_METHOD.match(payment_method_id)
+        if match is None:
+            raise NotFound("No such card.", param="setup_intent_id")
+        return SANDBOX_CARDS[match.group(1)]
+
+    async def charge_saved_card(
+        self,
+        *,
+        customer_id: str,
+        payment_method_id: str,
+        amount: int,
+        currency: str,
+        metadata: dict[str, str],
+        idempotency_key: str,
+    ) -> CreatedPayment:
+        # Pending until POST /v1/sandbox/payments/{id}/succeed (or …/fail).
+        return CreatedPayment(payment_intent_id=sandbox_id("pi"), client_secret=None)
+
+    async def detach_payment_method(self, *, payment_method_id: str) -> None:
+        return None
 
 
 def gateway_for(settings: Settings) -> PaymentGateway:

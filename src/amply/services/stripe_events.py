@@ -10,6 +10,10 @@ Events may arrive in any order. Each handler works from the object in the event 
 donation's state under its row lock: a refund or dispute of a donation not yet completed
 completes it first (the charge in the event, or the PaymentIntent fetched fresh, proves the
 payment succeeded), and a completion that arrives afterwards finds it done.
+
+Events of the platform account itself (no ``account``) are about wallets: a PaymentIntent
+that pays a deposit completes or fails it under the deposit's row lock, and a SetupIntent
+that succeeded saves the wallet's card (``services/deposits.py``, ``services/cards.py``).
 """
 
 from __future__ import annotations
@@ -28,9 +32,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from amply.config import Settings
 from amply.errors import AmplyError, ServiceUnavailable
-from amply.models import Donation
-from amply.services import connect, donations
-from amply.services.payments import AccountState, PaymentGateway
+from amply.models import Donation, Transaction
+from amply.services import cards, connect, deposits, donations
+from amply.services.payments import AccountState, PaymentGateway, SetupIntentState
 
 logger = logging.getLogger(__name__)
 
@@ -237,27 +241,68 @@ class PaymentMismatch(AmplyError):
 def _check_paid_as_asked(donation: Donation, intent: dict[str, Any]) -> None:
     # The PaymentIntent lives on the organisation's own account, where it could be changed
     # before the donor paid; the ledger records only what was asked and paid alike.
+    _check_payment(intent, kind="donation", payment=donation)
+
+
+def _check_payment(intent: dict[str, Any], *, kind: str, payment: Donation | Transaction) -> None:
     received = intent.get("amount_received", intent.get("amount"))
     currency = intent.get("currency")
-    if (isinstance(received, int) and received != donation.amount) or (
-        isinstance(currency, str) and currency.upper() != donation.currency
+    if (isinstance(received, int) and received != payment.amount) or (
+        isinstance(currency, str) and currency.upper() != payment.currency
     ):
         logger.error(
-            "PaymentIntent %s paid %s %s, but donation %s asked %s %s: not recorded",
-            donation.payment_intent_id,
+            "PaymentIntent %s paid %s %s, but %s %s asked %s %s: not recorded",
+            payment.payment_intent_id,
             received,
             currency,
-            donation.id,
-            donation.amount,
-            donation.currency,
+            kind,
+            payment.id,
+            payment.amount,
+            payment.currency,
         )
         raise PaymentMismatch(
-            f"PaymentIntent {donation.payment_intent_id} does not match donation {donation.id}."
+            f"PaymentIntent {payment.payment_intent_id} does not match {kind} {payment.id}."
         )
+
+
+async def _deposit(session: AsyncSession, event: Event) -> Transaction | None:
+    """The deposit a PaymentIntent of the platform account pays, locked, if it is one."""
+    payment_intent_id = _id_of(event.object.get("id"))
+    if event.account is not None or payment_intent_id is None:
+        return None
+    return await deposits.find_for_payment(
+        session, payment_intent_id=payment_intent_id, deposit_id=_deposit_reference(event)
+    )
+
+
+def _deposit_reference(event: Event) -> str | None:
+    """The deposit a PaymentIntent's metadata names (``amply_deposit``)."""
+    metadata = event.object.get("metadata")
+    reference = metadata.get("amply_deposit") if isinstance(metadata, dict) else None
+    return reference if isinstance(reference, str) else None
+
+
+async def _deposit_succeeded(session: AsyncSession, event: Event, gateway: PaymentGateway) -> bool:
+    """Complete the deposit this success pays, once; False if it pays no deposit."""
+    deposit = await _deposit(session, event)
+    reference = _deposit_reference(event)
+    if deposit is None and event.account is None and reference is not None:
+        # The request that created it did not commit, though Stripe took the money.
+        deposit = await deposits.recover(
+            session, deposit_id=reference, intent=event.object, gateway=gateway
+        )
+    if deposit is None:
+        return False
+    if deposit.status != "completed":
+        _check_payment(event.object, kind="deposit", payment=deposit)
+        await deposits.complete(session, deposit)
+    return True
 
 
 async def _payment_succeeded(session: AsyncSession, event: Event, gateway: PaymentGateway) -> None:
     intent = event.object
+    if await _deposit_succeeded(session, event, gateway):
+        return
     donation = await _donation(session, event, payment_intent=intent.get("id"))
     if donation is not None and donation.received_entry_id is None:
         _check_paid_as_asked(donation, intent)
@@ -268,21 +313,27 @@ async def _payment_succeeded(session: AsyncSession, event: Event, gateway: Payme
 
 async def _payment_failed(session: AsyncSession, event: Event, gateway: PaymentGateway) -> None:
     intent = event.object
+    deposit = await _deposit(session, event)
+    if deposit is not None:
+        code, message = _failure(event)
+        await deposits.mark_failed(session, deposit, code=code, message=message)
+        return
     donation = await _donation(session, event, payment_intent=intent.get("id"))
     if donation is None:
         return
-    error = intent.get("last_payment_error")
+    code, message = _failure(event)
+    await donations.mark_failed(session, donation, code=code, message=message)
+
+
+def _failure(event: Event) -> tuple[str | None, str | None]:
+    """The failure code and message of a failed or canceled PaymentIntent."""
+    error = event.object.get("last_payment_error")
     if event.type == "payment_intent.canceled":
         error = {"code": "canceled", "message": "The payment was canceled."}
     if not isinstance(error, dict):
         error = {}
     code, message = error.get("code"), error.get("message")
-    await donations.mark_failed(
-        session,
-        donation,
-        code=code if isinstance(code, str) else None,
-        message=message if isinstance(message, str) else None,
-    )
+    return (code if isinstance(code, str) else None, message if isinstance(message, str) else None)
 
 
 async def _charge_updated(session: AsyncSession, event: Event, gateway: PaymentGateway) -> None:
@@ -376,6 +427,28 @@ async def _account_updated(session: AsyncSession, event: Event, gateway: Payment
     )
 
 
+async def _setup_intent_succeeded(
+    session: AsyncSession, event: Event, gateway: PaymentGateway
+) -> None:
+    intent = event.object
+    setup_intent_id = _id_of(intent.get("id"))
+    metadata = intent.get("metadata")
+    wallet_id = metadata.get("wallet_id") if isinstance(metadata, dict) else None
+    if event.account is not None or setup_intent_id is None or not isinstance(wallet_id, str):
+        return
+    await cards.save_from_setup_intent(
+        session,
+        intent=SetupIntentState(
+            setup_intent_id=setup_intent_id,
+            status=str(intent.get("status")),
+            customer_id=_id_of(intent.get("customer")),
+            payment_method_id=_id_of(intent.get("payment_method")),
+            wallet_id=wallet_id,
+        ),
+        gateway=gateway,
+    )
+
+
 HANDLERS: Final[dict[str, Handler]] = {
     "payment_intent.succeeded": _payment_succeeded,
     "payment_intent.payment_failed": _payment_failed,
@@ -390,4 +463,5 @@ HANDLERS: Final[dict[str, Handler]] = {
     "charge.dispute.updated": _dispute,
     "charge.dispute.closed": _dispute,
     "account.updated": _account_updated,
+    "setup_intent.succeeded": _setup_intent_succeeded,
 }

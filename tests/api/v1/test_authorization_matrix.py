@@ -41,6 +41,7 @@ PUBLIC = {
     ("POST", "/v1/sandbox/payments/{payment_id}/succeed"),
     ("POST", "/v1/sandbox/payments/{payment_id}/fail"),
     ("POST", "/v1/sandbox/payments/{payment_id}/refund"),
+    ("POST", "/v1/sandbox/setup-intents/{setup_intent_id}/succeed"),
     # Transparency: anyone may read organisations and their ledgers.
     ("GET", "/v1/public/organisations"),
     ("GET", "/v1/public/organisations/{organisation_id}"),
