@@ -71,8 +71,10 @@ def _serve(args: argparse.Namespace) -> int:
     from amply.config import get_settings
     from amply.main import create_app
     from amply.migrate import upgrade_to_head
+    from amply.observability import configure_logging
 
     settings = get_settings()
+    configure_logging(level=settings.log_level, json_lines=settings.log_format == "json")
     # uvicorn shuts down gracefully on SIGINT/SIGTERM, then re-raises the signal. Handled as
     # exceptions here, that signal unwinds through database_urls(), which stops the embedded
     # PostgreSQL cleanly instead of leaving it running.
@@ -82,7 +84,14 @@ def _serve(args: argparse.Namespace) -> int:
         with database_urls(settings) as urls:
             upgrade_to_head(urls.migration)
             app = create_app(settings, database_url=urls.app)
-            uvicorn.run(app, host=args.host, port=args.port, log_level=settings.log_level)
+            uvicorn.run(
+                app,
+                host=args.host,
+                port=args.port,
+                log_level=settings.log_level,
+                log_config=None,  # configure_logging() routes uvicorn's loggers
+                access_log=False,  # the app logs one structured line per request itself
+            )
     except KeyboardInterrupt:
         pass
     return EXIT_OK

@@ -44,6 +44,14 @@ class Settings(BaseSettings):
         default=30_000, ge=0, description="Per-statement timeout for the service's connections."
     )
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
+    log_format: Literal["json", "text"] = Field(
+        default="json",
+        description="json: one JSON object per line (with the request id), for log "
+        "pipelines; text: plain lines for a terminal.",
+    )
+    metrics_enabled: bool = Field(
+        default=True, description="Serve Prometheus metrics at /metrics (else 404)."
+    )
 
     stripe_secret_key: SecretStr | None = Field(
         default=None,

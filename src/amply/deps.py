@@ -141,6 +141,7 @@ async def get_caller(
         key = await api_keys.authenticate_api_key(
             session, secret=bearer, live_mode=settings.live_mode
         )
+        request.state.caller_kind = "api_key"
         return Caller(origin=origin, api_key=key)
     if bearer is not None and not bearer.startswith(tokens.SESSION_TOKEN_PREFIX):
         raise AuthenticationRequired(
@@ -153,6 +154,7 @@ async def get_caller(
     if via_cookie and request.method not in SAFE_METHODS:
         _check_csrf(request, token)
     authenticated = await auth.authenticate(session, settings=settings, token=token)
+    request.state.caller_kind = "user"
     return SignedIn(origin=origin, auth=authenticated, session_token=token, via_cookie=via_cookie)
 
 

@@ -15,6 +15,7 @@ from amply.api.v1.router import router as v1_router
 from amply.config import Settings
 from amply.db import Database
 from amply.migrate import head_revision
+from amply.observability import RequestContext
 from amply.services import checkpoints, housekeeping
 from amply.services.payments import gateway_for
 
@@ -71,6 +72,7 @@ def create_app(settings: Settings, *, database_url: str) -> FastAPI:
     app.state.signer = signer
     app.state.schema_head = head_revision()
     install_error_handlers(app)
+    app.add_middleware(RequestContext)
     app.include_router(health.router)
     app.include_router(v1_router)
     return app

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from typing import Literal
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from amply.api.errors import error_responses
 from amply.deps import DatabaseDep
-from amply.errors import ServiceUnavailable
+from amply.errors import NotFound, ServiceUnavailable
+from amply.observability import DB_POOL
 
 router = APIRouter(tags=["health"])
 
@@ -51,3 +53,29 @@ async def ready(request: Request, database: DatabaseDep) -> Ready:
 
 def _not_ready(reason: str) -> ServiceUnavailable:
     return ServiceUnavailable(f"not ready: {reason}", code="not_ready")
+
+
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics of this process (text exposition format)",
+    description="Requests and latencies per route, ledger appends, Stripe events by type "
+    "and outcome, and the database pool. Expose it to your monitoring network only "
+    "(`AMPLY_METRICS_ENABLED=false` turns it off: 404).",
+    response_class=Response,
+    responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}, **error_responses(404)},
+)
+async def metrics(request: Request, database: DatabaseDep) -> Response:
+    if not request.app.state.settings.metrics_enabled:
+        raise NotFound("Metrics are turned off on this server.", code="metrics_disabled")
+    pool = database.engine.pool
+    # QueuePool reports these; other pools (NullPool in some set-ups) do not.
+    for state, read in (
+        ("checked_out", "checkedout"),
+        ("idle", "checkedin"),
+        ("overflow", "overflow"),
+        ("size", "size"),
+    ):
+        reader = getattr(pool, read, None)
+        if reader is not None:
+            DB_POOL.labels(state=state).set(reader())
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

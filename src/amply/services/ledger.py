@@ -29,6 +29,7 @@ from amply.lib.ids import generate_id
 from amply.lib.money import MoneyError, normalize_currency, validate_amount
 from amply.lib.verify import ChainVerifier, VerificationResult
 from amply.models.ledger import LedgerChain
+from amply.observability import count_ledger_appends
 
 ChainKind = Literal["organisation", "wallet", "platform"]
 EntryType = Literal[
@@ -308,6 +309,7 @@ async def append_journal(session: AsyncSession, *, legs: Sequence[Leg]) -> list[
         raise
     _locked_chains(session).update(chain_ids)
     entries = [Entry(**row) for row in result.mappings()]
+    count_ledger_appends([(entry.chain_id, entry.type) for entry in entries])
     entries.sort(key=lambda entry: (entry.chain_id, entry.seq))
     return entries
 

@@ -33,6 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from amply.config import Settings
 from amply.errors import AmplyError, ServiceUnavailable
 from amply.models import Donation, Transaction
+from amply.observability import STRIPE_EVENTS
 from amply.services import cards, connect, deposits, donations
 from amply.services.payments import AccountState, PaymentGateway, SetupIntentState
 
@@ -173,11 +174,14 @@ async def process(
         },
     )
     if stored is None:
-        return "duplicate"
-    if handler is None:
-        return "ignored"
-    await handler(session, event, gateway)
-    return "processed"
+        outcome: Outcome = "duplicate"
+    elif handler is None:
+        outcome = "ignored"
+    else:
+        await handler(session, event, gateway)
+        outcome = "processed"
+    STRIPE_EVENTS.labels(type=event.type, source=source, outcome=outcome).inc()
+    return outcome
 
 
 def _id_of(value: object) -> str | None:

@@ -32,6 +32,8 @@ from tests.factories import (
 PUBLIC = {
     ("GET", "/health"),
     ("GET", "/ready"),
+    # Operators' metrics: no personal data; expose to the monitoring network only.
+    ("GET", "/metrics"),
     ("POST", "/v1/auth/signup"),
     ("POST", "/v1/auth/login"),
     # Checkout is public (an API key is optional); Stripe signs its webhooks; the sandbox

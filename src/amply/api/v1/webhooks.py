@@ -25,6 +25,7 @@ async def stripe_webhook(
     event = stripe_events.verify(
         await request.body(), signature=request.headers.get("stripe-signature"), settings=settings
     )
+    request.state.caller_kind = "stripe"
     outcome = await stripe_events.process(
         session, event=event, source="webhook", gateway=gateway, live_mode=settings.live_mode
     )
