@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -192,6 +193,57 @@ def test_serve_starts_embedded_postgres_and_stops_it_on_a_signal(
         server.send_signal(stop_signal)
         output, _ = server.communicate(timeout=60)
     assert server.returncode == 0, output
+    deadline = time.monotonic() + 20
+    while embedded_postgres_processes(data_dir) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not embedded_postgres_processes(data_dir), "embedded PostgreSQL left running"
+
+
+def test_serve_with_workers_shares_metrics_and_stops_cleanly(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    port = free_port()
+    environment = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("DATABASE_", "AMPLY_", "PROMETHEUS_"))
+    }
+    environment["AMPLY_DATA_DIR"] = str(data_dir)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "amply.cli", "serve", "--port", str(port), "--workers", "2"],
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        ready = None
+        while time.monotonic() < deadline and server.poll() is None:
+            try:
+                ready = httpx.get(f"{base}/ready", timeout=2)
+                break
+            except httpx.TransportError:
+                time.sleep(0.25)
+        assert ready is not None, "amply serve --workers 2 never answered"
+        assert ready.status_code == 200
+        with httpx.Client(base_url=base) as http:
+            for _ in range(30):
+                assert http.get("/health").status_code == 200
+        # Each scrape lands on one worker, and counts the requests both served.
+        pattern = re.compile(
+            r'amply_http_requests_total\{method="GET",route="/health",status="200"\} (\S+)'
+        )
+        counted = 0.0
+        while counted < 30 and time.monotonic() < deadline:
+            match = pattern.search(httpx.get(f"{base}/metrics").text)
+            counted = float(match.group(1)) if match else 0.0
+        assert counted >= 30
+    finally:
+        server.send_signal(signal.SIGTERM)
+        output, _ = server.communicate(timeout=60)
+    assert server.returncode == 0, output
+    assert output.count("Finished server process") == 2, output
     deadline = time.monotonic() + 20
     while embedded_postgres_processes(data_dir) and time.monotonic() < deadline:
         time.sleep(0.2)

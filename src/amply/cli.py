@@ -8,6 +8,7 @@ import logging
 import os
 import signal
 import sys
+import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -80,21 +81,46 @@ def _serve(args: argparse.Namespace) -> int:
     # PostgreSQL cleanly instead of leaving it running.
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     signal.signal(signal.SIGHUP, _exit_on_sigterm)
+    options: dict[str, Any] = {
+        "host": args.host,
+        "port": args.port,
+        "log_level": settings.log_level,
+        "log_config": None,  # configure_logging() routes uvicorn's loggers
+        "access_log": False,  # the app logs one structured line per request itself
+        "timeout_graceful_shutdown": args.graceful_timeout,
+    }
     try:
         with database_urls(settings) as urls:
             upgrade_to_head(urls.migration)
-            app = create_app(settings, database_url=urls.app)
-            uvicorn.run(
-                app,
-                host=args.host,
-                port=args.port,
-                log_level=settings.log_level,
-                log_config=None,  # configure_logging() routes uvicorn's loggers
-                access_log=False,  # the app logs one structured line per request itself
-            )
+            if args.workers <= 1:
+                uvicorn.run(create_app(settings, database_url=urls.app), **options)
+            else:
+                _serve_workers(settings, urls=urls, workers=args.workers, options=options)
     except KeyboardInterrupt:
         pass
     return EXIT_OK
+
+
+def _serve_workers(
+    settings: Settings, *, urls: DatabaseUrls, workers: int, options: dict[str, Any]
+) -> None:
+    """Serve with several worker processes (uvicorn's supervisor restarts any that die).
+
+    Each worker builds its own app (``amply.main:worker_app``) on the database this process
+    started or was given; the checkpoint key is loaded (or generated) here first, so that
+    workers never race to create it; and Prometheus metrics are shared through a directory
+    of this run, so that ``/metrics`` on any worker adds up all of them.
+    """
+    import uvicorn
+
+    from amply.main import WORKER_DATABASE_URL
+    from amply.services.checkpoints import load_signer
+
+    load_signer(settings)
+    with tempfile.TemporaryDirectory(prefix="amply-metrics-") as metrics_dir:
+        os.environ[WORKER_DATABASE_URL] = urls.app
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+        uvicorn.run("amply.main:worker_app", factory=True, workers=workers, **options)
 
 
 def _migrate(_: argparse.Namespace) -> int:
@@ -237,6 +263,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="worker processes, each with its own connection pool (default 1)",
+    )
+    serve.add_argument(
+        "--graceful-timeout",
+        type=float,
+        default=30.0,
+        help="on SIGTERM, seconds to let requests in flight finish (default 30)",
+    )
     serve.set_defaults(handler=_serve)
 
     migrate = commands.add_parser("migrate", help="bring the database schema to the newest one")

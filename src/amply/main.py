@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -12,10 +13,10 @@ from amply import __version__
 from amply.api import health
 from amply.api.errors import install_error_handlers
 from amply.api.v1.router import router as v1_router
-from amply.config import Settings
+from amply.config import Settings, get_settings
 from amply.db import Database
 from amply.migrate import head_revision
-from amply.observability import RequestContext
+from amply.observability import RequestContext, configure_logging
 from amply.services import checkpoints, housekeeping
 from amply.services.payments import gateway_for
 
@@ -76,3 +77,14 @@ def create_app(settings: Settings, *, database_url: str) -> FastAPI:
     app.include_router(health.router)
     app.include_router(v1_router)
     return app
+
+
+# Where `amply serve --workers N` tells its workers the database it started or was given.
+WORKER_DATABASE_URL = "AMPLY_WORKER_DATABASE_URL"
+
+
+def worker_app() -> FastAPI:
+    """The app of one worker process of ``amply serve --workers N`` (a uvicorn factory)."""
+    settings = get_settings()
+    configure_logging(level=settings.log_level, json_lines=settings.log_format == "json")
+    return create_app(settings, database_url=os.environ[WORKER_DATABASE_URL])

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import time
 import uuid
@@ -16,7 +17,7 @@ from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, multiprocess
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 REQUEST_ID_HEADER: Final = "X-Request-ID"
@@ -50,9 +51,21 @@ STRIPE_EVENTS = Counter(
 )
 DB_POOL = Gauge(
     "amply_db_pool_connections",
-    "Database connections of this process's pool, by state (read at each scrape).",
+    "Database connections of the pools of all live processes, by state (read at each scrape).",
     ["state"],
+    multiprocess_mode="livesum",
 )
+
+
+def metrics_registry() -> CollectorRegistry:
+    """This process's metrics; under ``amply serve --workers N`` (PROMETHEUS_MULTIPROC_DIR
+    set), every worker's, added up."""
+    if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+        return REGISTRY
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    return registry
+
 
 _CHAIN_KINDS: Final = {"org": "organisation", "wal": "wallet", "plat": "platform"}
 

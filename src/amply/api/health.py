@@ -13,7 +13,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from amply.api.errors import error_responses
 from amply.deps import DatabaseDep
 from amply.errors import NotFound, ServiceUnavailable
-from amply.observability import DB_POOL
+from amply.observability import DB_POOL, metrics_registry
 
 router = APIRouter(tags=["health"])
 
@@ -68,14 +68,14 @@ async def metrics(request: Request, database: DatabaseDep) -> Response:
     if not request.app.state.settings.metrics_enabled:
         raise NotFound("Metrics are turned off on this server.", code="metrics_disabled")
     pool = database.engine.pool
-    # QueuePool reports these; other pools (NullPool in some set-ups) do not.
-    for state, read in (
-        ("checked_out", "checkedout"),
-        ("idle", "checkedin"),
-        ("overflow", "overflow"),
-        ("size", "size"),
-    ):
-        reader = getattr(pool, read, None)
-        if reader is not None:
-            DB_POOL.labels(state=state).set(reader())
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+    # QueuePool reports these (its overflow() counts down from 0 while below its size).
+    readings = {
+        "checked_out": getattr(pool, "checkedout", None),
+        "idle": getattr(pool, "checkedin", None),
+        "overflow": getattr(pool, "overflow", None),
+        "size": getattr(pool, "size", None),
+    }
+    for state, read in readings.items():
+        if read is not None:
+            DB_POOL.labels(state=state).set(max(0, read()))
+    return Response(generate_latest(metrics_registry()), media_type=CONTENT_TYPE_LATEST)
