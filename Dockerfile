@@ -21,4 +21,4 @@ USER amply
 EXPOSE 8000
 HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \
     CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/ready', timeout=2)"]
-CMD ["amply", "serve", "--host", "0.0.0.0", "--port", "8000"]
+CMD ["amply", "serve", "--host", "0.0.0.0", "--port", "8000", "--workers", "2"]
