@@ -136,22 +136,24 @@ class RequestContext:
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
-        self._templates: list[tuple[re.Pattern[str], str]] | None = None
 
-    def _template(self, scope: Scope) -> str:
-        """The route template the path matched, e.g. ``/v1/transfers/{transfer_id}``, read
-        from the app's OpenAPI paths (routers included with a prefix do not carry it)."""
-        if self._templates is None:
-            paths = scope["app"].openapi()["paths"]
-            self._templates = [
-                (re.compile("^" + re.sub(r"\\{[^/]+?\\}", "[^/]+", re.escape(path)) + "$"), path)
-                for path in sorted(paths, key=lambda path: path.count("{"))
-            ]
-        path = scope.get("path", "")
-        for pattern, template in self._templates:
-            if pattern.match(path):
-                return template
-        return "unmatched"
+    @staticmethod
+    def _template(scope: Scope) -> str:
+        """The route template the path matched, e.g. ``/v1/transfers/{transfer_id}``.
+
+        The matched route of a router included with a prefix knows its path without the
+        prefix (``/transfers/{transfer_id}``); the prefix is the request path's leading
+        segments that the route's own segments do not cover (no route takes a ``/`` in a
+        path parameter)."""
+        path = getattr(scope.get("route"), "path", None)
+        if not isinstance(path, str) or not path:
+            return "unmatched"
+        requested = scope.get("path", "").rstrip("/").split("/")
+        own = path.rstrip("/").split("/")
+        extra = len(requested) - len(own)
+        if extra <= 0:
+            return path
+        return "/" + "/".join(requested[1 : 1 + extra]) + path
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -179,7 +181,7 @@ class RequestContext:
 
     def _record(self, scope: Scope, *, status: int, seconds: float) -> None:
         method = scope.get("method", "")
-        template = self._template(scope) if "route" in scope else "unmatched"
+        template = self._template(scope)
         HTTP_REQUESTS.labels(method=method, route=template, status=str(status)).inc()
         HTTP_LATENCY.labels(method=method, route=template).observe(seconds)
         state = scope.get("state") or {}
