@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated, Generic, Literal, TypeVar
 
 from fastapi import Query
@@ -17,6 +18,13 @@ StartingAfter = Annotated[
         description="A cursor: the id of the last item of the previous page.",
     ),
 ]
+
+
+def as_utc(moment: datetime | None) -> datetime | None:
+    """A time filter from a query string: a time without a zone is read as UTC."""
+    if moment is not None and moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    return moment
 
 
 class RequestModel(BaseModel):

@@ -11,7 +11,7 @@ or completed (a unique index), so paying twice pays once.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Final, Literal
 
 from sqlalchemy import or_, select, text
@@ -42,12 +42,8 @@ class PaymentInProgress(Conflict):
     default_code = "request_payment_in_progress"
 
 
-def now() -> datetime:
-    return datetime.now(UTC)
-
-
 def effective_status(request: MoneyRequest, *, at: datetime | None = None) -> str:
-    if request.status == "pending" and request.expires_at <= (at or now()):
+    if request.status == "pending" and request.expires_at <= (at or transfers.now()):
         return "expired"
     return request.status
 
@@ -87,7 +83,7 @@ async def create_request(
         currency=requester.currency,
         description=description,
         status="pending",
-        expires_at=now() + timedelta(seconds=settings.money_request_lifetime_seconds),
+        expires_at=transfers.now() + timedelta(seconds=settings.money_request_lifetime_seconds),
     )
     session.add(request)
     await session.flush()
@@ -175,7 +171,7 @@ async def _locked(
 
 def _resolve(request: MoneyRequest, status: str) -> None:
     request.status = status
-    request.resolved_at = now()
+    request.resolved_at = transfers.now()
 
 
 async def pay(
@@ -246,12 +242,12 @@ async def list_requests(
         statement = statement.where(
             or_(
                 MoneyRequest.status == "expired",
-                (MoneyRequest.status == "pending") & (MoneyRequest.expires_at <= now()),
+                (MoneyRequest.status == "pending") & (MoneyRequest.expires_at <= transfers.now()),
             )
         )
     elif status == "pending":
         statement = statement.where(
-            MoneyRequest.status == "pending", MoneyRequest.expires_at > now()
+            MoneyRequest.status == "pending", MoneyRequest.expires_at > transfers.now()
         )
     elif status is not None:
         statement = statement.where(MoneyRequest.status == status)

@@ -24,16 +24,16 @@ from amply.models import Transaction, User, Wallet
 from amply.services import ledger
 from amply.services.ledger import Leg
 
+# The chain's last balance in the wallet's currency, and what its transfers awaiting
+# confirmation hold: holds past their expiry no longer count, whether or not housekeeping
+# has marked them yet.
 _BALANCE_SQL: Final = text("""
-    SELECT balance_after FROM ledger_entries
-     WHERE chain_id = :chain_id AND currency = :currency
-     ORDER BY seq DESC LIMIT 1
-""")
-# Holds past their expiry no longer count, whether or not housekeeping has marked them yet.
-_HELD_SQL: Final = text("""
-    SELECT coalesce(sum(amount), 0) FROM transactions
-     WHERE wallet_id = :wallet_id AND status = 'pending_confirmation'
-       AND hold_expires_at > clock_timestamp()
+    SELECT (SELECT balance_after FROM ledger_entries
+             WHERE chain_id = :wallet_id AND currency = :currency
+             ORDER BY seq DESC LIMIT 1) AS balance,
+           (SELECT sum(amount) FROM transactions
+             WHERE wallet_id = :wallet_id AND status = 'pending_confirmation'
+               AND hold_expires_at > clock_timestamp()) AS held
 """)
 
 
@@ -119,12 +119,11 @@ async def lock(session: AsyncSession, *wallet_ids: str) -> None:
 
 
 async def balance_of(session: AsyncSession, *, wallet: Wallet) -> Balance:
-    """The wallet's balance, held and available amounts, in its currency."""
-    balance = await session.scalar(
-        _BALANCE_SQL, {"chain_id": wallet.id, "currency": wallet.currency}
-    )
-    held = await session.scalar(_HELD_SQL, {"wallet_id": wallet.id})
-    return Balance(currency=wallet.currency, balance=balance or 0, held=int(held or 0))
+    """The wallet's balance, held and available amounts, in its currency (one statement)."""
+    row = (
+        await session.execute(_BALANCE_SQL, {"wallet_id": wallet.id, "currency": wallet.currency})
+    ).one()
+    return Balance(currency=wallet.currency, balance=row.balance or 0, held=int(row.held or 0))
 
 
 async def require_available(

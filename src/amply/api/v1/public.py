@@ -17,7 +17,7 @@ from amply.deps import DatabaseDep, GatewayDep, SessionDep, SignerDep
 from amply.errors import NotFound
 from amply.lib.verify import VerifierKey
 from amply.models import LedgerCheckpoint, Organisation
-from amply.schemas.common import Limit, ListResponse, StartingAfter
+from amply.schemas.common import Limit, ListResponse, StartingAfter, as_utc
 from amply.schemas.public import (
     ChainHeadOut,
     CheckpointOut,
@@ -189,8 +189,8 @@ async def get_ledger(
         after_seq=after_seq,
         limit=limit,
         types=entry_type,
-        created_gte=_aware(created_gte),
-        created_lt=_aware(created_lt),
+        created_gte=as_utc(created_gte),
+        created_lt=as_utc(created_lt),
     )
     response.headers["Cache-Control"] = LIST_CACHE
     return LedgerPageOut(
@@ -198,13 +198,6 @@ async def get_ledger(
         has_more=page.has_more,
         next_after_seq=page.entries[-1].seq if page.has_more else None,
     )
-
-
-def _aware(moment: datetime | None) -> datetime | None:
-    """Times without a zone are read as UTC."""
-    if moment is not None and moment.tzinfo is None:
-        return moment.replace(tzinfo=UTC)
-    return moment
 
 
 @router.get(

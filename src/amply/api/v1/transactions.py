@@ -3,7 +3,7 @@ request payments, gifts and bonuses, each linked to its ledger entries."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
@@ -11,18 +11,11 @@ from fastapi import APIRouter, Path, Query
 from amply.api.errors import error_responses
 from amply.api.v1.wallet_views import Views
 from amply.deps import CurrentUser, SessionDep
-from amply.schemas.common import Limit, ListResponse, StartingAfter
+from amply.schemas.common import Limit, ListResponse, StartingAfter, as_utc
 from amply.schemas.wallets import HistoryFilter, HistoryStatus, TransactionOut
 from amply.services import history, wallets
 
 router = APIRouter(tags=["transactions"])
-
-
-def _aware(moment: datetime | None) -> datetime | None:
-    """Times without a zone are read as UTC."""
-    if moment is not None and moment.tzinfo is None:
-        return moment.replace(tzinfo=UTC)
-    return moment
 
 
 @router.get(
@@ -53,8 +46,8 @@ async def list_transactions(
         wallet=wallet,
         types=types,
         status=status,
-        created_gte=_aware(created_gte),
-        created_lt=_aware(created_lt),
+        created_gte=as_utc(created_gte),
+        created_lt=as_utc(created_lt),
         starting_after=starting_after,
         limit=limit,
     )
