@@ -13,11 +13,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import AliasChoices
 
+from amply.config import Settings
 from amply.lib.verify import VerifierKey, verify_export
 from tests.lib.test_crypto import load_vectors
 
-LEDGER_FORMAT = Path(__file__).parents[1] / "docs" / "ledger-format.md"
+ROOT = Path(__file__).parents[1]
+LEDGER_FORMAT = ROOT / "docs" / "ledger-format.md"
 
 
 def code_blocks(language: str) -> list[str]:
@@ -107,3 +110,15 @@ def test_the_checkpoint_can_be_checked_by_hand_as_documented(tmp_path: Path) -> 
     ).stdout.splitlines()
     assert printed == expected
     assert len(expected) == 4
+
+
+def test_every_setting_is_in_the_configuration_reference_and_the_example_env() -> None:
+    reference = (ROOT / "docs" / "operations.md").read_text()
+    example = (ROOT / ".env.example").read_text()
+    for name, field in Settings.model_fields.items():
+        alias = field.validation_alias
+        variable = (
+            str(alias.choices[0]) if isinstance(alias, AliasChoices) else f"AMPLY_{name.upper()}"
+        )
+        assert f"`{variable}`" in reference, variable
+        assert f"{variable}=" in example, variable

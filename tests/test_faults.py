@@ -1,6 +1,7 @@
 """Faults: the server killed with SIGKILL in the middle of a burst of transfers loses no
 acknowledged transfer, duplicates none when clients retry with their keys, and leaves every
-chain verifying."""
+chain verifying; the database restarted under load makes requests fail with 503 until it is
+back, then the same server carries on, with nothing lost or duplicated."""
 
 from __future__ import annotations
 
@@ -17,26 +18,29 @@ from contextlib import contextmanager
 import httpx
 
 from amply.db import Database
+from amply.embedded import DatabaseUrls
 from amply.services import ledger
 from tests.conftest import IsolatedDatabase
 from tests.factories import PASSWORD
+from tests.support.postgres import amply_cluster
 from tests.test_cli import free_port
 
 CLIENTS = 16
 
 
 @contextmanager
-def served(test_database: IsolatedDatabase, port: int) -> Iterator[subprocess.Popen[str]]:
+def served(urls: DatabaseUrls, port: int, **settings: str) -> Iterator[subprocess.Popen[str]]:
     environment = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "PROMETHEUS_"))},
-        "DATABASE_URL": test_database.urls.app,
-        "DATABASE_MIGRATION_URL": test_database.urls.migration,
+        "DATABASE_URL": urls.app,
+        "DATABASE_MIGRATION_URL": urls.migration,
         "AMPLY_ENVIRONMENT": "test",
         "AMPLY_PASSWORD_HASH_TIME_COST": "1",
         "AMPLY_PASSWORD_HASH_MEMORY_KIB": "1024",
         "AMPLY_PASSWORD_HASH_PARALLELISM": "1",
         "AMPLY_CHECKPOINT_INTERVAL_SECONDS": "0",
         "AMPLY_RISK_RAPID_TRANSFER_COUNT": "1000000",
+        **settings,
     }
     server = subprocess.Popen(
         [sys.executable, "-m", "amply.cli", "serve", "--port", str(port)],
@@ -93,7 +97,7 @@ async def test_a_killed_server_loses_no_acknowledged_transfer(
     base = f"http://127.0.0.1:{port}"
     acknowledged: dict[str, str] = {}  # idempotency key -> transfer id
     attempted: list[str] = []
-    with served(test_database, port) as server:
+    with served(test_database.urls, port) as server:
         async with httpx.AsyncClient(base_url=base) as http:
             alice = await _sign_up(http, "alice_faults")
             await _sign_up(http, "bob_faults")
@@ -124,7 +128,7 @@ async def test_a_killed_server_loses_no_acknowledged_transfer(
             await asyncio.gather(killer(), *(burst() for _ in range(CLIENTS)))
     assert server.returncode == -signal.SIGKILL
 
-    with served(test_database, port):
+    with served(test_database.urls, port):
         async with httpx.AsyncClient(base_url=base) as http:
             token = await http.post(
                 "/v1/auth/login",
@@ -145,15 +149,19 @@ async def test_a_killed_server_loses_no_acknowledged_transfer(
                 assert retried.status_code == 201, retried.text
                 acknowledged[key] = retried.json()["id"]
 
-    database = Database(test_database.urls.app)
+    await _assert_whole(test_database.urls, {*acknowledged.values(), first["id"]})
+
+
+async def _assert_whole(urls: DatabaseUrls, transfer_ids: set[str]) -> None:
+    """Exactly these transfers exist, each once, and every wallet's chain verifies."""
+    database = Database(urls.app)
     try:
         async with database.session() as session:
             connection = await ledger.driver_connection(session)
             stored = await connection.fetch(
                 "SELECT id, journal_id FROM transactions WHERE kind = 'transfer'"
             )
-            # One transfer per key (plus the first, confirmed one): nothing duplicated.
-            assert {row["id"] for row in stored} == {*acknowledged.values(), first["id"]}
+            assert {row["id"] for row in stored} == transfer_ids
             wallets = [row["id"] for row in await connection.fetch("SELECT id FROM wallets")]
             for chain_id in wallets:
                 result = await ledger.verify_chain(session, chain_id=chain_id)
@@ -169,3 +177,67 @@ async def test_a_killed_server_loses_no_acknowledged_transfer(
             assert moved == len(stored)
     finally:
         await database.dispose()
+
+
+async def test_a_database_restart_mid_load_answers_503_and_the_server_recovers() -> None:
+    port = free_port()
+    acknowledged: dict[str, str] = {}  # idempotency key -> transfer id
+    statuses: list[int] = []
+    progress = asyncio.Condition()
+    with (
+        amply_cluster() as (primary, _),
+        served(
+            primary.urls(),
+            port,
+            AMPLY_CHECKPOINT_INTERVAL_SECONDS="1",
+            AMPLY_HOUSEKEEPING_INTERVAL_SECONDS="1",
+        ) as server,
+    ):
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+            alice = await _sign_up(http, "alice_faults")
+            await _sign_up(http, "bob_faults")
+            first = (await _transfer(http, alice, uuid.uuid4().hex)).json()
+            confirm = await http.post(f"/v1/transfers/{first['id']}/confirm", headers=alice)
+            assert confirm.status_code == 200, confirm.text
+            done = asyncio.Event()
+
+            async def client() -> None:
+                # Each transfer is retried with its key until it is acknowledged.
+                while not done.is_set():
+                    key = uuid.uuid4().hex
+                    response = await _transfer(http, alice, key)
+                    while response.status_code == 503:
+                        assert response.json()["error"]["code"] == "database_unavailable"
+                        assert response.headers["retry-after"] == "1"
+                        async with progress:
+                            statuses.append(503)
+                            progress.notify_all()
+                        await asyncio.sleep(0.05)
+                        response = await _transfer(http, alice, key)
+                    assert response.status_code == 201, response.text
+                    async with progress:
+                        statuses.append(201)
+                        acknowledged[key] = response.json()["id"]
+                        progress.notify_all()
+
+            async def restart() -> None:
+                async with progress:
+                    await progress.wait_for(lambda: len(acknowledged) >= 30)
+                # A crash (no shutdown checkpoint, every connection cut), down for a while.
+                await asyncio.to_thread(primary.stop, mode="immediate")
+                async with progress:
+                    await progress.wait_for(lambda: statuses.count(503) >= CLIENTS)
+                    after = len(acknowledged)
+                await asyncio.to_thread(primary.start)
+                async with progress:
+                    await progress.wait_for(lambda: len(acknowledged) >= after + 30)
+                done.set()
+
+            await asyncio.wait_for(
+                asyncio.gather(restart(), *(client() for _ in range(CLIENTS))), timeout=120
+            )
+            ready = await http.get("/ready")
+            assert ready.status_code == 200, ready.text
+        assert server.poll() is None, "the server must not have needed a restart"
+        assert statuses.count(503) >= CLIENTS
+        await _assert_whole(primary.urls(), {*acknowledged.values(), first["id"]})

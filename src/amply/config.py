@@ -33,6 +33,12 @@ class Settings(BaseSettings):
         description="PostgreSQL URL of the schema owner, used by migrations. "
         "Defaults to database_url.",
     )
+    database_read_url: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("DATABASE_READ_URL", "AMPLY_DATABASE_READ_URL"),
+        description="PostgreSQL URL of a read replica (the amply_app role on a streaming "
+        "standby of the primary). Public ledger reads and exports use it. Unset: the primary.",
+    )
     data_dir: Path = Field(
         default=Path(".amply"),
         description="Where the embedded PostgreSQL keeps its data, and the checkpoint signing "

@@ -54,6 +54,24 @@ SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 DatabaseDep = Annotated[Database, Depends(get_database)]
 
 
+def get_read_database(request: Request) -> Database:
+    """The read replica (``DATABASE_READ_URL``), or the primary when there is none."""
+    database: Database = request.app.state.read_database
+    return database
+
+
+async def get_read_session(
+    database: Annotated[Database, Depends(get_read_database)],
+) -> AsyncIterator[AsyncSession]:
+    """A session for public reads that may lag the primary a little; it never commits."""
+    async with database.session() as session:
+        yield session
+
+
+ReadSessionDep = Annotated[AsyncSession, Depends(get_read_session, scope="function")]
+ReadDatabaseDep = Annotated[Database, Depends(get_read_database)]
+
+
 def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings

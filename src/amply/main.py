@@ -29,13 +29,17 @@ currency. Every error has the shape `{"error": {"type", "code", "message", "para
 """
 
 
-def create_app(settings: Settings, *, database_url: str) -> FastAPI:
-    """Build the app for one database (``database_url`` is the service role's URL)."""
-    database = Database(
-        database_url,
-        pool_size=settings.db_pool_size,
-        max_overflow=settings.db_max_overflow,
-        statement_timeout_ms=settings.db_statement_timeout_ms,
+def create_app(
+    settings: Settings, *, database_url: str, read_database_url: str | None = None
+) -> FastAPI:
+    """Build the app for one database (``database_url`` is the service role's URL), with
+    public ledger reads on a replica when ``read_database_url`` or ``DATABASE_READ_URL`` says
+    where one is."""
+    database = _database(settings, database_url)
+    if read_database_url is None and settings.database_read_url is not None:
+        read_database_url = settings.database_read_url.get_secret_value()
+    read_database = (
+        database if read_database_url is None else _database(settings, read_database_url)
     )
 
     signer = checkpoints.load_signer(settings)
@@ -65,10 +69,13 @@ def create_app(settings: Settings, *, database_url: str) -> FastAPI:
         if tasks:
             await asyncio.wait(tasks)
         await database.dispose()
+        if read_database is not database:
+            await read_database.dispose()
 
     app = FastAPI(title="Amply", version=__version__, description=DESCRIPTION, lifespan=lifespan)
     app.state.settings = settings
     app.state.database = database
+    app.state.read_database = read_database
     app.state.gateway = gateway_for(settings)
     app.state.signer = signer
     app.state.schema_head = head_revision()
@@ -77,6 +84,15 @@ def create_app(settings: Settings, *, database_url: str) -> FastAPI:
     app.include_router(health.router)
     app.include_router(v1_router)
     return app
+
+
+def _database(settings: Settings, url: str) -> Database:
+    return Database(
+        url,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
+        statement_timeout_ms=settings.db_statement_timeout_ms,
+    )
 
 
 # Where `amply serve --workers N` tells its workers the database it started or was given.

@@ -1,10 +1,11 @@
 """Streamed exports of a whole chain, in the format of ``docs/ledger-format.md`` §4.
 
-An export is the chain up to a signed checkpoint, which it embeds. On a connection of its
-own it first makes sure the chain's head is checkpointed (signing it if need be, in a short
-transaction committed at once: a checkpoint is never shown before it is stored), then reads
-one snapshot: a read-only REPEATABLE READ transaction held until the export's last byte.
-Entries appended meanwhile are not in it; its head is the checkpoint's. Entries are fetched
+An export is the chain up to a signed checkpoint, which it embeds. It first makes sure the
+chain's head is checkpointed on the primary (signing it if need be, in a short transaction
+committed at once: a checkpoint is never shown before it is stored), then reads one snapshot,
+on the read replica if there is one: a read-only REPEATABLE READ transaction held until the
+export's last byte. Entries appended meanwhile are not in it; its head is the newest
+checkpoint the snapshot shows. Entries are fetched
 in pages by seq and written out as they come: memory stays flat whatever the chain's length.
 """
 
@@ -121,30 +122,62 @@ class ChainExport:
         await self._connection.close()
 
 
-async def open_export(database: Database, *, chain_id: str, signer: NoteSigner) -> ChainExport:
-    """Checkpoint ``chain_id`` and open a snapshot up to that checkpoint (404 if there is no
-    such chain)."""
+async def open_export(
+    database: Database,
+    *,
+    chain_id: str,
+    signer: NoteSigner,
+    snapshot_database: Database | None = None,
+) -> ChainExport:
+    """Checkpoint ``chain_id`` on the primary (``database``; 404 if there is no such chain),
+    then open a snapshot up to the newest checkpoint it shows, on ``snapshot_database`` (a
+    read replica) if given.
+
+    A replica that lags shows an older checkpoint, never a torn one: a checkpoint is committed
+    after the entries it covers, and a standby replays commits in order. An export from it
+    ends at that older checkpoint and verifies. Only when the replica shows no checkpoint of a
+    chain the primary has signed does the export come from the primary.
+    """
+    kind, signed = await _checkpoint(database, chain_id=chain_id, signer=signer)
+    if snapshot_database is None or snapshot_database is database:
+        return await _snapshot(database, chain_id=chain_id, kind=kind)
+    export = await _snapshot(snapshot_database, chain_id=chain_id, kind=kind)
+    if export.checkpoint is None and signed is not None:
+        await export.close()
+        export = await _snapshot(database, chain_id=chain_id, kind=kind)
+    return export
+
+
+async def _checkpoint(
+    database: Database, *, chain_id: str, signer: NoteSigner
+) -> tuple[str, LedgerCheckpoint | None]:
+    """The chain's kind and the checkpoint of its head, signed and committed if need be."""
+    async with database.session() as session:
+        chain = await session.get(LedgerChain, chain_id)
+        if chain is None:
+            raise NotFound("No such organisation.", param="organisation_id")
+        checkpoint = await checkpoints.checkpoint_head(session, chain_id=chain_id, signer=signer)
+        await session.commit()
+        return chain.kind, checkpoint
+
+
+async def _snapshot(database: Database, *, chain_id: str, kind: str) -> ChainExport:
+    """A read-only REPEATABLE READ snapshot up to the newest checkpoint it shows."""
     connection = await database.engine.connect()
     try:
-        async with AsyncSession(bind=connection, expire_on_commit=False) as session:
-            chain = await session.get(LedgerChain, chain_id)
-            if chain is None:
-                raise NotFound("No such organisation.", param="organisation_id")
-            checkpoint = await checkpoints.checkpoint_head(
-                session, chain_id=chain_id, signer=signer
-            )
-            await session.commit()
         await connection.execution_options(isolation_level="REPEATABLE READ")
         await connection.begin()
         raw = await connection.get_raw_connection()
         driver: asyncpg.Connection = raw.driver_connection  # type: ignore[assignment]
         await driver.execute("SET TRANSACTION READ ONLY")
+        async with AsyncSession(bind=connection, expire_on_commit=False) as session:
+            checkpoint = await checkpoints.latest(session, chain_id=chain_id)
     except BaseException:
         await connection.close()
         raise
     return ChainExport(
         chain_id=chain_id,
-        kind=chain.kind,
+        kind=kind,
         head=ChainHead(seq=checkpoint.size, entry_hash=checkpoint.root_hash)
         if checkpoint
         else ChainHead(seq=0, entry_hash=None),

@@ -13,7 +13,14 @@ from starlette.background import BackgroundTask
 
 from amply.api.errors import error_responses
 from amply.api.v1.funds import fund_out
-from amply.deps import DatabaseDep, GatewayDep, SessionDep, SignerDep
+from amply.deps import (
+    DatabaseDep,
+    GatewayDep,
+    ReadDatabaseDep,
+    ReadSessionDep,
+    SessionDep,
+    SignerDep,
+)
 from amply.errors import NotFound
 from amply.lib.verify import VerifierKey
 from amply.models import LedgerCheckpoint, Organisation
@@ -100,7 +107,7 @@ def _organisation_out(
 )
 async def list_organisations(
     response: Response,
-    session: SessionDep,
+    session: ReadSessionDep,
     gateway: GatewayDep,
     search: Annotated[
         str | None, Query(max_length=100, description="Part of the name or slug.")
@@ -143,7 +150,10 @@ async def _fund_views(session: AsyncSession, organisation_id: str) -> list[Publi
     responses=ERRORS,
 )
 async def get_organisation(
-    organisation_id: OrganisationId, response: Response, session: SessionDep, gateway: GatewayDep
+    organisation_id: OrganisationId,
+    response: Response,
+    session: ReadSessionDep,
+    gateway: GatewayDep,
 ) -> PublicOrganisationDetail:
     organisation = await organisations.require_organisation(
         session, organisation_id=organisation_id
@@ -169,7 +179,7 @@ async def get_organisation(
 async def get_ledger(
     organisation_id: OrganisationId,
     response: Response,
-    session: SessionDep,
+    session: ReadSessionDep,
     after_seq: Annotated[int, Query(ge=0, le=2**62, description="Entries after this seq.")] = 0,
     limit: Annotated[int, Query(ge=1, le=1000, description="At most this many entries.")] = 100,
     entry_type: Annotated[
@@ -208,7 +218,7 @@ async def get_ledger(
     responses=ERRORS,
 )
 async def verify_ledger(
-    organisation_id: OrganisationId, response: Response, session: SessionDep
+    organisation_id: OrganisationId, response: Response, session: ReadSessionDep
 ) -> VerificationOut:
     await organisations.require_organisation(session, organisation_id=organisation_id)
     result = await ledger.verify_chain(session, chain_id=organisation_id)
@@ -233,9 +243,15 @@ async def verify_ledger(
     },
 )
 async def export_ledger(
-    organisation_id: OrganisationId, request: Request, database: DatabaseDep, signer: SignerDep
+    organisation_id: OrganisationId,
+    request: Request,
+    database: DatabaseDep,
+    read_database: ReadDatabaseDep,
+    signer: SignerDep,
 ) -> Response:
-    export = await exports.open_export(database, chain_id=organisation_id, signer=signer)
+    export = await exports.open_export(
+        database, chain_id=organisation_id, signer=signer, snapshot_database=read_database
+    )
     headers = {
         "ETag": export.etag,
         "Cache-Control": LIST_CACHE,
