@@ -208,6 +208,7 @@ def test_serve_with_workers_shares_metrics_and_stops_cleanly(tmp_path: Path) -> 
         if not key.startswith(("DATABASE_", "AMPLY_", "PROMETHEUS_"))
     }
     environment["AMPLY_DATA_DIR"] = str(data_dir)
+    environment["AMPLY_LOG_FORMAT"] = "json"
     server = subprocess.Popen(
         [sys.executable, "-m", "amply.cli", "serve", "--port", str(port), "--workers", "2"],
         env=environment,
@@ -243,7 +244,11 @@ def test_serve_with_workers_shares_metrics_and_stops_cleanly(tmp_path: Path) -> 
         server.send_signal(signal.SIGTERM)
         output, _ = server.communicate(timeout=60)
     assert server.returncode == 0, output
-    assert output.count("Finished server process") == 2, output
+    # Every line is JSON, from the first migration to the last worker's goodbye.
+    lines = [json.loads(line) for line in output.splitlines()]
+    messages = [line["message"] for line in lines]
+    assert any(line["logger"].startswith("alembic") for line in lines), output
+    assert sum(message.startswith("Finished server process") for message in messages) == 2
     deadline = time.monotonic() + 20
     while embedded_postgres_processes(data_dir) and time.monotonic() < deadline:
         time.sleep(0.2)

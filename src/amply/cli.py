@@ -67,15 +67,17 @@ def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:  # also SIGH
 
 
 def _serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
     from amply.config import get_settings
-    from amply.main import create_app
-    from amply.migrate import upgrade_to_head
     from amply.observability import configure_logging
 
     settings = get_settings()
+    # Before the imports below: Alembic logs as it loads, and those lines must be JSON too.
     configure_logging(level=settings.log_level, json_lines=settings.log_format == "json")
+
+    import uvicorn
+
+    from amply.main import create_app
+    from amply.migrate import upgrade_to_head
     # uvicorn shuts down gracefully on SIGINT/SIGTERM, then re-raises the signal. Handled as
     # exceptions here, that signal unwinds through database_urls(), which stops the embedded
     # PostgreSQL cleanly instead of leaving it running.
