@@ -117,8 +117,7 @@ OF_USERNAME = _positional(
     .where(func.lower(User.username) == bindparam("username"))
 )
 LOCK_CHAINS_SQL: Final = "SELECT ledger_lock_chains($1::text[])"  # ledger.lock_chains()
-BALANCE = _positional(wallets._BALANCE_SQL)
-HELD = _positional(wallets._HELD_SQL)
+BALANCE = _positional(wallets._BALANCE_SQL)  # the balance and what holds keep, in one
 SENT_TODAY = _positional(risk._SENT_TODAY_SQL)
 COMPLETED_BEFORE = _positional(risk._COMPLETED_BEFORE_SQL)
 RECENT_COUNT = _positional(risk._RECENT_COUNT_SQL)
@@ -233,9 +232,11 @@ async def transfer_service_sql(
             raise SystemExit(f"no bench user {recipient_username}")
         recipient: str = row["id"]
         await connection.fetchval(LOCK_CHAINS_SQL, sorted([sender, recipient]))
-        balance = await _query(connection, BALANCE, chain_id=sender, currency=CURRENCY)
-        held = await _query(connection, HELD, wallet_id=sender)
-        if amount > balance - held:
+        sql, names = BALANCE
+        params = {"wallet_id": sender, "currency": CURRENCY}
+        money = await connection.fetchrow(sql, *(params[name] for name in names))
+        assert money is not None  # one row, always
+        if amount > money["balance"] - (money["held"] or 0):
             raise SystemExit(f"bench wallet {sender} ran short")
         day, hour = float(risk.DAILY_WINDOW.total_seconds()), 3600.0
         await _query(connection, SENT_TODAY, sender=sender, seconds=day)

@@ -78,6 +78,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     from amply.main import create_app
     from amply.migrate import upgrade_to_head
+
     # uvicorn shuts down gracefully on SIGINT/SIGTERM, then re-raises the signal. Handled as
     # exceptions here, that signal unwinds through database_urls(), which stops the embedded
     # PostgreSQL cleanly instead of leaving it running.
