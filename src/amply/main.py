@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from amply import __version__
 from amply.api import health
 from amply.api.errors import install_error_handlers
+from amply.api.page_cache import PageCache, ServeCachedPages
 from amply.api.v1.router import router as v1_router
 from amply.config import Settings, get_settings
 from amply.db import Database
@@ -79,7 +80,10 @@ def create_app(
     app.state.gateway = gateway_for(settings)
     app.state.signer = signer
     app.state.schema_head = head_revision()
+    app.state.ledger_pages = PageCache()
     install_error_handlers(app)
+    # Inside RequestContext: kept ledger pages are logged and counted like any answer.
+    app.add_middleware(ServeCachedPages, pages=app.state.ledger_pages)
     app.add_middleware(RequestContext)
     app.include_router(health.router)
     app.include_router(v1_router)

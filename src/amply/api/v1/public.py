@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.background import BackgroundTask
 
 from amply.api.errors import error_responses
+from amply.api.page_cache import keep_page
 from amply.api.v1.funds import fund_out
 from amply.deps import (
     DatabaseDep,
@@ -49,7 +50,7 @@ from amply.services import (
 )
 from amply.services.ledger import ChainHead, EntryType
 from amply.services.payments import PaymentGateway
-from amply.services.transparency import Totals
+from amply.services.transparency import LedgerPage, Totals
 
 router = APIRouter(prefix="/public", tags=["public"])
 
@@ -173,12 +174,15 @@ async def get_organisation(
     "/organisations/{organisation_id}/ledger",
     summary="The organisation's ledger entries, in chain order",
     description="Entries exactly as exported (docs/ledger-format.md §4), so each page can be "
-    "checked with the same code as an export. Page with `after_seq`.",
-    responses=ERRORS,
+    "checked with the same code as an export. Page with `after_seq`. A page that ends before "
+    "the chain's head, unfiltered, never changes: it carries a strong `ETag` (send it back as "
+    "`If-None-Match`: 304) and `Cache-Control: public, max-age=86400, immutable`.",
+    response_model=LedgerPageOut,
+    responses={304: {"description": "The caller holds this page already."}, **ERRORS},
 )
 async def get_ledger(
     organisation_id: OrganisationId,
-    response: Response,
+    request: Request,
     session: ReadSessionDep,
     after_seq: Annotated[int, Query(ge=0, le=2**62, description="Entries after this seq.")] = 0,
     limit: Annotated[int, Query(ge=1, le=1000, description="At most this many entries.")] = 100,
@@ -191,23 +195,33 @@ async def get_ledger(
     created_lt: Annotated[
         datetime | None, Query(description="Only entries created before this time.")
     ] = None,
-) -> LedgerPageOut:
-    await organisations.require_organisation(session, organisation_id=organisation_id)
-    page = await ledger.list_entries(
+) -> Response:
+    # A page kept by keep_page() is answered before routing (amply.api.page_cache).
+    page = await transparency.ledger_page(
         session,
-        chain_id=organisation_id,
+        organisation_id=organisation_id,
         after_seq=after_seq,
         limit=limit,
         types=entry_type,
         created_gte=as_utc(created_gte),
         created_lt=as_utc(created_lt),
     )
-    response.headers["Cache-Control"] = LIST_CACHE
-    return LedgerPageOut(
-        data=[PublicEntryOut(**entry.as_export()) for entry in page.entries],
+    if not page.rows:  # an empty page, or no such organisation
+        await organisations.require_organisation(session, organisation_id=organisation_id)
+    body = _ledger_page_body(page)
+    unfiltered = entry_type is None and created_gte is None and created_lt is None
+    if unfiltered and page.has_more:  # it ends before the head: it never changes
+        return keep_page(request, body)
+    return Response(body, media_type="application/json", headers={"Cache-Control": LIST_CACHE})
+
+
+def _ledger_page_body(page: LedgerPage) -> bytes:
+    out = LedgerPageOut(
+        data=[PublicEntryOut(**row) for row in page.rows],
         has_more=page.has_more,
-        next_after_seq=page.entries[-1].seq if page.has_more else None,
+        next_after_seq=page.rows[-1]["seq"] if page.has_more else None,
     )
+    return out.model_dump_json().encode()
 
 
 @router.get(
