@@ -9,8 +9,10 @@ import httpx
 import pytest
 from fastapi import Body, FastAPI, Query
 
-from amply.api.errors import install_error_handlers
+from amply.api.errors import ERROR_SCHEMA, install_error_handlers
+from amply.config import Settings
 from amply.errors import Conflict, InsufficientFunds
+from amply.main import create_app
 from amply.services.ledger import LedgerError
 
 
@@ -88,6 +90,36 @@ async def test_malformed_json_is_a_400(http: httpx.AsyncClient) -> None:
     )
     error = await error_of(response, 400)
     assert error["code"] == "body_invalid_json"
+
+
+async def test_a_json_body_that_is_not_utf8_is_invalid_json_too(http: httpx.AsyncClient) -> None:
+    response = await http.post(
+        "/body", content=b'{"amount": "\xff"}', headers={"content-type": "application/json"}
+    )
+    error = await error_of(response, 400)
+    assert (error["code"], error["message"]) == (
+        "body_invalid_json",
+        "The request body is not valid JSON.",
+    )
+
+
+def test_every_route_that_reads_a_request_documents_its_400_and_422_in_the_error_shape() -> None:
+    document = create_app(
+        Settings(environment="test"), database_url="postgresql://unused/amply"
+    ).openapi()
+    reading = [
+        (method, path, operation["responses"])
+        for path, operations in document["paths"].items()
+        for method, operation in operations.items()
+        if operation.get("parameters") or "requestBody" in operation
+    ]
+    assert len(reading) > 50
+    for method, path, responses in reading:
+        for status in ("400", "422"):
+            content = responses[status]["content"]["application/json"]
+            assert content["schema"] == ERROR_SCHEMA, (method, path, status)
+    # FastAPI's own 422 body, `{"detail": [...]}`, is never sent: it is not documented either.
+    assert "HTTPValidationError" not in document["components"]["schemas"]
 
 
 async def test_wrong_method_is_a_405(http: httpx.AsyncClient) -> None:

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.dependencies.utils import get_flat_params
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import BaseRoute
 
 from amply.errors import AmplyError, error_body
 
@@ -64,6 +68,26 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     }
 
 
+def declare_request_errors(routes: Iterable[BaseRoute]) -> None:
+    """Declare the errors that reading a request can answer on every route that reads one.
+
+    A route with parameters or a body answers 422 for invalid input and 400 for input it
+    cannot read at all (a body that is not JSON, a parameter holding NUL), both in the
+    standard shape. Without this, FastAPI documents its own 422 body (``{"detail": [...]}``),
+    which this API never sends, and the 400s go undocumented. Call it before the routes are
+    included in another router: the included copies take their ``responses`` from these.
+    """
+    for route in routes:
+        if not isinstance(route, APIRoute):
+            continue
+        if not get_flat_params(route.dependant) and route.body_field is None:
+            continue
+        declared = {str(status) for status in route.responses}
+        missing = [status for status in (400, 422) if str(status) not in declared]
+        # A new dict: routes may share one ``responses`` mapping.
+        route.responses = {**route.responses, **error_responses(*missing)}
+
+
 def _json(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse(status_code=status, content=body, headers=headers)
 
@@ -81,13 +105,7 @@ async def _validation_error(_: Request, error: Exception) -> JSONResponse:
     problems = error.errors()
     first = problems[0] if problems else {}
     if first.get("type") == "json_invalid":
-        body = error_body(
-            error_type="invalid_request_error",
-            code="body_invalid_json",
-            message="The request body is not valid JSON.",
-            param=None,
-        )
-        return _json(400, body)
+        return _json(400, _invalid_json_body())
     location = [str(part) for part in first.get("loc", ()) if part not in _LOCATIONS]
     param = ".".join(location) or None
     message = str(first.get("msg", "Invalid request."))
@@ -99,9 +117,21 @@ async def _validation_error(_: Request, error: Exception) -> JSONResponse:
     return _json(422, body)
 
 
+def _invalid_json_body() -> dict[str, Any]:
+    return error_body(
+        error_type="invalid_request_error",
+        code="body_invalid_json",
+        message="The request body is not valid JSON.",
+        param=None,
+    )
+
+
 async def _http_error(_: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, StarletteHTTPException)
     status = error.status_code
+    if status == 400 and isinstance(error.__cause__, UnicodeDecodeError):
+        # FastAPI's answer to a JSON body that is not UTF-8: the same mistake as bad JSON.
+        return _json(400, _invalid_json_body())
     body = error_body(
         error_type=_TYPE_BY_STATUS.get(status, "invalid_request_error"),
         code=_CODE_BY_STATUS.get(status, "http_error"),

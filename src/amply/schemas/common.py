@@ -21,10 +21,21 @@ StartingAfter = Annotated[
 
 
 def as_utc(moment: datetime | None) -> datetime | None:
-    """A time filter from a query string: a time without a zone is read as UTC."""
-    if moment is not None and moment.tzinfo is None:
+    """A time filter from a query string, in UTC: a time without a zone is read as UTC.
+
+    A time whose UTC reading falls before the year 1 or after the year 9999 (say
+    ``0001-01-01T00:00:00+01:00``) is valid RFC 3339 but no datetime can hold it; it filters
+    as the first or last instant that can be held, since no stored time lies beyond either.
+    """
+    if moment is None:
+        return None
+    if moment.tzinfo is None:
         return moment.replace(tzinfo=UTC)
-    return moment
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        edge = datetime.min if moment.year == datetime.min.year else datetime.max
+        return edge.replace(tzinfo=UTC)
 
 
 class RequestModel(BaseModel):

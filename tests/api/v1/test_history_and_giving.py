@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -83,6 +84,22 @@ async def test_history_shows_each_movement_from_the_users_side(
     assert [i["id"] for i in await history(client, alice, "&type=request")] == [paid["id"]]
     assert len(await history(client, alice, "&type=sent&type=deposit")) == 4
     assert [i["type"] for i in await history(client, alice, "&type=bonus")] == ["bonus"]
+
+
+async def test_history_time_filters_beyond_the_years_a_datetime_holds_are_open_ended(
+    client: httpx.AsyncClient,
+) -> None:
+    alice = await sign_up(client)
+    everything = await history(client, alice)
+    # Valid RFC 3339 times whose UTC reading is in the year 0 or the year 10000.
+    first = quote("0001-01-01T00:00:00+01:00")
+    last = quote("9999-12-31T23:59:59-01:00")
+
+    assert [i["type"] for i in everything] == ["bonus"]
+    assert await history(client, alice, f"&created_gte={first}") == everything
+    assert await history(client, alice, f"&created_lt={last}") == everything
+    assert await history(client, alice, f"&created_lt={first}") == []
+    assert await history(client, alice, f"&created_gte={last}") == []
 
 
 async def test_history_filters_by_status_and_time_and_pages(

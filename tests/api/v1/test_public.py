@@ -103,6 +103,28 @@ async def test_ledger_pages_verify_with_the_auditors_code_and_carry_no_personal_
         assert private not in text
 
 
+# Valid RFC 3339 times whose UTC reading is in the year 0 or the year 10000.
+BEFORE_THE_YEAR_1_UTC = "0001-01-01T00:00:00+01:00"
+AFTER_THE_YEAR_9999_UTC = "9999-12-31T23:59:59-01:00"
+
+
+async def test_ledger_time_filters_beyond_the_years_a_datetime_holds_are_open_ended(
+    client: httpx.AsyncClient,
+) -> None:
+    organisation_id = await _organisation_with_history(client, slug="far-times")
+    url = f"/v1/public/organisations/{organisation_id}/ledger"
+    everything = (await client.get(url)).json()["data"]
+
+    since_ever = await client.get(url, params={"created_gte": BEFORE_THE_YEAR_1_UTC})
+    until_ever = await client.get(url, params={"created_lt": AFTER_THE_YEAR_9999_UTC})
+    before_ever = await client.get(url, params={"created_lt": BEFORE_THE_YEAR_1_UTC})
+    after_ever = await client.get(url, params={"created_gte": AFTER_THE_YEAR_9999_UTC})
+
+    assert everything
+    assert since_ever.json()["data"] == until_ever.json()["data"] == everything
+    assert before_ever.json()["data"] == after_ever.json()["data"] == []
+
+
 async def test_ledger_pages_filter_by_type_and_time(client: httpx.AsyncClient) -> None:
     organisation_id = await _organisation_with_history(client, slug="filtered")
     url = f"/v1/public/organisations/{organisation_id}/ledger"

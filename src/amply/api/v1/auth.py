@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response, status
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Response, status
 
 from amply.api.errors import error_responses
 from amply.config import Settings
@@ -208,7 +210,11 @@ def _summary(record: AuthSession, caller: SignedIn) -> SessionSummary:
     summary="End one of the user's sessions",
     responses=error_responses(401, 403, 404),
 )
-async def revoke_session(session_id: str, caller: CurrentUser, session: SessionDep) -> None:
+async def revoke_session(
+    session_id: Annotated[str, Path(max_length=64, description="The session's id (`ses_…`).")],
+    caller: CurrentUser,
+    session: SessionDep,
+) -> None:
     await auth.revoke_session(
         session, user=caller.user, session_id=session_id, origin=caller.origin
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from amply.api.errors import declare_request_errors
 from amply.api.v1 import (
     api_keys,
     auth,
@@ -44,4 +45,5 @@ for module in (
     deposits,
     withdrawals,
 ):
+    declare_request_errors(module.router.routes)
     router.include_router(module.router)
