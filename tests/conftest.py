@@ -11,7 +11,7 @@ import itertools
 import os
 import tempfile
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
+import pytest_asyncio
 from psycopg import sql
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -175,3 +176,67 @@ def superuser_sql(test_database: IsolatedDatabase) -> SuperuserSql:
             return cursor.fetchall() if cursor.description else []
 
     return run
+
+
+# --- Module-scoped variants -----------------------------------------------------------------
+#
+# For modules of many cheap tests over one expensive set-up (the authorization matrix): one
+# database, app and client for the whole module. Their async fixtures run on the module's
+# event loop, so the tests that use them must too: mark them
+# ``@pytest.mark.asyncio(loop_scope="module")``. Such tests share state, so the module must
+# make sure, and show, that no test can change the outcome of another.
+
+
+@contextmanager
+def _fresh_database(cluster: Cluster) -> Iterator[IsolatedDatabase]:
+    """A new copy of the template, dropped afterwards (as ``test_database`` makes them)."""
+    name = f"amply_test_{os.getpid()}_{next(_counter)}"
+    with psycopg.connect(cluster.superuser_url, autocommit=True) as connection:
+        connection.execute(
+            sql.SQL("CREATE DATABASE {} TEMPLATE {} OWNER {} STRATEGY FILE_COPY").format(
+                sql.Identifier(name), sql.Identifier(TEMPLATE), sql.Identifier(OWNER_ROLE)
+            )
+        )
+    try:
+        yield IsolatedDatabase(
+            name=name,
+            urls=DatabaseUrls(
+                app=role_url(cluster.superuser_url, role=APP_ROLE, database=name),
+                migration=role_url(cluster.superuser_url, role=OWNER_ROLE, database=name),
+            ),
+            superuser_url=role_url(cluster.superuser_url, role="postgres", database=name),
+        )
+    finally:
+        with psycopg.connect(cluster.superuser_url, autocommit=True) as connection:
+            connection.execute(
+                sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+
+
+def cheapest_settings() -> Settings:
+    """What the ``settings`` fixture gives: the cheapest argon2id the settings allow."""
+    return Settings(
+        environment="test",
+        password_hash_time_cost=1,
+        password_hash_memory_kib=1024,
+        password_hash_parallelism=1,
+    )
+
+
+@pytest.fixture(scope="module")
+def module_database(cluster: Cluster) -> Iterator[IsolatedDatabase]:
+    """One fresh database shared by the tests of a module."""
+    with _fresh_database(cluster) as database:
+        yield database
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def module_client(module_database: IsolatedDatabase) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of one app (``cheapest_settings``) on ``module_database``, for a module."""
+    app = create_app(cheapest_settings(), database_url=module_database.urls.app)
+    transport = httpx.ASGITransport(app=app)
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="https://amply.test") as http:
+            yield http
+    finally:
+        await app.state.database.dispose()

@@ -13,6 +13,7 @@ import re
 
 import httpx
 import pytest
+import pytest_asyncio
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
@@ -67,11 +68,12 @@ def _routes(app: FastAPI) -> list[tuple[str, str]]:
     ]
 
 
-PROTECTED = [route for route in _routes(_app()) if route not in PUBLIC]
+APP = _app()  # building its OpenAPI document takes a second: build it once
+PROTECTED = [route for route in _routes(APP) if route not in PUBLIC]
 
 
 def test_no_route_is_hidden_from_the_schema() -> None:
-    app = _app()
+    app = APP
     documented = {path for _, path in _routes(app)}
     served = {"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"} | documented
     pending = list(app.routes)
@@ -93,28 +95,50 @@ def test_the_matrix_sees_the_routes_of_this_issue() -> None:
     assert len(PROTECTED) >= 15
 
 
+class Other:
+    """Organisation B: an owner and a write key of an organisation other than the target's."""
+
+    def __init__(self, owner: Account, key: str) -> None:
+        self.owner = owner
+        self.key = key
+
+
+async def other_organisation(client: httpx.AsyncClient) -> Other:
+    owner = await sign_up(client)
+    organisation_id = await create_organisation(client, owner)
+    _, key = await create_api_key(client, owner, organisation_id)
+    return Other(owner, key)
+
+
 class World:
-    """Organisation A (the target) and B (the other), each with an owner and a write key."""
+    """Organisation A (the target, with an owner, a key, a donation and a fund) and the
+    values that fill the target's routes' paths."""
 
-    def __init__(self, a_owner: Account, b_owner: Account) -> None:
+    def __init__(self, a_owner: Account, b: Other, values: dict[str, str]) -> None:
         self.a_owner = a_owner
-        self.b_owner = b_owner
-        self.values: dict[str, str] = {}
-        self.b_key = ""
+        self.b = b
+        self.values = values
 
 
-@pytest.fixture
-async def world(client: httpx.AsyncClient) -> World:
-    a_owner, b_owner = await sign_up(client), await sign_up(client)
-    world = World(a_owner, b_owner)
+# One database, app and world for the whole module: building a world takes about a second,
+# and there are two cases per protected route. No case can change the outcome of another:
+# anonymous callers are refused before a route runs; each case of the other organisation calls
+# as an organisation B of its own (``other_organisation``), so whatever a route does to its
+# caller (logging out, revoking sessions, changing the password, saving a card…) stays in that
+# case; and a B, never a member of A, gets the same 404 whatever state A is in (a missing
+# organisation looks like a foreign one: the last test). Checked by running the module's cases
+# in reversed and in shuffled order; with one B shared by all cases, the logout case turns
+# every later B case into a 401.
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def world(module_client: httpx.AsyncClient) -> World:
+    client = module_client
+    a_owner = await sign_up(client)
     a_org = await create_organisation(client, a_owner)
-    b_org = await create_organisation(client, b_owner)
     a_key_id, _ = await create_api_key(client, a_owner, a_org)
-    _, world.b_key = await create_api_key(client, b_owner, b_org)
     me = (await client.get("/v1/auth/me", headers=a_owner.headers)).json()
     await onboard(client, a_owner, a_org)
     checkout = await donate(client, a_org)
-    world.values = {
+    values = {
         "organisation_id": a_org,
         "user_id": a_owner.user_id,
         "key_id": a_key_id,
@@ -122,7 +146,7 @@ async def world(client: httpx.AsyncClient) -> World:
         "donation_id": checkout["donation"]["id"],  # type: ignore[index]
         "fund_id": await create_fund(client, a_owner, a_org),
     }
-    return world
+    return World(a_owner, await other_organisation(client), values)
 
 
 def _url(path: str, values: dict[str, str]) -> str:
@@ -135,27 +159,33 @@ def _url(path: str, values: dict[str, str]) -> str:
 async def _call(
     client: httpx.AsyncClient, method: str, url: str, headers: dict[str, str]
 ) -> httpx.Response:
-    body = {} if method in ("POST", "PUT", "PATCH") else None
+    body: dict[str, object] | None = {} if method in ("POST", "PUT", "PATCH") else None
     return await client.request(method, url, json=body, headers=headers)
 
 
+ON_THE_MODULES_LOOP = pytest.mark.asyncio(loop_scope="module")
+
+
+@ON_THE_MODULES_LOOP
 @pytest.mark.parametrize(("method", "path"), PROTECTED, ids=[f"{m} {p}" for m, p in PROTECTED])
 async def test_every_protected_route_refuses_anonymous_callers(
-    client: httpx.AsyncClient, world: World, method: str, path: str
+    module_client: httpx.AsyncClient, world: World, method: str, path: str
 ) -> None:
-    response = await _call(client, method, _url(path, world.values), {})
+    response = await _call(module_client, method, _url(path, world.values), {})
 
     assert response.status_code == 401, response.text
     assert response.json()["error"]["type"] == "authentication_error"
 
 
+@ON_THE_MODULES_LOOP
 @pytest.mark.parametrize(("method", "path"), PROTECTED, ids=[f"{m} {p}" for m, p in PROTECTED])
 async def test_other_organisations_members_and_keys_get_404(
-    client: httpx.AsyncClient, world: World, method: str, path: str
+    module_client: httpx.AsyncClient, world: World, method: str, path: str
 ) -> None:
+    other = await other_organisation(module_client)
     url = _url(path, world.values)
-    as_member = await _call(client, method, url, world.b_owner.headers)
-    as_key = await _call(client, method, url, bearer(world.b_key))
+    as_member = await _call(module_client, method, url, other.owner.headers)
+    as_key = await _call(module_client, method, url, bearer(other.key))
 
     if "{donation_id}" in path:
         for response in (as_member, as_key):
@@ -173,14 +203,15 @@ async def test_other_organisations_members_and_keys_get_404(
             assert as_member.status_code == 404, as_member.text
 
 
+@ON_THE_MODULES_LOOP
 async def test_a_missing_organisation_looks_like_a_foreign_one(
-    client: httpx.AsyncClient, world: World
+    module_client: httpx.AsyncClient, world: World
 ) -> None:
-    missing = await client.get(
-        "/v1/organisations/org_000000000000000000000000", headers=world.b_owner.headers
+    missing = await module_client.get(
+        "/v1/organisations/org_000000000000000000000000", headers=world.b.owner.headers
     )
-    foreign = await client.get(
-        f"/v1/organisations/{world.values['organisation_id']}", headers=world.b_owner.headers
+    foreign = await module_client.get(
+        f"/v1/organisations/{world.values['organisation_id']}", headers=world.b.owner.headers
     )
     assert missing.status_code == foreign.status_code == 404
     assert missing.json() == foreign.json()

@@ -152,11 +152,19 @@ async def test_unknown_chains_are_404_and_release_their_snapshot(
 
 
 MILLION = 1_000_000
+START = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def _created_at(seq: int) -> str:
+    """``format_timestamp(START + seq µs)``, at a fraction of its cost a million times over."""
+    seconds, micros = divmod(seq, 1_000_000)
+    return f"2026-01-01T00:00:{seconds:02d}.{micros:06d}Z"
 
 
 def _million_rows(chain_id: str) -> Iterator[tuple[object, ...]]:
     """A valid chain of a million entries, hashed by the auditors' own code."""
-    start = datetime(2026, 1, 1, tzinfo=UTC)
+    for seq in (1, MILLION):
+        assert _created_at(seq) == format_timestamp(START + timedelta(microseconds=seq))
     previous = None
     for seq in range(1, MILLION + 1):
         entry = {
@@ -169,7 +177,7 @@ def _million_rows(chain_id: str) -> Iterator[tuple[object, ...]]:
             "balance_after": 100 * seq,
             "metadata": '{"donation_id":"don_x"}',
             "journal_id": f"jrn_{seq:024d}",
-            "created_at": format_timestamp(start + timedelta(microseconds=seq)),
+            "created_at": _created_at(seq),
             "prev_entry_hash": previous,
         }
         previous = entry_hash(entry)
