@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import shutil
 import tempfile
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
@@ -77,27 +78,13 @@ def cluster() -> Iterator[Cluster]:
         yield Cluster(superuser_url=superuser_url)
     finally:
         server.cleanup()
+        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 @pytest.fixture
 def test_database(cluster: Cluster) -> Iterator[IsolatedDatabase]:
-    name = f"amply_test_{os.getpid()}_{next(_counter)}"
-    with psycopg.connect(cluster.superuser_url, autocommit=True) as connection:
-        connection.execute(
-            sql.SQL("CREATE DATABASE {} TEMPLATE {} OWNER {} STRATEGY FILE_COPY").format(
-                sql.Identifier(name), sql.Identifier(TEMPLATE), sql.Identifier(OWNER_ROLE)
-            )
-        )
-    yield IsolatedDatabase(
-        name=name,
-        urls=DatabaseUrls(
-            app=role_url(cluster.superuser_url, role=APP_ROLE, database=name),
-            migration=role_url(cluster.superuser_url, role=OWNER_ROLE, database=name),
-        ),
-        superuser_url=role_url(cluster.superuser_url, role="postgres", database=name),
-    )
-    with psycopg.connect(cluster.superuser_url, autocommit=True) as connection:
-        connection.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+    with _fresh_database(cluster) as database:
+        yield database
 
 
 @pytest.fixture

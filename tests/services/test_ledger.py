@@ -297,6 +297,20 @@ async def test_appending_to_an_unknown_chain_is_not_found(session: AsyncSession)
         await ledger.append_journal(session, legs=[Leg("org_missing", "deposit", 5, "EUR")])
 
 
+async def test_a_null_or_unknown_chain_is_refused_by_the_database(
+    test_database: IsolatedDatabase,
+) -> None:
+    with connect(test_database.urls.migration) as connection:
+        for chain in (None, "org_missing"):
+            with pytest.raises(psycopg.errors.ForeignKeyViolation) as refused:
+                connection.execute(
+                    "INSERT INTO ledger_entries (id, chain_id, type, amount, currency, "
+                    "journal_id) VALUES (%s, %s, 'deposit', 5, 'EUR', %s)",
+                    (generate_id("led"), chain, generate_id("jrn")),
+                )
+            assert refused.value.diag.constraint_name == "ledger_entries_chain_id_fkey"
+
+
 async def test_a_chain_id_can_be_used_once(session: AsyncSession) -> None:
     await ledger.create_chain(session, chain_id="org_Once", kind="organisation")
     with pytest.raises(Conflict):
@@ -632,6 +646,33 @@ async def test_temporary_tables_cannot_shadow_the_ledger(
             )
     first = await append(database, wallet, 50)
     assert (first.seq, first.balance_after) == (1, 50)
+
+
+async def test_a_callers_search_path_cannot_change_what_the_trigger_computes(
+    database: Database, test_database: IsolatedDatabase
+) -> None:
+    # The trigger runs with its caller's rights and search_path. Listing pg_catalog last would
+    # let a function or operator in public replace a built-in one, but the service's role may
+    # create none there (migration 0006 refuses a database where it could).
+    chain = await make_chain(database)
+    with connect(test_database.urls.app) as connection:
+        connection.execute("SET search_path = pg_temp, public, pg_catalog")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            connection.execute(
+                "CREATE FUNCTION public.sha256(bytea) RETURNS bytea LANGUAGE sql AS 'SELECT $1'"
+            )
+        append_raw(
+            connection,
+            [generate_id("led")],
+            [chain],
+            ["donation_received"],
+            [700],
+            ["EUR"],
+            ['{"donor":"Zoë 🎉"}'],
+            generate_id("jrn"),
+        )
+    async with database.session() as session:
+        assert (await ledger.verify_chain(session, chain_id=chain)).ok
 
 
 # --- backstops behind the lock, with the assigning trigger removed ------------------------

@@ -2,7 +2,8 @@
 
 This module is the reference implementation of ``docs/ledger-format.md`` §2 and uses only the
 standard library, so an auditor can read it in one sitting. PostgreSQL computes the same bytes
-in ``ledger_entry_hash()`` (see the first migration); committed test vectors check that both agree.
+in ``ledger_entry_hash()`` (migration ``0006_faster_appends``); committed test vectors check that
+both agree.
 
 Encoding: each field becomes a *netstring* ``<byte length>:<UTF-8 bytes>,`` and the preimage is
 the concatenation, in a fixed order, of the netstrings of the version tag and the entry's fields.

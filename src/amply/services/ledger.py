@@ -2,9 +2,9 @@
 
 Callers append *journals*: one or more legs, possibly on several chains, written atomically in
 one statement. PostgreSQL assigns each leg's seq, prev_entry_hash, balance_after, created_at
-and entry_hash (migration ``0001_ledger_core``); this module validates what the caller gives,
-turns database refusals into domain errors, and reads chains back for pages, balances and
-verification.
+and entry_hash (migrations ``0001_ledger_core`` and ``0006_faster_appends``); this module
+validates what the caller gives, turns database refusals into domain errors, and reads chains
+back for pages, balances and verification.
 """
 
 from __future__ import annotations
@@ -76,15 +76,18 @@ PLATFORM_PROMOTIONS_CHAIN: Final = "plat_promotions"
 MAX_LEGS: Final = 16
 MAX_METADATA_BYTES: Final = 8192
 
-# The one statement that appends a journal. Legs are inserted in chain-id order so that the
-# per-chain locks taken by the ledger_entries_assign() trigger are always acquired in the same
-# order (no deadlock between journals touching the same chains). $7 is the journal id.
+# The one statement that appends a journal. Leg n is element n of each of the six arrays, all
+# of one length: $1 entry ids, $2 chain ids, $3 types, $4 amounts, $5 currencies, $6
+# metadata; $7 is the journal id. Legs are inserted in chain-id order so that the per-chain
+# locks taken by the ledger_entries_assign() trigger are always acquired in the same order (no
+# deadlock between journals touching the same chains). (Subscripting the arrays by position
+# plans and runs with less work than unnest() of six arrays.)
 APPEND_SQL: Final = """
 INSERT INTO ledger_entries (id, chain_id, type, amount, currency, metadata, journal_id)
-SELECT leg.id, leg.chain_id, leg.type, leg.amount, leg.currency, leg.metadata, $7
-  FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::text[])
-       WITH ORDINALITY AS leg (id, chain_id, type, amount, currency, metadata, position)
- ORDER BY leg.chain_id, leg.position
+SELECT ($1::text[])[leg], ($2::text[])[leg], ($3::text[])[leg], ($4::bigint[])[leg],
+       ($5::text[])[leg], ($6::text[])[leg], $7
+  FROM generate_subscripts($2::text[], 1) AS leg
+ ORDER BY ($2::text[])[leg], leg
 RETURNING id, chain_id, seq, type, amount, currency, balance_after, metadata, journal_id,
           created_at, prev_entry_hash, entry_hash
 """
