@@ -41,7 +41,6 @@ import multiprocessing
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -51,7 +50,7 @@ import uuid
 from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -73,7 +72,14 @@ from amply.lib.ids import generate_id
 from amply.models import User, Wallet
 from amply.services import risk, transfers, wallets
 from amply.services.ledger import APPEND_SQL, encode_metadata
-from bench._common import migrated_database, run_clients
+from bench._common import (
+    CpuMeter,
+    CpuUse,
+    free_port,
+    migrated_database,
+    postmaster_pid,
+    run_clients,
+)
 from bench.ledger_append import BASELINE_INSERT, BASELINE_TABLE, METADATA
 
 WALLETS: Final = 1000
@@ -262,84 +268,6 @@ def service_settings() -> Settings:
     )
 
 
-# --- CPU accounting ---------------------------------------------------------------------------
-
-
-def _cpu_seconds(process: psutil.Process) -> float:
-    times = process.cpu_times()
-    return float(times.user + times.system)
-
-
-@dataclass
-class CpuUse:
-    """CPU seconds used over one measured phase, by process, and by the whole machine."""
-
-    wall: float
-    seconds: dict[str, float]  # by process name; "postgres": the server and all its backends
-    machine: float
-
-    @property
-    def others(self) -> float:
-        """Cores that other processes (other people's tests) used meanwhile, on average."""
-        return max(self.machine - sum(self.seconds.values()), 0.0) / self.wall
-
-    def per(self, name: str, count: int) -> float:
-        """Milliseconds of ``name``'s CPU per operation."""
-        return self.seconds.get(name, 0.0) * 1000 / max(count, 1)
-
-
-@dataclass(frozen=True)
-class CpuSnapshot:
-    at: float
-    processes: dict[str, float]
-    postgres: dict[int, float]
-    machine: float
-
-
-class CpuMeter:
-    """CPU time of named processes and of one PostgreSQL server (postmaster and children)."""
-
-    def __init__(self, postmaster: int, **processes: int) -> None:
-        self.postmaster = psutil.Process(postmaster)
-        self.processes = {name: psutil.Process(pid) for name, pid in processes.items()}
-
-    def snapshot(self) -> CpuSnapshot:
-        postgres = {}
-        for process in [self.postmaster, *self.postmaster.children()]:
-            with suppress(psutil.NoSuchProcess):
-                postgres[process.pid] = _cpu_seconds(process)
-        times = psutil.cpu_times()
-        return CpuSnapshot(
-            at=time.perf_counter(),
-            processes={name: _cpu_seconds(p) for name, p in self.processes.items()},
-            postgres=postgres,
-            # Busy time of this machine's own processes: not idle, iowait, steal or guests.
-            machine=float(
-                sum(getattr(times, f, 0.0) for f in ("user", "nice", "system", "irq", "softirq"))
-            ),
-        )
-
-    def since(self, before: CpuSnapshot) -> CpuUse:
-        after = self.snapshot()
-        seconds = {name: after.processes[name] - before.processes[name] for name in self.processes}
-        # A backend that exited meanwhile takes its CPU time with it (the pools here keep theirs).
-        seconds["postgres"] = sum(
-            t - before.postgres.get(pid, 0.0) for pid, t in after.postgres.items()
-        )
-        return CpuUse(
-            wall=after.at - before.at, seconds=seconds, machine=after.machine - before.machine
-        )
-
-
-async def postmaster_pid(dsn: str) -> int:
-    connection = await asyncpg.connect(dsn)
-    try:
-        backend: int = await connection.fetchval("SELECT pg_backend_pid()")
-        return int(psutil.Process(backend).ppid())
-    finally:
-        await connection.close()
-
-
 @dataclass(frozen=True)
 class Run:
     count: int
@@ -386,7 +314,9 @@ async def measure_sql(
     finally:
         await owner.close()
     connections = [await asyncpg.connect(urls.app) for _ in range(clients)]
-    meter = CpuMeter(await postmaster_pid(urls.app), bench=os.getpid())
+    meter = CpuMeter(
+        trees={"postgres": await postmaster_pid(urls.app)}, single={"bench": os.getpid()}
+    )
     results = SqlResults()
     try:
 
@@ -628,13 +558,6 @@ def client_health(url: str, clients: int, per_client: int) -> dict[str, Any]:
 # --- (c): the server, its CPU, and its profile -----------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 def server_env(urls: DatabaseUrls, data_dir: Path, pool_size: int | None) -> dict[str, str]:
     env = {key: value for key, value in os.environ.items() if not key.startswith("AMPLY_")}
     env.update(
@@ -665,7 +588,7 @@ def serve(
 ) -> Iterator[tuple[int, str]]:
     """``amply serve`` in a subprocess (under the sampling profiler when ``profile_dir`` is
     given), its output in ``log``; yields its pid and URL once it is ready."""
-    port = _free_port()
+    port = free_port()
     if profile_dir is None:
         command = [sys.executable, "-m", "amply.cli", "serve", "--port", str(port)]
     else:
@@ -926,7 +849,10 @@ def measure_http(urls: DatabaseUrls, args: argparse.Namespace) -> HttpResults:
             return HttpRun(result, meter.since(before))
 
         with serve(env, Path(data_dir) / "server.log") as (server_pid, url):
-            meter = CpuMeter(postmaster, server=server_pid, client=client_pid, bench=os.getpid())
+            meter = CpuMeter(
+                trees={"postgres": postmaster},
+                single={"server": server_pid, "client": client_pid, "bench": os.getpid()},
+            )
             _progress(f"(c) signing up {len(users) + 2} users through the API")
             tokens = pool.submit(client_signups, url, [*users, *hot], clients).result()
             spread, hot_plan, firsts = plans(tokens, users, hot, clients, per_client)
@@ -950,7 +876,10 @@ def measure_http(urls: DatabaseUrls, args: argparse.Namespace) -> HttpResults:
             profile_dir.mkdir()
             log = Path(data_dir) / "profiled-server.log"
             with serve(env, log, profile_dir=profile_dir) as (server_pid, url):
-                meter = CpuMeter(postmaster, server=server_pid, client=client_pid)
+                meter = CpuMeter(
+                    trees={"postgres": postmaster},
+                    single={"server": server_pid, "client": client_pid},
+                )
                 pool.submit(client_transfers, url, warm).result()
                 (profile_dir / "start").touch()
                 results.runs["profiled"] = measure(meter, partial(client_transfers, url, spread))

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -35,7 +34,7 @@ import psycopg
 from amply.lib.crypto import canonical_preimage, entry_hash, format_timestamp
 from amply.lib.signing import NoteSigner
 from amply.lib.verify import read_export, verify_export
-from bench._common import migrated_database
+from bench._common import free_port, migrated_database
 
 CHAIN = "org_BenchTransparency0000001"
 COLUMNS = (
@@ -97,15 +96,8 @@ def copy_rate(app_url: str, count: int) -> float:
     return count / (time.perf_counter() - started)
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 def serve(app_url: str, owner_url: str, signer: NoteSigner) -> tuple[subprocess.Popen[bytes], str]:
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "DATABASE_URL": app_url,

@@ -14,6 +14,7 @@ import tempfile
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -81,9 +82,35 @@ def cluster() -> Iterator[Cluster]:
         shutil.rmtree(data_dir, ignore_errors=True)
 
 
+@contextmanager
+def fresh_database(cluster: Cluster, *, template: str = TEMPLATE) -> Iterator[IsolatedDatabase]:
+    """A new copy of ``template`` (the migrated one by default), dropped afterwards."""
+    name = f"amply_test_{os.getpid()}_{next(_counter)}"
+    with psycopg.connect(cluster.superuser_url, autocommit=True) as connection:
+        connection.execute(
+            sql.SQL("CREATE DATABASE {} TEMPLATE {} OWNER {} STRATEGY FILE_COPY").format(
+                sql.Identifier(name), sql.Identifier(template), sql.Identifier(OWNER_ROLE)
+            )
+        )
+    try:
+        yield IsolatedDatabase(
+            name=name,
+            urls=DatabaseUrls(
+                app=role_url(cluster.superuser_url, role=APP_ROLE, database=name),
+                migration=role_url(cluster.superuser_url, role=OWNER_ROLE, database=name),
+            ),
+            superuser_url=role_url(cluster.superuser_url, role="postgres", database=name),
+        )
+    finally:
+        with psycopg.connect(cluster.superuser_url, autocommit=True) as connection:
+            connection.execute(
+                sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+
+
 @pytest.fixture
 def test_database(cluster: Cluster) -> Iterator[IsolatedDatabase]:
-    with _fresh_database(cluster) as database:
+    with fresh_database(cluster) as database:
         yield database
 
 
@@ -114,26 +141,27 @@ def settings() -> Settings:
     )
 
 
+@asynccontextmanager
+async def app_client(
+    settings: Settings, *, database_url: str, raise_app_exceptions: bool = True
+) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of a new app on ``database_url``; the app's pool is closed afterwards."""
+    app = create_app(settings, database_url=database_url)
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=raise_app_exceptions)
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="https://amply.test") as http:
+            yield http
+    finally:
+        await app.state.database.dispose()
+
+
 ClientFactory = Callable[[Settings], AbstractAsyncContextManager[httpx.AsyncClient]]
 
 
 @pytest.fixture
 def make_client(test_database: IsolatedDatabase) -> ClientFactory:
     """Clients of apps with their own settings, all on this test's database."""
-
-    @asynccontextmanager
-    async def make(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-        app = create_app(settings, database_url=test_database.urls.app)
-        transport = httpx.ASGITransport(app=app)
-        try:
-            async with httpx.AsyncClient(
-                transport=transport, base_url="https://amply.test"
-            ) as http:
-                yield http
-        finally:
-            await app.state.database.dispose()
-
-    return make
+    return partial(app_client, database_url=test_database.urls.app)
 
 
 @pytest.fixture
@@ -174,32 +202,6 @@ def superuser_sql(test_database: IsolatedDatabase) -> SuperuserSql:
 # make sure, and show, that no test can change the outcome of another.
 
 
-@contextmanager
-def _fresh_database(cluster: Cluster) -> Iterator[IsolatedDatabase]:
-    """A new copy of the template, dropped afterwards (as ``test_database`` makes them)."""
-    name = f"amply_test_{os.getpid()}_{next(_counter)}"
-    with psycopg.connect(cluster.superuser_url, autocommit=True) as connection:
-        connection.execute(
-            sql.SQL("CREATE DATABASE {} TEMPLATE {} OWNER {} STRATEGY FILE_COPY").format(
-                sql.Identifier(name), sql.Identifier(TEMPLATE), sql.Identifier(OWNER_ROLE)
-            )
-        )
-    try:
-        yield IsolatedDatabase(
-            name=name,
-            urls=DatabaseUrls(
-                app=role_url(cluster.superuser_url, role=APP_ROLE, database=name),
-                migration=role_url(cluster.superuser_url, role=OWNER_ROLE, database=name),
-            ),
-            superuser_url=role_url(cluster.superuser_url, role="postgres", database=name),
-        )
-    finally:
-        with psycopg.connect(cluster.superuser_url, autocommit=True) as connection:
-            connection.execute(
-                sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name))
-            )
-
-
 def cheapest_settings() -> Settings:
     """What the ``settings`` fixture gives: the cheapest argon2id the settings allow."""
     return Settings(
@@ -213,17 +215,12 @@ def cheapest_settings() -> Settings:
 @pytest.fixture(scope="module")
 def module_database(cluster: Cluster) -> Iterator[IsolatedDatabase]:
     """One fresh database shared by the tests of a module."""
-    with _fresh_database(cluster) as database:
+    with fresh_database(cluster) as database:
         yield database
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def module_client(module_database: IsolatedDatabase) -> AsyncIterator[httpx.AsyncClient]:
     """A client of one app (``cheapest_settings``) on ``module_database``, for a module."""
-    app = create_app(cheapest_settings(), database_url=module_database.urls.app)
-    transport = httpx.ASGITransport(app=app)
-    try:
-        async with httpx.AsyncClient(transport=transport, base_url="https://amply.test") as http:
-            yield http
-    finally:
-        await app.state.database.dispose()
+    async with app_client(cheapest_settings(), database_url=module_database.urls.app) as http:
+        yield http

@@ -6,7 +6,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ from amply.lib.verify import EXPORT_FORMAT
 from amply.migrate import head_revision
 from tests.conftest import IsolatedDatabase
 from tests.lib.test_verify import build_chain
+from tests.support.serving import environment_without, free_port, start_serve, wait_until_ready
 
 
 def write_export(path: Path, *, tamper: bool = False) -> Path:
@@ -140,13 +140,6 @@ def test_production_needs_a_separate_migration_role(monkeypatch: pytest.MonkeyPa
         get_settings.cache_clear()
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 def embedded_postgres_processes(data_dir: Path) -> list[psutil.Process]:
     found = []
     for process in psutil.process_iter(["name", "cmdline"]):
@@ -162,30 +155,10 @@ def test_serve_starts_embedded_postgres_and_stops_it_on_a_signal(
 ) -> None:
     data_dir = tmp_path / "data"
     port = free_port()
-    environment = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("DATABASE_", "AMPLY_"))
-    }
-    environment["AMPLY_DATA_DIR"] = str(data_dir)
-    server = subprocess.Popen(
-        [sys.executable, "-m", "amply.cli", "serve", "--port", str(port)],
-        env=environment,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    environment = environment_without("DATABASE_", "AMPLY_", AMPLY_DATA_DIR=str(data_dir))
+    server = start_serve("--port", str(port), environment=environment, keep_output=True)
     try:
-        deadline = time.monotonic() + 90
-        ready = None
-        while time.monotonic() < deadline and server.poll() is None:
-            try:
-                ready = httpx.get(f"http://127.0.0.1:{port}/ready", timeout=2)
-                break
-            except httpx.TransportError:
-                time.sleep(0.25)
-        assert ready is not None, "amply serve never answered"
-        assert ready.status_code == 200
+        ready = wait_until_ready(server, port)
         assert ready.json()["status"] == "ready"
         assert httpx.get(f"http://127.0.0.1:{port}/health").json() == {"status": "ok"}
         assert embedded_postgres_processes(data_dir)
@@ -202,32 +175,20 @@ def test_serve_starts_embedded_postgres_and_stops_it_on_a_signal(
 def test_serve_with_workers_shares_metrics_and_stops_cleanly(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
     port = free_port()
-    environment = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("DATABASE_", "AMPLY_", "PROMETHEUS_"))
-    }
-    environment["AMPLY_DATA_DIR"] = str(data_dir)
-    environment["AMPLY_LOG_FORMAT"] = "json"
-    server = subprocess.Popen(
-        [sys.executable, "-m", "amply.cli", "serve", "--port", str(port), "--workers", "2"],
-        env=environment,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
+    environment = environment_without(
+        "DATABASE_",
+        "AMPLY_",
+        "PROMETHEUS_",
+        AMPLY_DATA_DIR=str(data_dir),
+        AMPLY_LOG_FORMAT="json",
+    )
+    server = start_serve(
+        "--port", str(port), "--workers", "2", environment=environment, keep_output=True
     )
     base = f"http://127.0.0.1:{port}"
     try:
+        wait_until_ready(server, port)
         deadline = time.monotonic() + 90
-        ready = None
-        while time.monotonic() < deadline and server.poll() is None:
-            try:
-                ready = httpx.get(f"{base}/ready", timeout=2)
-                break
-            except httpx.TransportError:
-                time.sleep(0.25)
-        assert ready is not None, "amply serve --workers 2 never answered"
-        assert ready.status_code == 200
         with httpx.Client(base_url=base) as http:
             for _ in range(30):
                 assert http.get("/health").status_code == 200

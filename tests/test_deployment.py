@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 
 from tests.conftest import IsolatedDatabase
-from tests.test_cli import free_port
+from tests.support.serving import environment_without, free_port
 
 ROOT = Path(__file__).parents[1]
 
@@ -96,12 +96,13 @@ def test_the_images_command_serves_and_its_health_check_passes(
     command = [port if arg == "8000" else arg for arg in json.loads(instruction(final, "CMD"))]
     health = instruction(final, "HEALTHCHECK").split("CMD ", 1)[1]
     check = [arg.replace(":8000/", f":{port}/") for arg in json.loads(health)]
-    environment = {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "PROMETHEUS_"))},
-        "AMPLY_ENVIRONMENT": "production",  # as the image sets it
-        "DATABASE_URL": test_database.urls.app,
-        "DATABASE_MIGRATION_URL": test_database.urls.migration,
-    }
+    environment = environment_without(
+        "DATABASE_",
+        "PROMETHEUS_",
+        AMPLY_ENVIRONMENT="production",  # as the image sets it
+        DATABASE_URL=test_database.urls.app,
+        DATABASE_MIGRATION_URL=test_database.urls.migration,
+    )
     executable = str(Path(sys.executable).parent / command[0])
     server = subprocess.Popen(
         [executable, *command[1:]],

@@ -6,11 +6,8 @@ back, then the same server carries on, with nothing lost or duplicated."""
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,42 +20,28 @@ from amply.services import ledger
 from tests.conftest import IsolatedDatabase
 from tests.factories import PASSWORD
 from tests.support.postgres import amply_cluster
-from tests.test_cli import free_port
+from tests.support.serving import environment_without, free_port, start_serve, wait_until_ready
 
 CLIENTS = 16
 
 
 @contextmanager
 def served(urls: DatabaseUrls, port: int, **settings: str) -> Iterator[subprocess.Popen[str]]:
-    environment = {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "PROMETHEUS_"))},
-        "DATABASE_URL": urls.app,
-        "DATABASE_MIGRATION_URL": urls.migration,
-        "AMPLY_ENVIRONMENT": "test",
-        "AMPLY_PASSWORD_HASH_TIME_COST": "1",
-        "AMPLY_PASSWORD_HASH_MEMORY_KIB": "1024",
-        "AMPLY_PASSWORD_HASH_PARALLELISM": "1",
-        "AMPLY_CHECKPOINT_INTERVAL_SECONDS": "0",
-        "AMPLY_RISK_RAPID_TRANSFER_COUNT": "1000000",
-        **settings,
-    }
-    server = subprocess.Popen(
-        [sys.executable, "-m", "amply.cli", "serve", "--port", str(port)],
-        env=environment,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        text=True,
+    environment = environment_without(
+        "DATABASE_",
+        "PROMETHEUS_",
+        DATABASE_URL=urls.app,
+        DATABASE_MIGRATION_URL=urls.migration,
+        AMPLY_ENVIRONMENT="test",
+        AMPLY_PASSWORD_HASH_TIME_COST="1",
+        AMPLY_PASSWORD_HASH_MEMORY_KIB="1024",
+        AMPLY_PASSWORD_HASH_PARALLELISM="1",
+        AMPLY_CHECKPOINT_INTERVAL_SECONDS="0",
+        AMPLY_RISK_RAPID_TRANSFER_COUNT="1000000",
     )
+    server = start_serve("--port", str(port), environment={**environment, **settings})
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and server.poll() is None:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/ready", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.2)
-        else:
-            raise AssertionError("amply serve never became ready")
+        wait_until_ready(server, port, timeout=60)
         yield server
     finally:
         if server.poll() is None:

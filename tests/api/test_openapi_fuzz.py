@@ -25,20 +25,17 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import os
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import date, time
 from typing import Any
 
 import httpx
-import psycopg
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, Phase, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
-from psycopg import sql
 from schemathesis import Case, CheckContext, GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.core.failures import FailureGroup
@@ -51,9 +48,8 @@ from schemathesis.specs.openapi.checks import (
 
 from amply.config import Settings
 from amply.db import Database
-from amply.embedded import APP_ROLE, OWNER_ROLE, role_url
 from amply.main import create_app
-from tests.conftest import TEMPLATE, Cluster
+from tests.conftest import Cluster, app_client, fresh_database
 from tests.factories import (
     PASSWORD,
     Account,
@@ -235,27 +231,6 @@ async def _build_world(client: httpx.AsyncClient, database: Database) -> World:
     return World(owner=owner, api_key=secret, values=values)
 
 
-def _execute(cluster: Cluster, statement: sql.Composable) -> None:
-    with psycopg.connect(cluster.superuser_url, autocommit=True) as connection:
-        connection.execute(statement)
-
-
-def _create_database(cluster: Cluster, name: str, template: str) -> None:
-    _execute(
-        cluster,
-        sql.SQL("CREATE DATABASE {} TEMPLATE {} OWNER {} STRATEGY FILE_COPY").format(
-            sql.Identifier(name), sql.Identifier(template), sql.Identifier(OWNER_ROLE)
-        ),
-    )
-
-
-def _drop_database(cluster: Cluster, name: str) -> None:
-    _execute(cluster, sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
-
-
-_databases = itertools.count()
-
-
 @dataclass(frozen=True)
 class WorldTemplate:
     database: str
@@ -265,26 +240,18 @@ class WorldTemplate:
 @pytest.fixture(scope="module")
 def world_template(cluster: Cluster) -> Iterator[WorldTemplate]:
     """The world, built once into a database that each test copies."""
-    name = f"amply_fuzz_world_{os.getpid()}"
-    _create_database(cluster, name, TEMPLATE)
-    url = role_url(cluster.superuser_url, role=APP_ROLE, database=name)
+    with fresh_database(cluster) as template:
 
-    async def build() -> World:
-        app = create_app(_app_settings(), database_url=url)
-        database = Database(url)
-        try:
-            transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(transport=transport, base_url=BASE_URL) as client:
-                return await _build_world(client, database)
-        finally:
-            await database.dispose()
-            await app.state.database.dispose()
+        async def build() -> World:
+            database = Database(template.urls.app)
+            try:
+                async with app_client(_app_settings(), database_url=template.urls.app) as client:
+                    return await _build_world(client, database)
+            finally:
+                await database.dispose()
 
-    try:
         # Its own event loop: the pools close before the database becomes a template.
-        yield WorldTemplate(database=name, world=asyncio.run(build()))
-    finally:
-        _drop_database(cluster, name)
+        yield WorldTemplate(database=template.name, world=asyncio.run(build()))
 
 
 @pytest.fixture
@@ -292,20 +259,12 @@ async def world_client(
     cluster: Cluster, world_template: WorldTemplate
 ) -> AsyncIterator[httpx.AsyncClient]:
     """A client of an app on this test's own copy of the world."""
-    name = f"amply_fuzz_{os.getpid()}_{next(_databases)}"
-    _create_database(cluster, name, world_template.database)
-    app = create_app(
-        _app_settings(),
-        database_url=role_url(cluster.superuser_url, role=APP_ROLE, database=name),
-    )
-    try:
+    with fresh_database(cluster, template=world_template.database) as copy:
         # A bug's 500 comes back as a response, for the checks to report with the others.
-        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-        async with httpx.AsyncClient(transport=transport, base_url=BASE_URL) as client:
+        async with app_client(
+            _app_settings(), database_url=copy.urls.app, raise_app_exceptions=False
+        ) as client:
             yield client
-    finally:
-        await app.state.database.dispose()
-        _drop_database(cluster, name)
 
 
 # --- Checks ---------------------------------------------------------------------------------
