@@ -65,7 +65,7 @@ import uvloop
 
 from amply.embedded import DatabaseUrls
 from amply.lib.ids import generate_id
-from amply.services.ledger import APPEND_SQL, encode_metadata
+from amply.services.ledger import append_args, append_sql, encode_metadata
 from bench._common import CpuMeter, CpuUse, free_port, migrated_database, postmaster_pid
 
 WORKERS: Final = 2
@@ -521,15 +521,13 @@ def _donation_journal(organisation_id: str, n: int) -> tuple[Any, ...]:
         "charge": f"ch_sandbox_{n:024d}",
         "balance_transaction": f"txn_sandbox_{n:024d}",
     }
-    return (
-        [generate_id("led"), generate_id("led")],
-        [organisation_id, organisation_id],
-        ["donation_received", "payment_processing_fee"],
-        [amount, -fee],
-        [CURRENCY, CURRENCY],
-        [encode_metadata(received), encode_metadata(fee_metadata)],
-        generate_id("jrn"),
-    )
+    legs = [
+        (generate_id("led"), organisation_id, "donation_received", amount, CURRENCY,
+         encode_metadata(received)),
+        (generate_id("led"), organisation_id, "payment_processing_fee", -fee, CURRENCY,
+         encode_metadata(fee_metadata)),
+    ]  # fmt: skip
+    return append_args(legs, generate_id("jrn"))
 
 
 async def seed_chain(urls: DatabaseUrls, organisation_id: str, journals: int) -> int:
@@ -539,7 +537,7 @@ async def seed_chain(urls: DatabaseUrls, organisation_id: str, journals: int) ->
     try:
         async with connection.transaction():
             await connection.executemany(
-                APPEND_SQL, [_donation_journal(organisation_id, n) for n in range(journals)]
+                append_sql(2), [_donation_journal(organisation_id, n) for n in range(journals)]
             )
         await connection.execute("ANALYZE ledger_entries")
         head: int = await connection.fetchval(

@@ -5,7 +5,7 @@
 
 Prints entries/s for: (a) plain single-row INSERTs into an unchained table with the ledger's
 columns, one per transaction; (b) appends through the ledger's own statement
-(:data:`amply.services.ledger.APPEND_SQL`, the one the service runs) spread over 1,000 chains;
+(:func:`amply.services.ledger.append_sql`, the one the service runs) spread over 1,000 chains;
 (c) the same on ONE hot chain; and the ratio of each to (a). Then it appends a chain of
 ``--verify-entries`` entries and reports how fast Python reads and verifies it.
 """
@@ -22,7 +22,7 @@ import asyncpg
 
 from amply.lib.ids import generate_id
 from amply.lib.verify import verify_entries
-from amply.services.ledger import APPEND_SQL, EXPORT_ROWS_SQL
+from amply.services.ledger import EXPORT_ROWS_SQL, append_args, append_sql
 from bench._common import migrated_database, run_clients
 
 BASELINE_TABLE = """
@@ -44,16 +44,8 @@ METADATA = '{"donation_id":"don_bench","fund":null,"donor":"Anonymous"}'
 
 
 async def _append(connection: asyncpg.Connection, chain_id: str) -> None:
-    await connection.execute(
-        APPEND_SQL,
-        [generate_id("led")],
-        [chain_id],
-        ["donation_received"],
-        [1000],
-        ["EUR"],
-        [METADATA],
-        generate_id("jrn"),
-    )
+    leg = (generate_id("led"), chain_id, "donation_received", 1000, "EUR", METADATA)
+    await connection.execute(append_sql(1), *append_args([leg], generate_id("jrn")))
 
 
 async def measure(dsn: str, *, clients: int, per_client: int, rounds: int) -> dict[str, float]:
@@ -107,20 +99,15 @@ async def measure_verification(dsn: str, owner_dsn: str, entries: int) -> tuple[
         await owner.execute(
             "INSERT INTO ledger_chains (id, kind) VALUES ('org_verify', 'organisation')"
         )
-        batch = 5000
+        batch = 1000
         for start in range(0, entries, batch):
             size = min(batch, entries - start)
+            legs = [
+                (generate_id("led"), "org_verify", "donation_received", 1000, "EUR", METADATA)
+                for _ in range(size)
+            ]
             async with owner.transaction():
-                await owner.execute(
-                    APPEND_SQL,
-                    [generate_id("led") for _ in range(size)],
-                    ["org_verify"] * size,
-                    ["donation_received"] * size,
-                    [1000] * size,
-                    ["EUR"] * size,
-                    [METADATA] * size,
-                    generate_id("jrn"),
-                )
+                await owner.execute(append_sql(size), *append_args(legs, generate_id("jrn")))
     finally:
         await owner.close()
     connection = await asyncpg.connect(dsn)

@@ -8,7 +8,7 @@ the plain-INSERT baseline of the same run (issue 5).
 (a) plain single-row INSERTs, one per transaction: bench.ledger_append's baseline.
 (b) completed double-entry transfers through the ledger's own database path. One transfer is
     one transaction holding what the service writes for a transfer that completes at once: the
-    two-leg journal through :data:`amply.services.ledger.APPEND_SQL` (``transfer_out`` on the
+    two-leg journal through :func:`amply.services.ledger.append_sql` (``transfer_out`` on the
     sender's wallet chain, ``transfer_in`` on the recipient's, one journal id) and the
     ``transactions`` row naming it, which the deferred ``transactions_journal_matches`` checks
     at commit. ``--clients`` clients over 1,000 funded wallets (each client a different pair at
@@ -71,7 +71,7 @@ from amply.embedded import DatabaseUrls
 from amply.lib.ids import generate_id
 from amply.models import User, Wallet
 from amply.services import risk, transfers, wallets
-from amply.services.ledger import APPEND_SQL, encode_metadata
+from amply.services.ledger import append_args, append_sql, encode_metadata
 from bench._common import (
     CpuMeter,
     CpuUse,
@@ -171,15 +171,10 @@ async def create_wallets(owner: asyncpg.Connection, count: int) -> BenchWallets:
         )
         funding = encode_metadata({"source": "bench"})
         await owner.executemany(
-            APPEND_SQL,
+            append_sql(1),
             [
-                (
-                    [generate_id("led")],
-                    [wallet],
-                    ["deposit"],
-                    [FUNDING],
-                    [CURRENCY],
-                    [funding],
+                append_args(
+                    [(generate_id("led"), wallet, "deposit", FUNDING, CURRENCY, funding)],
                     generate_id("jrn"),
                 )
                 for wallet in ids
@@ -195,17 +190,28 @@ async def write_transfer(
     transaction_id = generate_id("txn")
     journal_id = generate_id("jrn")
     await connection.fetch(
-        APPEND_SQL,
-        [generate_id("led"), generate_id("led")],
-        [sender, recipient],
-        ["transfer_out", "transfer_in"],
-        [-amount, amount],
-        [CURRENCY, CURRENCY],
-        [
-            encode_metadata({"transaction_id": transaction_id, "to": recipient}),
-            encode_metadata({"transaction_id": transaction_id, "from": sender}),
-        ],
-        journal_id,
+        append_sql(2),
+        *append_args(
+            [
+                (
+                    generate_id("led"),
+                    sender,
+                    "transfer_out",
+                    -amount,
+                    CURRENCY,
+                    encode_metadata({"transaction_id": transaction_id, "to": recipient}),
+                ),
+                (
+                    generate_id("led"),
+                    recipient,
+                    "transfer_in",
+                    amount,
+                    CURRENCY,
+                    encode_metadata({"transaction_id": transaction_id, "from": sender}),
+                ),
+            ],
+            journal_id,
+        ),
     )
     await connection.fetch(
         INSERT_TRANSFER_SQL,
@@ -632,7 +638,7 @@ def serve(
 # that started it, so that a statement counts for the service function that ran it.
 PHASES: Final = (
     ("sqlalchemy/pool/", None, "connection pool: checkout (pre-ping), return, connect"),
-    ("amply/services/ledger.py", "append_journal", "ledger: the journal (APPEND_SQL)"),
+    ("amply/services/ledger.py", "append_journal", "ledger: the journal (append_sql)"),
     ("amply/services/ledger.py", "lock_chains", "ledger: chain locks"),
     ("amply/services/risk.py", None, "risk rules: 3 queries"),
     ("amply/services/wallets.py", "require_available", "balance and held: 2 queries"),

@@ -15,7 +15,7 @@ from amply.deps import SessionDep
 from amply.lib.ids import generate_id
 from amply.main import create_app
 from amply.services import ledger
-from amply.services.ledger import APPEND_SQL, Leg
+from amply.services.ledger import Leg, append_args, append_sql
 from tests.conftest import IsolatedDatabase
 
 
@@ -32,11 +32,8 @@ def app_with_test_routes(settings: Settings, database_url: str) -> FastAPI:
     async def unbalanced(chain_id: str, session: SessionDep) -> dict[str, str]:
         # Bypasses the service's own check to reach the database's deferred one.
         connection = await session.connection()
-        await connection.exec_driver_sql(
-            APPEND_SQL,
-            ([generate_id("led")], [chain_id], ["transfer_in"], [5], ["EUR"], ["{}"],
-             generate_id("jrn")),
-        )  # fmt: skip
+        leg = (generate_id("led"), chain_id, "transfer_in", 5, "EUR", "{}")
+        await connection.exec_driver_sql(append_sql(1), append_args([leg], generate_id("jrn")))
         return {"status": "looks fine until commit"}
 
     return app

@@ -17,7 +17,7 @@ from amply.errors import Conflict, InsufficientFunds, NotFound
 from amply.lib.ids import generate_id
 from amply.lib.verify import verify_entries
 from amply.services import ledger
-from amply.services.ledger import APPEND_SQL, LedgerError, Leg
+from amply.services.ledger import LedgerError, Leg, append_args, append_sql
 from tests.conftest import IsolatedDatabase
 from tests.factories import append, make_chain, transfer
 from tests.lib.test_crypto import load_vectors
@@ -29,12 +29,17 @@ def connect(url: str) -> Iterator[psycopg.Connection[Any]]:
         yield connection
 
 
-def append_raw(connection: psycopg.Connection[Any], *columns: object) -> None:
-    """Run the service's APPEND_SQL directly; its $n placeholders become psycopg's %(pn)s."""
-    statement = APPEND_SQL
-    for position in range(len(columns), 0, -1):
+def append_raw(connection: psycopg.Connection[Any], *columns: Any) -> None:
+    """Run the service's append statement directly, given the legs as columns (ids, chain
+    ids, types, amounts, currencies, metadata) and the journal id; its $n placeholders
+    become psycopg's %(pn)s."""
+    *legs, journal_id = columns
+    rows = list(zip(*legs, strict=True))
+    arguments = append_args(rows, journal_id)
+    statement = append_sql(len(rows))
+    for position in range(len(arguments), 0, -1):
         statement = statement.replace(f"${position}", f"%(p{position})s")
-    connection.execute(statement, {f"p{n}": value for n, value in enumerate(columns, start=1)})
+    connection.execute(statement, {f"p{n}": value for n, value in enumerate(arguments, start=1)})
 
 
 async def chain_rows(session: AsyncSession, chain_id: str) -> list[ledger.Entry]:
@@ -201,6 +206,19 @@ async def test_an_overdraft_is_refused_and_leaves_nothing(database: Database) ->
     assert (
         await append(database, organisation, -5, entry_type="donation_refunded")
     ).balance_after == -5
+
+
+def test_the_append_statement_takes_legs_in_chain_order_keeping_each_chains_own_order() -> None:
+    legs = [
+        ("led_1", "wal_b", "transfer_out", -5, "EUR", "{}"),
+        ("led_2", "wal_a", "transfer_in", 3, "EUR", "{}"),
+        ("led_3", "wal_b", "withdrawal_fee", -1, "EUR", "{}"),
+        ("led_4", "wal_a", "transfer_in", 3, "EUR", "{}"),
+    ]
+    arguments = append_args(legs, "jrn_x")
+    assert arguments[0::6][:4] == ("led_2", "led_4", "led_1", "led_3")
+    assert arguments[-1] == "jrn_x"
+    assert append_sql(4).count("$25)") == 4  # every row names the one journal id
 
 
 async def test_two_legs_on_one_chain_are_chained_in_order(database: Database) -> None:

@@ -51,7 +51,7 @@ _ENTRY_FIELDS: Final = (
 # Progress is reported every this many entries.
 PROGRESS_STEP: Final = 1 << 16
 # Chains at least this long are checked in two processes when more than one core is offered.
-PARALLEL_MINIMUM: Final = 200_000
+PARALLEL_MINIMUM: Final = 50_000
 # The fields of an entry in export order (docs/ledger-format.md §4), as the export query and
 # the export's JSON objects have them.
 _EXPORT_ORDER: Final = (
