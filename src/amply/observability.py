@@ -112,8 +112,10 @@ def configure_logging(*, level: str, json_lines: bool) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
-        logging.getLogger(name).handlers[:] = []
-        logging.getLogger(name).propagate = True
+        logger = logging.getLogger(name)
+        logger.handlers[:] = []
+        logger.propagate = True
+        logger.setLevel(logging.NOTSET)  # the root's level, unless uvicorn sets its own after
 
 
 # --- The middleware --------------------------------------------------------------------------

@@ -103,9 +103,11 @@ async def test_metrics_can_be_turned_off(make_client: ClientFactory, settings: S
 def test_json_logging_routes_every_logger_through_one_line_format(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    root = logging.getLogger()
-    saved = (root.handlers[:], root.level)
+    root, uvicorn_error = logging.getLogger(), logging.getLogger("uvicorn.error")
+    saved = (root.handlers[:], root.level, uvicorn_error.level)
     try:
+        # As an in-process uvicorn.Config(log_level="warning") leaves it (the Stripe harness).
+        uvicorn_error.setLevel(logging.WARNING)
         configure_logging(level="info", json_lines=True)
         marker = uuid.uuid4().hex
         logging.getLogger("uvicorn.error").info("started %s", marker)
@@ -115,5 +117,6 @@ def test_json_logging_routes_every_logger_through_one_line_format(
         assert record["level"] == "info"
         assert record["message"] == f"started {marker}"
     finally:
-        root.handlers[:], _ = saved
+        root.handlers[:], _, _ = saved
         root.setLevel(saved[1])
+        uvicorn_error.setLevel(saved[2])
