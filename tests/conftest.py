@@ -132,13 +132,7 @@ async def session(database: Database) -> AsyncIterator[AsyncSession]:
 
 @pytest.fixture
 def settings() -> Settings:
-    # The cheapest argon2id the settings allow: tests sign up hundreds of users.
-    return Settings(
-        environment="test",
-        password_hash_time_cost=1,
-        password_hash_memory_kib=1024,
-        password_hash_parallelism=1,
-    )
+    return cheapest_settings()
 
 
 @asynccontextmanager
@@ -202,13 +196,15 @@ def superuser_sql(test_database: IsolatedDatabase) -> SuperuserSql:
 # make sure, and show, that no test can change the outcome of another.
 
 
-def cheapest_settings() -> Settings:
-    """What the ``settings`` fixture gives: the cheapest argon2id the settings allow."""
+def cheapest_settings(**overrides: Any) -> Settings:
+    """What the ``settings`` fixture gives: test settings with the cheapest argon2id the
+    settings allow (tests sign up hundreds of users), and any ``overrides``."""
     return Settings(
         environment="test",
         password_hash_time_cost=1,
         password_hash_memory_kib=1024,
         password_hash_parallelism=1,
+        **overrides,
     )
 
 

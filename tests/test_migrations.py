@@ -5,34 +5,23 @@ from __future__ import annotations
 import psycopg
 import pytest
 from alembic import command
-from psycopg import sql
 from sqlalchemy.exc import DBAPIError
 
 from amply.db import Database
-from amply.embedded import OWNER_ROLE, create_database, role_url
 from amply.migrate import alembic_config, upgrade_to_head
 from amply.services import ledger
-from tests.conftest import Cluster, IsolatedDatabase
+from tests.conftest import Cluster, IsolatedDatabase, fresh_database
 from tests.factories import append, make_chain
 
 
 def test_migrating_refuses_a_database_where_the_service_role_may_create_objects(
     cluster: Cluster,
 ) -> None:
-    name = "amply_test_shadowable"
-    create_database(cluster.superuser_url, name)
-    try:
-        with psycopg.connect(
-            role_url(cluster.superuser_url, role="postgres", database=name), autocommit=True
-        ) as connection:
+    with fresh_database(cluster, template="template0") as empty:
+        with psycopg.connect(empty.superuser_url, autocommit=True) as connection:
             connection.execute("GRANT CREATE ON SCHEMA public TO amply_app")
         with pytest.raises(DBAPIError, match="amply_app may create objects in schema public"):
-            upgrade_to_head(role_url(cluster.superuser_url, role=OWNER_ROLE, database=name))
-    finally:
-        with psycopg.connect(cluster.superuser_url, autocommit=True) as connection:
-            connection.execute(
-                sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name))
-            )
+            upgrade_to_head(empty.urls.migration)
 
 
 async def test_the_faster_appends_migration_goes_back_and_forth_keeping_the_chain_whole(

@@ -49,7 +49,7 @@ from schemathesis.specs.openapi.checks import (
 from amply.config import Settings
 from amply.db import Database
 from amply.main import create_app
-from tests.conftest import Cluster, app_client, fresh_database
+from tests.conftest import Cluster, app_client, cheapest_settings, fresh_database
 from tests.factories import (
     PASSWORD,
     Account,
@@ -74,15 +74,8 @@ NEGATIVE_EXAMPLES = 5
 
 
 def _app_settings() -> Settings:
-    return Settings(
-        environment="test",
-        # The cheapest argon2id the settings allow, as the conftest's `settings`.
-        password_hash_time_cost=1,
-        password_hash_memory_kib=1024,
-        password_hash_parallelism=1,
-        # So that the webhook checks signatures rather than answering that it is not set up.
-        stripe_webhook_secret="whsec_openapi_fuzz",
-    )
+    # So that the webhook checks signatures rather than answering that it is not set up.
+    return cheapest_settings(stripe_webhook_secret="whsec_openapi_fuzz")
 
 
 # RFC 3339 date-times as schemathesis generates them, but with the first and last dates a
