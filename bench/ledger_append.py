@@ -113,7 +113,7 @@ async def measure_verification(dsn: str, owner_dsn: str, entries: int) -> tuple[
     connection = await asyncpg.connect(dsn)
     try:
         started = time.perf_counter()
-        rows = await connection.fetch(EXPORT_ROWS_SQL, "org_verify", 0, entries)
+        rows = await connection.fetch(EXPORT_ROWS_SQL, "org_verify", 0, entries, entries)
         read_done = time.perf_counter()
         # As `amply verify` does: on two cores when there are two.
         result = verify_entries(

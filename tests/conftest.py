@@ -36,6 +36,7 @@ from amply.embedded import (
     role_url,
     start_server,
 )
+from amply.key_custody import install_key
 from amply.lib.signing import NoteSigner
 from amply.main import create_app
 from amply.migrate import upgrade_to_head
@@ -74,7 +75,9 @@ def cluster() -> Iterator[Cluster]:
         connection.execute("SELECT pg_reload_conf()")
     create_roles(superuser_url)
     create_database(superuser_url, TEMPLATE)
-    upgrade_to_head(role_url(superuser_url, role=OWNER_ROLE, database=TEMPLATE))
+    owner_url = role_url(superuser_url, role=OWNER_ROLE, database=TEMPLATE)
+    upgrade_to_head(owner_url)
+    install_key(owner_url, run_signer().verifier_key)
     try:
         yield Cluster(superuser_url=superuser_url)
     finally:
@@ -166,10 +169,15 @@ async def client(
         yield http
 
 
+def run_signer() -> NoteSigner:
+    """The key the apps of this run sign checkpoints with, installed in every test database."""
+    return NoteSigner.parse(os.environ["AMPLY_CHECKPOINT_SIGNING_KEY"])
+
+
 @pytest.fixture(scope="session")
 def signer() -> NoteSigner:
     """The key the apps of this run sign checkpoints with."""
-    return NoteSigner.parse(os.environ["AMPLY_CHECKPOINT_SIGNING_KEY"])
+    return run_signer()
 
 
 SuperuserSql = Callable[..., list[tuple[Any, ...]]]

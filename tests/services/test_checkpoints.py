@@ -240,10 +240,6 @@ def _insert_checkpoint(
 ) -> None:
     with connect(url) as connection:
         connection.execute(
-            "INSERT INTO checkpoint_keys (verifier_key) VALUES (%s) ON CONFLICT DO NOTHING",
-            (key,),
-        )
-        connection.execute(
             "INSERT INTO ledger_checkpoints (chain_id, size, root_hash, issued_at, "
             "verifier_key, note) VALUES (%s, %s, %s, now(), %s, %s)",
             (chain_id, size, root_hash, key, note),

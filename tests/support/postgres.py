@@ -27,6 +27,8 @@ from amply.embedded import (
     create_roles,
     role_url,
 )
+from amply.key_custody import install_key
+from amply.lib.signing import NoteSigner
 from amply.migrate import upgrade_to_head
 
 # PostgreSQL refuses to run as root; pgserver creates this user when it is started as root.
@@ -109,6 +111,10 @@ def amply_cluster(*, replica: bool = False) -> Iterator[tuple[Cluster, Cluster |
         create_roles(superuser)
         create_database(superuser, DEFAULT_DATABASE)
         upgrade_to_head(primary.urls().migration)
+        install_key(
+            primary.urls().migration,
+            NoteSigner.parse(os.environ["AMPLY_CHECKPOINT_SIGNING_KEY"]).verifier_key,
+        )
         standby = primary.standby(root / "replica") if replica else None
         if standby is not None:
             clusters.append(standby)

@@ -19,6 +19,7 @@ import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from hashlib import sha256
 from operator import itemgetter
 from pathlib import Path
@@ -106,10 +107,14 @@ def valid_key_name(name: str) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class VerifierKey:
-    """A public key as notes name it: ``<name>+<hex key id>+<base64(0x01 || key)>``."""
+    """A public key as notes name it: ``<name>+<hex key id>+<base64(0x01 || key)>``.
+
+    ``retired_at`` (RFC 3339), from a key list that says the key retired: it vouches only for
+    checkpoints whose time line is earlier (docs/ledger-format.md §6)."""
 
     name: str
     public_key: bytes
+    retired_at: str | None = field(default=None, compare=False)
 
     @property
     def key_id(self) -> bytes:
@@ -167,9 +172,24 @@ class Checkpoint:
                     continue
                 if not key.verifies(signature, self.body.encode()):
                     raise CheckpointError(f"the signature by {key.encode()} does not verify")
+                if key.retired_at is not None and not _before(self.time, key.retired_at):
+                    raise CheckpointError(
+                        f"the checkpoint (time {self.time}) is signed by {key.encode()}, "
+                        f"which retired at {key.retired_at}: it vouches only for earlier ones"
+                    )
                 return key
         signed_by = ", ".join(f"{name}+{kid.hex()}" for name, kid, _ in self.signatures)
         raise CheckpointError(f"checkpoint is not signed by a trusted key (signed by {signed_by})")
+
+
+def _before(time: str | None, limit: str) -> bool:
+    """Whether a checkpoint's time line is earlier than ``limit`` (both RFC 3339)."""
+    if time is None:
+        return False
+    try:
+        return datetime.fromisoformat(time) < datetime.fromisoformat(limit)
+    except ValueError as error:
+        raise CheckpointError(f"unreadable time {time!r} or {limit!r}") from error
 
 
 def checkpoint_body(*, origin: str, size: int, root_hash: str, time: str) -> str:

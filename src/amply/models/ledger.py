@@ -4,6 +4,7 @@ checkpoints only by ``services.checkpoints``."""
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 
 from sqlalchemy import BigInteger, Boolean, DateTime, Text
 from sqlalchemy.orm import Mapped, mapped_column
@@ -37,13 +38,27 @@ class LedgerEntry(Base):
     entry_hash: Mapped[str] = mapped_column(Text)
 
 
+class KeyStatus(StrEnum):
+    """Which checkpoints a key vouches for (docs/ledger-format.md §6); migration 0007's check
+    lists the same values."""
+
+    ACTIVE = "active"  # signs now
+    RETIRED = "retired"  # checkpoints issued before it retired
+    REVOKED = "revoked"  # none
+
+
 class CheckpointKey(Base):
-    """A public key that signed checkpoints (migration 0004): listed for good."""
+    """A public key that signs or signed checkpoints (migrations 0004, 0007): listed for good,
+    installed by the schema owner only, its status moving from active to retired to revoked."""
 
     __tablename__ = "checkpoint_keys"
 
     verifier_key: Mapped[str] = mapped_column(Text, primary_key=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    status: Mapped[str] = mapped_column(Text)
+    activated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    retired_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class LedgerCheckpoint(Base):

@@ -7,6 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from amply.models.ledger import KeyStatus
 from amply.schemas.donations import FundTotalOut, GoalOut
 
 
@@ -120,9 +121,13 @@ class SigningKeyOut(BaseModel):
     key_id: str = Field(description="4 bytes, hex: SHA-256(name, 0x0A, 0x01, public key)[:4].")
     algorithm: Literal["ed25519"] = "ed25519"
     public_key: str = Field(description="The raw 32-byte Ed25519 public key, base64.")
-    status: Literal["active", "retired"] = Field(
-        description="active: signs new checkpoints; retired: kept so old ones can be checked."
+    status: KeyStatus = Field(
+        description="active: signs new checkpoints; retired: vouches for checkpoints issued "
+        "before `retired_at` only; revoked: vouches for none (docs/ledger-format.md §6)."
     )
+    activated_at: datetime = Field(description="When it was installed to sign.")
+    retired_at: datetime | None = Field(description="When it stopped signing, if it has.")
+    revoked_at: datetime | None = Field(description="When it was revoked, if it was.")
 
 
 class SigningKeysOut(BaseModel):

@@ -25,17 +25,17 @@ from typing import Final
 
 import asyncpg
 from sqlalchemy import select, text
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from amply.config import Settings
 from amply.db import Database
-from amply.errors import LedgerIntegrityError
+from amply.errors import LedgerIntegrityError, SigningKeyNotInstalled
 from amply.lib.crypto import format_timestamp
 from amply.lib.signing import NoteSigner
 from amply.lib.verify import ChainVerifier, checkpoint_body
 from amply.models import CheckpointKey, LedgerCheckpoint
+from amply.models.ledger import KeyStatus
 from amply.services import ledger
 
 logger = logging.getLogger(__name__)
@@ -139,7 +139,9 @@ async def _verify_since(
         balances = await ledger.get_balances(session, chain_id=chain_id, as_of_seq=previous.size)
         verifier.resume_after(seq=previous.size, head_hash=previous.root_hash, balances=balances)
     driver = await ledger.driver_connection(session)
-    pages = ledger.iter_export_pages(driver, chain_id=chain_id, after_seq=verifier.seq)
+    pages = ledger.iter_export_pages(
+        driver, chain_id=chain_id, after_seq=verifier.seq, up_to_seq=head_seq
+    )
     async with aclosing(pages):
         async for page in pages:
             if not verifier.add_all(page):
@@ -157,16 +159,21 @@ async def _sign(
     session: AsyncSession, *, chain_id: str, head: ledger.ChainHead, signer: NoteSigner
 ) -> LedgerCheckpoint:
     assert head.entry_hash is not None
+    verifier_key = signer.verifier_key.encode()
+    active = await active_key(session)
+    if active != verifier_key:
+        # The database would refuse the checkpoint (migration 0007); say why instead.
+        logger.error("checkpoint key %s is not the active key %s", verifier_key, active)
+        raise SigningKeyNotInstalled(
+            "Amply's checkpoint signing key is not installed; nothing was signed. The "
+            "operator installs it with `amply keys install` (docs/operations.md)."
+        )
     issued_at = datetime.now(UTC)
     body = checkpoint_body(
         origin=origin(signer, chain_id),
         size=head.seq,
         root_hash=head.entry_hash,
         time=format_timestamp(issued_at),
-    )
-    verifier_key = signer.verifier_key.encode()
-    await session.execute(
-        insert(CheckpointKey).values(verifier_key=verifier_key).on_conflict_do_nothing()
     )
     checkpoint = LedgerCheckpoint(
         chain_id=chain_id,
@@ -181,6 +188,12 @@ async def _sign(
     return checkpoint
 
 
+async def active_key(session: AsyncSession) -> str | None:
+    """The verifier key the database accepts checkpoints from, if one is installed."""
+    query = select(CheckpointKey.verifier_key).where(CheckpointKey.status == KeyStatus.ACTIVE)
+    return (await session.scalars(query)).first()
+
+
 async def checkpoint_covering(
     session: AsyncSession, *, chain_id: str, seq: int, signer: NoteSigner
 ) -> LedgerCheckpoint:
@@ -191,12 +204,10 @@ async def checkpoint_covering(
     return checkpoint
 
 
-async def list_keys(session: AsyncSession, *, signer: NoteSigner) -> list[tuple[str, bool]]:
-    """Every key that signed checkpoints, and the current one: (verifier key, active)."""
-    current = signer.verifier_key.encode()
-    stored = await session.scalars(select(CheckpointKey.verifier_key))
-    keys = sorted(set(stored) | {current})
-    return [(key, key == current) for key in keys]
+async def list_keys(session: AsyncSession) -> Sequence[CheckpointKey]:
+    """Every key that signs or signed checkpoints, oldest first, with its status."""
+    query = select(CheckpointKey).order_by(CheckpointKey.activated_at, CheckpointKey.verifier_key)
+    return (await session.scalars(query)).all()
 
 
 async def chains_behind(session: AsyncSession, *, limit: int = 1000) -> Sequence[str]:
@@ -216,6 +227,8 @@ async def sign_chains_behind(database: Database, *, signer: NoteSigner) -> int:
                 await checkpoint_head(session, chain_id=chain_id, signer=signer)
             except LedgerIntegrityError:
                 continue  # logged; the other chains are still signed
+            except SigningKeyNotInstalled:
+                break  # logged; no chain can be signed until the owner installs the key
             await session.commit()
             signed += 1
     return signed

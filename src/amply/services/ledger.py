@@ -133,12 +133,13 @@ SELECT id, chain_id, seq, type, amount, currency, balance_after, metadata, journ
 """
 
 # A chain in export order and shape (docs/ledger-format.md §4), created_at already in its
-# canonical text form: $1 chain id, $2 after_seq, $3 limit. Verification and export read this.
+# canonical text form: $1 chain id, $2 after_seq, $3 limit, $4 the last seq to read (a head
+# the reader read before). Verification and export read this.
 EXPORT_ROWS_SQL: Final = """
 SELECT chain_id, seq, id, type, amount, currency, balance_after, metadata, journal_id,
        ledger_format_timestamp(created_at) AS created_at, prev_entry_hash, entry_hash
   FROM ledger_entries
- WHERE chain_id = $1 AND seq > $2
+ WHERE chain_id = $1 AND seq > $2 AND seq <= $4
  ORDER BY seq
  LIMIT $3
 """
@@ -494,20 +495,31 @@ async def driver_connection(session: AsyncSession) -> asyncpg.Connection:
 
 
 async def iter_export_pages(
-    driver: asyncpg.Connection, *, chain_id: str, after_seq: int = 0, batch_size: int = 10_000
+    driver: asyncpg.Connection,
+    *,
+    chain_id: str,
+    up_to_seq: int,
+    after_seq: int = 0,
+    batch_size: int = 10_000,
 ) -> AsyncGenerator[list[asyncpg.Record], None]:
-    """The chain's entries after ``after_seq`` in export shape, page by page. Each page is
-    asked for before the previous one is handed over, so PostgreSQL reads it (on its own
-    core) while the caller works on the last."""
-    pending = asyncio.ensure_future(driver.fetch(EXPORT_ROWS_SQL, chain_id, after_seq, batch_size))
+    """The chain's entries ``after_seq + 1 … up_to_seq`` in export shape, page by page.
+
+    The bound is what keeps a reader honest under concurrent appends: it compares the head it
+    read with the entries up to that head, never with entries appended since. Each page is
+    asked for before the previous one is handed over, so PostgreSQL reads it (on its own core)
+    while the caller works on the last."""
+
+    def fetch(after: int) -> asyncio.Future[list[asyncpg.Record]]:
+        return asyncio.ensure_future(
+            driver.fetch(EXPORT_ROWS_SQL, chain_id, after, batch_size, up_to_seq)
+        )
+
+    pending = fetch(after_seq)
     try:
         while True:
             rows = await pending
             if len(rows) == batch_size:
-                after_seq = rows[-1]["seq"]
-                pending = asyncio.ensure_future(
-                    driver.fetch(EXPORT_ROWS_SQL, chain_id, after_seq, batch_size)
-                )
+                pending = fetch(rows[-1]["seq"])
             if rows:
                 yield rows
             if len(rows) < batch_size:
@@ -521,11 +533,13 @@ async def iter_export_pages(
 async def verify_chain(
     session: AsyncSession, *, chain_id: str, batch_size: int = 10_000
 ) -> VerificationResult:
-    """Recompute every hash, link, seq and balance of a chain, in pages of ``batch_size``."""
+    """Recompute every hash, link, seq and balance of a chain up to the head it has when
+    called, in pages of ``batch_size``; entries appended meanwhile are left for the next call."""
     chain = await get_chain(session, chain_id=chain_id)
+    head = await get_head(session, chain_id=chain_id)
     verifier = ChainVerifier(chain_id, kind=chain.kind)
     driver = await driver_connection(session)
-    pages = iter_export_pages(driver, chain_id=chain_id, batch_size=batch_size)
+    pages = iter_export_pages(driver, chain_id=chain_id, up_to_seq=head.seq, batch_size=batch_size)
     async with aclosing(pages):  # stops the page under way if the chain breaks early
         async for page in pages:
             if not verifier.add_all(page):

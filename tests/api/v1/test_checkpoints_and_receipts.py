@@ -12,6 +12,7 @@ import pytest
 from pydantic import SecretStr
 
 from amply.config import Settings
+from amply.key_custody import install_key
 from amply.lib.signing import NoteSigner
 from amply.lib.verify import (
     VerifierKey,
@@ -20,7 +21,7 @@ from amply.lib.verify import (
     verify_export,
     verify_receipt,
 )
-from tests.conftest import ClientFactory, SuperuserSql
+from tests.conftest import ClientFactory, IsolatedDatabase, SuperuserSql
 from tests.factories import donate, error_of, onboarded_organisation, sandbox_succeed
 
 
@@ -87,12 +88,17 @@ async def test_the_checkpoint_is_plain_text_on_request_and_follows_the_head(
 
 
 async def test_after_a_rotation_the_old_key_stays_listed(
-    client: httpx.AsyncClient, make_client: ClientFactory, settings: Settings, signer: NoteSigner
+    client: httpx.AsyncClient,
+    make_client: ClientFactory,
+    settings: Settings,
+    signer: NoteSigner,
+    test_database: IsolatedDatabase,
 ) -> None:
     _, organisation_id = await onboarded_organisation(client)
     await _donation(client, organisation_id)
     old_checkpoint = (await client.get(_checkpoint_url(organisation_id))).json()
     rotated = NoteSigner.generate("amply.test")
+    install_key(test_database.urls.migration, rotated.verifier_key)
     new_settings = settings.model_copy(
         update={"checkpoint_signing_key": SecretStr(rotated.encode())}
     )

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 import pytest
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from amply.lib.verify import ChainVerifier
-from tests.conftest import SuperuserSql
+from amply.config import Settings
+from amply.lib.verify import ChainVerifier, VerificationResult
+from amply.services import ledger
+from tests.conftest import ClientFactory, SuperuserSql
 from tests.factories import (
     create_fund,
     create_organisation,
@@ -41,7 +46,8 @@ async def _organisation_with_history(client: httpx.AsyncClient, *, slug: str) ->
     )
     assert refund.status_code == 201, refund.text
     payment = named["payment"]["payment_intent_id"]  # type: ignore[index]
-    assert (await client.post(f"/v1/sandbox/payments/{payment}/refund")).status_code == 200
+    settled = await client.post(f"/v1/sandbox/payments/{payment}/refund", headers=owner.headers)
+    assert settled.status_code == 200, settled.text
     return organisation_id
 
 
@@ -177,26 +183,63 @@ async def test_search_and_pages_of_organisations(client: httpx.AsyncClient) -> N
     assert water.json()["data"][0]["totals"] == []
 
 
-async def test_the_servers_verification_catches_a_tampered_entry(
-    client: httpx.AsyncClient, superuser_sql: SuperuserSql
-) -> None:
-    organisation_id = await _organisation_with_history(client, slug="tamper-me")
-    url = f"/v1/public/organisations/{organisation_id}/ledger/verify"
-    honest = await client.get(url)
-
+def _tamper_entry(superuser_sql: SuperuserSql, organisation_id: str, seq: int) -> None:
     superuser_sql("ALTER TABLE ledger_entries DISABLE TRIGGER ALL")
     superuser_sql(
-        "UPDATE ledger_entries SET amount = amount + 1 WHERE chain_id = %s AND seq = 3",
+        "UPDATE ledger_entries SET amount = amount + 1 WHERE chain_id = %s AND seq = %s",
         organisation_id,
+        seq,
     )
     superuser_sql("ALTER TABLE ledger_entries ENABLE TRIGGER ALL")
-    tampered = await client.get(url)
+
+
+async def test_the_servers_verification_catches_a_tampered_entry(
+    make_client: ClientFactory, settings: Settings, superuser_sql: SuperuserSql
+) -> None:
+    async with make_client(settings.model_copy(update={"verify_cache_seconds": 0})) as client:
+        organisation_id = await _organisation_with_history(client, slug="tamper-me")
+        url = f"/v1/public/organisations/{organisation_id}/ledger/verify"
+        honest = await client.get(url)
+        _tamper_entry(superuser_sql, organisation_id, 3)
+        tampered = await client.get(url)
 
     assert honest.json()["ok"] is True
     assert honest.json()["entries_checked"] == 7
     assert tampered.json()["ok"] is False
     assert tampered.json()["broken_seq"] == 3
     assert tampered.json()["verdict"].startswith("BROKEN")
+
+
+async def test_concurrent_verifications_of_a_chain_hash_it_once_per_cache_period(
+    make_client: ClientFactory,
+    settings: Settings,
+    superuser_sql: SuperuserSql,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    computed: list[str] = []
+    verify_chain = ledger.verify_chain
+
+    async def counting(session: AsyncSession, *, chain_id: str) -> VerificationResult:
+        computed.append(chain_id)
+        return await verify_chain(session, chain_id=chain_id)
+
+    monkeypatch.setattr(ledger, "verify_chain", counting)
+    async with make_client(settings.model_copy(update={"verify_cache_seconds": 0.5})) as client:
+        organisation_id = await _organisation_with_history(client, slug="verify-once")
+        url = f"/v1/public/organisations/{organisation_id}/ledger/verify"
+        burst = await asyncio.gather(*(client.get(url) for _ in range(6)))
+        _tamper_entry(superuser_sql, organisation_id, 2)
+        kept = await client.get(url)
+        await asyncio.sleep(0.6)
+        fresh = await client.get(url)
+
+    assert computed == [organisation_id, organisation_id]
+    assert {response.json()["checked_at"] for response in [*burst, kept]} == {
+        burst[0].json()["checked_at"]
+    }
+    assert all(response.json()["ok"] for response in [*burst, kept])
+    assert fresh.json()["ok"] is False
+    assert fresh.json()["broken_seq"] == 2
 
 
 @pytest.mark.parametrize(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import base64
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Final
 
 from fastapi import APIRouter, Path, Query, Request, Response
@@ -21,10 +21,12 @@ from amply.deps import (
     ReadSessionDep,
     SessionDep,
     SignerDep,
+    VerdictsDep,
 )
 from amply.errors import NotFound
 from amply.lib.verify import VerifierKey
-from amply.models import LedgerCheckpoint, Organisation
+from amply.models import CheckpointKey, LedgerCheckpoint, Organisation
+from amply.models.ledger import KeyStatus
 from amply.schemas.common import Limit, ListResponse, StartingAfter, as_utc
 from amply.schemas.public import (
     ChainHeadOut,
@@ -227,18 +229,23 @@ def _ledger_page_body(page: LedgerPage) -> bytes:
 @router.get(
     "/organisations/{organisation_id}/ledger/verify",
     summary="The server's own verification of the organisation's chain",
-    description="Recomputes every hash, link, sequence number and balance. Auditors should "
-    "verify an export themselves (`amply verify`); this is the server's word.",
+    description="Recomputes every hash, link, sequence number and balance up to the head it "
+    "names. A verdict is served again for `verify_cache_seconds` (10 by default; "
+    "`checked_at` says when it was computed). Auditors should verify an export themselves "
+    "(`amply verify`); this is the server's word.",
     responses=ERRORS,
 )
 async def verify_ledger(
-    organisation_id: OrganisationId, response: Response, session: ReadSessionDep
+    organisation_id: OrganisationId,
+    response: Response,
+    session: ReadSessionDep,
+    verdicts: VerdictsDep,
 ) -> VerificationOut:
     await organisations.require_organisation(session, organisation_id=organisation_id)
-    result = await ledger.verify_chain(session, chain_id=organisation_id)
+    verdict = await verdicts.verdict(session, chain_id=organisation_id)
     response.headers["Cache-Control"] = VERIFY_CACHE
     return VerificationOut(
-        **result.as_dict(), verdict=result.verdict(), checked_at=datetime.now(UTC)
+        **verdict.result.as_dict(), verdict=verdict.result.verdict(), checked_at=verdict.checked_at
     )
 
 
@@ -334,21 +341,26 @@ def checkpoint_out(checkpoint: LedgerCheckpoint) -> CheckpointOut:
 @router.get(
     "/keys",
     summary="The public keys that sign checkpoints",
-    description="The active key and every retired key that signed checkpoints, so that old "
-    "checkpoints stay checkable after a rotation. Pin the active one: `amply verify --key`.",
+    description="The active key and every key that signed checkpoints before, with its "
+    "status: which checkpoints it vouches for (docs/ledger-format.md §6). Only Amply's "
+    "operator installs, retires or revokes a key. Pin the active one, or pass this whole "
+    "list: `amply verify --key keys.json`.",
 )
-async def list_keys(response: Response, session: SessionDep, signer: SignerDep) -> SigningKeysOut:
-    keys = await checkpoints.list_keys(session, signer=signer)
+async def list_keys(response: Response, session: SessionDep) -> SigningKeysOut:
+    keys = await checkpoints.list_keys(session)
     response.headers["Cache-Control"] = "public, max-age=300"
-    return SigningKeysOut(data=[_key_out(key, active=active) for key, active in keys])
+    return SigningKeysOut(data=[_key_out(key) for key in keys])
 
 
-def _key_out(encoded: str, *, active: bool) -> SigningKeyOut:
-    key = VerifierKey.parse(encoded)
+def _key_out(stored: CheckpointKey) -> SigningKeyOut:
+    key = VerifierKey.parse(stored.verifier_key)
     return SigningKeyOut(
-        key=encoded,
+        key=stored.verifier_key,
         name=key.name,
         key_id=key.key_id.hex(),
         public_key=base64.b64encode(key.public_key).decode(),
-        status="active" if active else "retired",
+        status=KeyStatus(stored.status),
+        activated_at=stored.activated_at,
+        retired_at=stored.retired_at,
+        revoked_at=stored.revoked_at,
     )
