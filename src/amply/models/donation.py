@@ -53,6 +53,9 @@ class Donation(Base):
     failure_code: Mapped[str | None] = mapped_column(Text)
     failure_message: Mapped[str | None] = mapped_column(Text)
     received_entry_id: Mapped[str | None] = mapped_column(ForeignKey("ledger_entries.id"))
+    # The payment_processing_fee entry, and the latest donation_refunded entry (0008).
+    processing_fee_entry_id: Mapped[str | None] = mapped_column(ForeignKey("ledger_entries.id"))
+    refunded_entry_id: Mapped[str | None] = mapped_column(ForeignKey("ledger_entries.id"))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

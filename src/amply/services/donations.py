@@ -540,6 +540,9 @@ async def complete(
         legs.append(fee_leg)
     entries = await ledger.append_journal(session, legs=legs)
     donation.received_entry_id = next(e.id for e in entries if e.type == "donation_received")
+    donation.processing_fee_entry_id = next(
+        (e.id for e in entries if e.type == "payment_processing_fee"), None
+    )
     donation.status = "completed"
     donation.completed_at = func.now()
     donation.charge_id = charge_id
@@ -585,7 +588,8 @@ async def record_fee(
         return False
     leg = await _fee_leg(donation, charge_id=charge_id, gateway=gateway)
     if leg is not None:
-        await ledger.append_journal(session, legs=[leg])
+        [entry] = await ledger.append_journal(session, legs=[leg])
+        donation.processing_fee_entry_id = entry.id
     await session.flush()
     return leg is not None
 
@@ -622,7 +626,7 @@ async def record_refunded_total(
     await _mark_recorded(session, donation, refund_ids=refund_ids, delta=max(delta, 0))
     if delta <= 0:
         return False
-    await ledger.append_journal(
+    [entry] = await ledger.append_journal(
         session,
         legs=[
             Leg(
@@ -640,6 +644,7 @@ async def record_refunded_total(
         ],
     )
     donation.amount_refunded += delta
+    donation.refunded_entry_id = entry.id
     if donation.amount_refunded == donation.amount:
         donation.status = "refunded"
     await session.flush()
