@@ -167,7 +167,9 @@ async def _build_world(client: httpx.AsyncClient, database: Database) -> World:
         if confirm:
             await _ok(
                 await client.post(
-                    f"/v1/sandbox/setup-intents/{setup_intent_id}/succeed", json={"card": "visa"}
+                    f"/v1/sandbox/setup-intents/{setup_intent_id}/succeed",
+                    json={"card": "visa"},
+                    headers=owner.headers,
                 )
             )
         return setup_intent_id

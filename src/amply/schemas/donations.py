@@ -238,6 +238,23 @@ class SandboxRefund(RequestModel):
     )
 
 
+class SandboxDonationOut(BaseModel):
+    """What the sandbox says about a donation's payment: where the money stands, never who
+    gave it (no donor name, email or message: anyone may confirm a donor's payment)."""
+
+    object: Literal["donation"] = "donation"
+    id: str = Field(examples=["don_3xY5zA7bC9dE1fG3hI5jK7lM"])
+    organisation_id: str
+    amount: int
+    currency: str
+    status: DonationStatus
+    amount_refunded: int
+    completed_at: datetime | None
+    ledger_entry: LedgerEntryRef | None = Field(
+        description="The donation_received entry on the organisation's chain, once completed."
+    )
+
+
 class WebhookAck(BaseModel):
     received: Literal[True] = True
     outcome: Literal["processed", "ignored", "duplicate"]

@@ -6,11 +6,17 @@ same :func:`amply.services.stripe_events.process` as the webhook, so a sandbox d
 reaches the public ledger exactly as a real one does, a sandbox card deposit credits its
 wallet as a real one does (its events, like Stripe's for the platform account, name no
 ``account``), and a sandbox SetupIntent saves its card as Stripe's event would.
+
+Who may say so is who could have done it for real: anyone may confirm a donation's payment
+(its donor has no account; Stripe.js confirms it with the client secret); a card deposit's
+payment and a SetupIntent belong to their wallet's owner; a refund is the donation's
+organisation's to make. :func:`owner_of` says whose a payment is, for the routes to check.
 """
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
@@ -27,6 +33,42 @@ from amply.services.payments import (
     sandbox_payment_method_id,
     sandbox_setup_intent_wallet,
 )
+
+
+@dataclass(frozen=True)
+class PaymentOwner:
+    """Whose a sandbox payment is: a donation's organisation, or a card deposit's user."""
+
+    organisation_id: str | None = None
+    user_id: str | None = None
+
+
+async def owner_of(session: AsyncSession, *, payment_intent_id: str) -> PaymentOwner:
+    """Whose this sandbox payment is (404 when there is no such sandbox payment)."""
+    user_id = await session.scalar(
+        select(Wallet.user_id)
+        .join(Transaction, Transaction.wallet_id == Wallet.id)
+        .where(
+            Transaction.payment_intent_id == payment_intent_id,
+            Transaction.kind == "deposit",
+            Transaction.provider == "sandbox",
+        )
+    )
+    if user_id is not None:
+        return PaymentOwner(user_id=user_id)
+    organisation_id = await session.scalar(
+        select(Donation.organisation_id).where(
+            Donation.payment_intent_id == payment_intent_id, Donation.provider == "sandbox"
+        )
+    )
+    if organisation_id is None:
+        raise no_such_payment()
+    return PaymentOwner(organisation_id=organisation_id)
+
+
+def no_such_payment() -> NotFound:
+    """A payment that does not exist, and another's: the same answer."""
+    return NotFound("No such sandbox payment.", param="payment_id")
 
 
 async def succeed(
@@ -123,7 +165,7 @@ async def refund(
 async def _sandbox_donation(session: AsyncSession, *, payment_intent_id: str) -> Donation:
     donation = await donations.find_by_payment_intent(session, payment_intent_id=payment_intent_id)
     if donation is None or donation.provider != "sandbox":
-        raise NotFound("No such sandbox payment.", param="payment_id")
+        raise no_such_payment()
     return donation
 
 
@@ -246,13 +288,19 @@ async def _settle_deposit(
 
 
 async def succeed_setup_intent(
-    session: AsyncSession, *, setup_intent_id: str, card: SandboxCard, gateway: PaymentGateway
+    session: AsyncSession,
+    *,
+    user_id: str,
+    setup_intent_id: str,
+    card: SandboxCard,
+    gateway: PaymentGateway,
 ) -> str:
-    """The sandbox SetupIntent succeeds with a test card, which is saved to its wallet (as
-    Stripe's ``setup_intent.succeeded`` would); the new payment method's id."""
+    """``user_id``'s sandbox SetupIntent succeeds with a test card, which is saved to their
+    wallet (as Stripe's ``setup_intent.succeeded`` would); the new payment method's id.
+    Another user's SetupIntent is as missing as one that never existed."""
     wallet_id = sandbox_setup_intent_wallet(setup_intent_id)
     wallet = await session.get(Wallet, wallet_id) if wallet_id else None
-    if wallet is None:
+    if wallet is None or wallet.user_id != user_id:
         raise NotFound("No such sandbox SetupIntent.", param="setup_intent_id")
     await cards.lock(session, wallet_id=wallet.id)
     if await cards.saved_from(session, setup_intent_id=setup_intent_id) is not None:

@@ -30,9 +30,13 @@ async def start_setup(client: httpx.AsyncClient, account: Account) -> str:
     return setup_intent_id
 
 
-async def sandbox_confirm(client: httpx.AsyncClient, setup_intent_id: str, card: str) -> None:
+async def sandbox_confirm(
+    client: httpx.AsyncClient, account: Account, setup_intent_id: str, card: str
+) -> None:
     response = await client.post(
-        f"/v1/sandbox/setup-intents/{setup_intent_id}/succeed", json={"card": card}
+        f"/v1/sandbox/setup-intents/{setup_intent_id}/succeed",
+        json={"card": card},
+        headers=account.headers,
     )
     assert response.status_code == 200, response.text
 
@@ -42,7 +46,7 @@ async def add_sandbox_card(
 ) -> dict[str, Any]:
     """A new SetupIntent, confirmed with a sandbox test card and saved: the card."""
     setup_intent_id = await start_setup(client, account)
-    await sandbox_confirm(client, setup_intent_id, card)
+    await sandbox_confirm(client, account, setup_intent_id, card)
     response = await client.post(
         "/v1/cards", json={"setup_intent_id": setup_intent_id}, headers=account.headers
     )
@@ -73,6 +77,7 @@ async def test_a_card_is_added_through_a_setup_intent_and_stored_without_its_num
     confirmed = await client.post(
         f"/v1/sandbox/setup-intents/{intent['setup_intent_id']}/succeed",
         json={"card": "mastercard"},
+        headers=user.headers,
     )
     added = await client.post(
         "/v1/cards", json={"setup_intent_id": intent["setup_intent_id"]}, headers=user.headers
@@ -143,15 +148,22 @@ async def test_a_setup_intent_succeeds_once(
 ) -> None:
     user = await sign_up(client)
     setup_intent_id = await start_setup(client, user)
-    await sandbox_confirm(client, setup_intent_id, "visa")
+    await sandbox_confirm(client, user, setup_intent_id, "visa")
 
-    again = await client.post(f"/v1/sandbox/setup-intents/{setup_intent_id}/succeed")
-    unknown = await client.post(
-        f"/v1/sandbox/setup-intents/seti_sandbox_{'0' * 24}{'1' * 24}/succeed"
+    again = await client.post(
+        f"/v1/sandbox/setup-intents/{setup_intent_id}/succeed", headers=user.headers
     )
-    malformed = await client.post("/v1/sandbox/setup-intents/seti_123/succeed")
+    unknown = await client.post(
+        f"/v1/sandbox/setup-intents/seti_sandbox_{'0' * 24}{'1' * 24}/succeed",
+        headers=user.headers,
+    )
+    malformed = await client.post(
+        "/v1/sandbox/setup-intents/seti_123/succeed", headers=user.headers
+    )
     bad_card = await client.post(
-        f"/v1/sandbox/setup-intents/{setup_intent_id}/succeed", json={"card": "diners"}
+        f"/v1/sandbox/setup-intents/{setup_intent_id}/succeed",
+        json={"card": "diners"},
+        headers=user.headers,
     )
 
     assert error_of(again, 409)["code"] == "setup_intent_already_succeeded"

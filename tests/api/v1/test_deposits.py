@@ -122,7 +122,9 @@ async def test_a_card_deposit_credits_the_wallet_only_when_its_payment_succeeds(
 
     pending = await card_deposit(client, user, 2500)
     on_chain_while_pending = await deposits_on_chain(database, wallet_id)
-    succeeded = await client.post(f"/v1/sandbox/payments/{pending['payment_intent_id']}/succeed")
+    succeeded = await client.post(
+        f"/v1/sandbox/payments/{pending['payment_intent_id']}/succeed", headers=user.headers
+    )
     read = await client.get(f"/v1/deposits/{pending['id']}", headers=user.headers)
 
     assert pending["status"] == "pending"
@@ -162,12 +164,12 @@ async def test_a_completed_deposit_can_neither_succeed_again_nor_fail_nor_be_ref
     await add_sandbox_card(client, user)
     pending = await card_deposit(client, user)
     payment = f"/v1/sandbox/payments/{pending['payment_intent_id']}"
-    await client.post(f"{payment}/succeed")
+    await client.post(f"{payment}/succeed", headers=user.headers)
     before = deposit_rows(superuser_sql), await chain_of(database, wallet_id)
 
-    again = await client.post(f"{payment}/succeed")
-    failed = await client.post(f"{payment}/fail")
-    refunded = await client.post(f"{payment}/refund")
+    again = await client.post(f"{payment}/succeed", headers=user.headers)
+    failed = await client.post(f"{payment}/fail", headers=user.headers)
+    refunded = await client.post(f"{payment}/refund", headers=user.headers)
 
     assert error_of(again, 409)["code"] == "payment_already_succeeded"
     assert error_of(failed, 409)["code"] == "payment_not_pending"
@@ -184,10 +186,10 @@ async def test_a_failed_deposit_credits_nothing_cannot_fail_twice_and_may_still_
     pending = await card_deposit(client, user, 4000)
     payment = f"/v1/sandbox/payments/{pending['payment_intent_id']}"
 
-    failed = await client.post(f"{payment}/fail")
-    failed_again = await client.post(f"{payment}/fail")
+    failed = await client.post(f"{payment}/fail", headers=user.headers)
+    failed_again = await client.post(f"{payment}/fail", headers=user.headers)
     after_failure = await deposits_on_chain(database, wallet_id)
-    succeeded = await client.post(f"{payment}/succeed")
+    succeeded = await client.post(f"{payment}/succeed", headers=user.headers)
 
     assert failed.status_code == 200, failed.text
     assert failed.json()["status"] == "failed"
@@ -210,7 +212,9 @@ async def test_two_concurrent_successes_credit_once(
     pending = await card_deposit(client, user)
     url = f"/v1/sandbox/payments/{pending['payment_intent_id']}/succeed"
 
-    responses = await asyncio.gather(client.post(url), client.post(url))
+    responses = await asyncio.gather(
+        client.post(url, headers=user.headers), client.post(url, headers=user.headers)
+    )
 
     assert sorted(r.status_code for r in responses) == [200, 409]
     assert [amount for amount, _ in await deposits_on_chain(database, wallet_id)] == [2500]
@@ -350,8 +354,11 @@ async def test_another_users_deposits_and_payments_are_missing(
 
 
 async def test_an_unknown_sandbox_payment_is_missing(client: httpx.AsyncClient) -> None:
+    user = await sign_up(client)
     for action in ("succeed", "fail", "refund"):
-        response = await client.post(f"/v1/sandbox/payments/pi_sandbox_nope/{action}")
+        response = await client.post(
+            f"/v1/sandbox/payments/pi_sandbox_nope/{action}", headers=user.headers
+        )
         assert error_of(response, 404)["param"] == "payment_id"
 
 
@@ -363,7 +370,9 @@ async def test_deposits_are_listed_newest_first_in_pages_and_by_status(
     bank = await deposit(client, user, {"source": "bank", "amount": 100, "bank_name": "B"})
     pending = await card_deposit(client, user, 600)
     failed = await card_deposit(client, user, 700)
-    await client.post(f"/v1/sandbox/payments/{failed['payment_intent_id']}/fail")
+    await client.post(
+        f"/v1/sandbox/payments/{failed['payment_intent_id']}/fail", headers=user.headers
+    )
 
     first = await client.get("/v1/deposits", params={"limit": 2}, headers=user.headers)
     rest = await client.get(
@@ -396,7 +405,10 @@ async def test_the_wallet_balance_is_the_sum_of_its_chain_after_deposits(
     for amount, outcome in ((2000, "succeed"), (3000, "fail"), (4000, None), (5000, "succeed")):
         pending = await card_deposit(client, user, amount)
         if outcome:
-            await client.post(f"/v1/sandbox/payments/{pending['payment_intent_id']}/{outcome}")
+            await client.post(
+                f"/v1/sandbox/payments/{pending['payment_intent_id']}/{outcome}",
+                headers=user.headers,
+            )
 
     async with database.session() as session:
         wallet = await session.get(Wallet, wallet_id)
@@ -482,7 +494,9 @@ async def test_a_replayed_success_event_credits_once(
 
     outcomes = [(await deliver(hooks, event)).json()["outcome"] for _ in range(3)]
     # Another event about the same success (the sandbox's, say) finds it completed.
-    other = await hooks.post(f"/v1/sandbox/payments/{pending['payment_intent_id']}/succeed")
+    other = await hooks.post(
+        f"/v1/sandbox/payments/{pending['payment_intent_id']}/succeed", headers=user.headers
+    )
     late = make_event("payment_intent.succeeded", intent_of(pending, wallet_id), account=None)
     late_outcome = (await deliver(hooks, late)).json()["outcome"]
     read = await hooks.get(f"/v1/deposits/{pending['id']}", headers=user.headers)
@@ -532,7 +546,9 @@ async def test_canceled_and_failed_events_fail_only_a_pending_deposit(
     await add_sandbox_card(hooks, user)
     canceled = await card_deposit(hooks, user)
     completed = await card_deposit(hooks, user, 3000)
-    await hooks.post(f"/v1/sandbox/payments/{completed['payment_intent_id']}/succeed")
+    await hooks.post(
+        f"/v1/sandbox/payments/{completed['payment_intent_id']}/succeed", headers=user.headers
+    )
 
     await deliver(
         hooks,

@@ -83,8 +83,13 @@ async def _refund(
     )
 
 
-async def _settle_refunds(client: httpx.AsyncClient, payment_intent_id: str) -> dict[str, Any]:
-    response = await client.post(f"/v1/sandbox/payments/{payment_intent_id}/refund")
+async def _settle_refunds(
+    client: httpx.AsyncClient, admin: Account, payment_intent_id: str
+) -> dict[str, Any]:
+    """Stripe confirms the refunds (in the sandbox, at the organisation's admin's word)."""
+    response = await client.post(
+        f"/v1/sandbox/payments/{payment_intent_id}/refund", headers=admin.headers
+    )
     assert response.status_code == 200, response.text
     body: dict[str, Any] = response.json()
     return body
@@ -304,11 +309,11 @@ async def test_fund_totals_count_completed_donations_per_currency(
     fail = await client.post(f"/v1/sandbox/payments/{_ids(failed)[1]}/fail")
     assert fail.status_code == 200, fail.text
     assert (await _refund(client, owner.headers, partly, amount=2_000)).status_code == 201
-    await _settle_refunds(client, partly_pi)
+    await _settle_refunds(client, owner, partly_pi)
     assert (
         await _refund(client, owner.headers, fully, key="full-refund-0123456")
     ).status_code == 201
-    await _settle_refunds(client, fully_pi)
+    await _settle_refunds(client, owner, fully_pi)
 
     read = await client.get(
         f"/v1/organisations/{organisation_id}/funds/{fund_id}", headers=owner.headers
@@ -434,7 +439,7 @@ async def test_refunds_move_the_ledger_only_when_settled_and_a_full_refund_close
     assert (pending.json()["status"], pending.json()["amount_refunded"]) == ("completed", 0)
     assert [r["status"] for r in pending.json()["refunds"]] == ["pending"]
 
-    settled = await _settle_refunds(client, payment_intent_id)
+    settled = await _settle_refunds(client, owner, payment_intent_id)
     after_first = await client.get(donation_path, headers=owner.headers)
 
     assert (settled["status"], settled["amount_refunded"]) == ("completed", 4_000)
@@ -445,7 +450,7 @@ async def test_refunds_move_the_ledger_only_when_settled_and_a_full_refund_close
     assert rest.status_code == 201, rest.text
     assert (rest.json()["amount"], rest.json()["status"]) == (6_000, "pending")
     assert count_rows(superuser_sql, ORGANISATION_ENTRIES) == entries_before + 1
-    final = await _settle_refunds(client, payment_intent_id)
+    final = await _settle_refunds(client, owner, payment_intent_id)
     read = await client.get(donation_path, headers=owner.headers)
 
     assert (final["status"], final["amount_refunded"]) == ("refunded", 10_000)
@@ -509,7 +514,9 @@ async def test_refunds_made_outside_amply_count_against_what_remains(
     donation_id, payment_intent_id = await _completed(client, organisation_id, amount=10_000)
     # 3,000 refunded from Stripe's dashboard: no refund row, but on the ledger.
     dashboard = await client.post(
-        f"/v1/sandbox/payments/{payment_intent_id}/refund", json={"amount": 3_000}
+        f"/v1/sandbox/payments/{payment_intent_id}/refund",
+        json={"amount": 3_000},
+        headers=owner.headers,
     )
     assert dashboard.json()["amount_refunded"] == 3_000
     part = await _refund(client, owner.headers, donation_id, key="after-dashboard-01", amount=2_000)
@@ -524,7 +531,7 @@ async def test_refunds_made_outside_amply_count_against_what_remains(
     assert (error["code"], error["param"]) == ("refund_exceeds_remaining", "amount")
     assert rest.status_code == 201, rest.text
     assert rest.json()["amount"] == 5_000
-    settled = await _settle_refunds(client, payment_intent_id)
+    settled = await _settle_refunds(client, owner, payment_intent_id)
     assert (settled["status"], settled["amount_refunded"]) == ("refunded", 10_000)
     assert sorted(superuser_sql("SELECT amount, status FROM donation_refunds")) == [
         (2_000, "succeeded"),
@@ -560,14 +567,15 @@ async def test_only_completed_donations_can_be_refunded(
     failed_id, failed_pi = _ids(await donate(client, organisation_id))
     assert (await client.post(f"/v1/sandbox/payments/{failed_pi}/fail")).status_code == 200
     refunded_id, refunded_pi = await _completed(client, organisation_id)
-    await _settle_refunds(client, refunded_pi)
+    await _settle_refunds(client, owner, refunded_pi)
     refunds_before = count_rows(superuser_sql, "donation_refunds")
 
     pending = await _refund(client, owner.headers, pending_id)
     failed = await _refund(client, owner.headers, failed_id, key="refund-failed-01234")
     refunded = await _refund(client, owner.headers, refunded_id, key="refund-twice-012345")
     sandbox_pending = await client.post(
-        f"/v1/sandbox/payments/{_ids(await donate(client, organisation_id))[1]}/refund"
+        f"/v1/sandbox/payments/{_ids(await donate(client, organisation_id))[1]}/refund",
+        headers=owner.headers,
     )
 
     assert error_of(pending, 409)["code"] == "donation_not_completed"
@@ -682,8 +690,11 @@ async def test_a_sandbox_payment_succeeds_only_once(
 
 
 async def test_an_unknown_sandbox_payment_is_not_found(client: httpx.AsyncClient) -> None:
+    owner, _ = await onboarded_organisation(client)
     for action in ("succeed", "fail", "refund"):
-        response = await client.post(f"/v1/sandbox/payments/pi_sandbox_{'0' * 24}/{action}")
+        response = await client.post(
+            f"/v1/sandbox/payments/pi_sandbox_{'0' * 24}/{action}", headers=owner.headers
+        )
         error = error_of(response, 404)
         assert (error["code"], error["param"]) == ("resource_missing", "payment_id")
 

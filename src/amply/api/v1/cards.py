@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Response, status
+from fastapi import APIRouter, Depends, Path, Response, status
 
 from amply.api.errors import error_responses
-from amply.deps import CurrentUser, GatewayDep, SessionDep, SettingsDep
-from amply.errors import NotFound
+from amply.api.v1.sandbox import require_sandbox
+from amply.deps import CurrentUser, GatewayDep, SessionDep
 from amply.models import Card
 from amply.schemas.cards import (
     CardCreate,
@@ -40,7 +40,7 @@ def card_out(card: Card) -> CardOut:
     description="Collect the card with Stripe.js (`stripe.confirmCardSetup(client_secret)`), "
     "so that its number goes to Stripe and never to Amply, then save it with "
     "`POST /v1/cards`. In sandbox mode, confirm it with "
-    "`POST /v1/sandbox/setup-intents/{setup_intent_id}/succeed`.",
+    "`POST /v1/sandbox/setup-intents/{setup_intent_id}/succeed` (signed in as yourself).",
     responses=error_responses(401, 409, 502, 503),
 )
 async def create_setup_intent(
@@ -142,23 +142,23 @@ async def remove_card(
 @router.post(
     "/sandbox/setup-intents/{setup_intent_id}/succeed",
     tags=["sandbox"],
-    summary="The card's SetupIntent succeeds with a test card (sandbox only)",
+    dependencies=[Depends(require_sandbox)],
+    summary="Your card's SetupIntent succeeds with a test card (sandbox only)",
     description="Stands in for Stripe.js confirming the SetupIntent: the test card is saved "
-    "to the wallet as Stripe's `setup_intent.succeeded` event would save it. Unauthenticated, "
-    "like the other sandbox endpoints (there is no money in the sandbox).",
-    responses=error_responses(404, 409, 422),
+    "to your wallet as Stripe's `setup_intent.succeeded` event would save it. Only the "
+    "wallet's owner, signed in (401 otherwise; another user's SetupIntent is 404).",
+    responses=error_responses(401, 404, 409, 422),
 )
 async def succeed_sandbox_setup_intent(
     setup_intent_id: SetupIntentPath,
     session: SessionDep,
-    settings: SettingsDep,
+    user: CurrentUser,
     gateway: GatewayDep,
     body: SandboxSetupIntentSucceed | None = None,
 ) -> SandboxSetupIntentOut:
-    if not settings.sandbox_mode:
-        raise NotFound("The sandbox is off: this server has Stripe keys.", code="sandbox_disabled")
     payment_method_id = await sandbox.succeed_setup_intent(
         session,
+        user_id=user.user.id,
         setup_intent_id=setup_intent_id,
         card=body.card if body else "visa",
         gateway=gateway,

@@ -92,7 +92,8 @@ def _deposit_out(deposit: Transaction, entry: ledger.Entry | None) -> DepositOut
     description="`source: card` charges one of your saved cards (your default card unless "
     "`card_id` names another) with a PaymentIntent on Amply's Stripe account: the deposit is "
     "`pending` and your wallet is credited when Stripe reports the payment succeeded (in "
-    "sandbox mode: `POST /v1/sandbox/payments/{payment_intent_id}/succeed`). `source: bank` "
+    "sandbox mode: `POST /v1/sandbox/payments/{payment_intent_id}/succeed`, signed in as "
+    "yourself: only you may). `source: bank` "
     "exists only in sandbox mode: a simulated bank transfer, credited at once. Requires an "
     "`Idempotency-Key`: a retry with the same key and body returns the first response and "
     "moves nothing twice.",
