@@ -23,9 +23,10 @@ one is answered, for ``--seconds`` per phase, after a warm-up of the same mix:
 - reads-any: the same with ``after_seq`` anywhere in the chain, mostly pages not asked for
   before (the database path: pages the server keeps are answered before routing);
 - mixed: per operation, by ``--mix`` weights: a ledger page read as in ``reads``; a donation
-  (``POST /v1/donations`` from a donor address of its own, given as ``X-Forwarded-For``, which
-  uvicorn trusts from loopback; then ``POST /v1/sandbox/payments/{id}/succeed``, which appends
-  to the chain the readers read through the webhook's path); a wallet transfer
+  (``POST /v1/donations`` from a donor address of its own, given as ``X-Forwarded-For``,
+  which the server trusts from loopback through ``AMPLY_TRUSTED_PROXIES``; then
+  ``POST /v1/sandbox/payments/{id}/succeed``, which appends to the chain the readers read
+  through the webhook's path); a wallet transfer
   (``POST /v1/transfers`` between the connection's own funded users: completed at once, or
   confirmed if a risk rule holds it). Target: no errors.
 
@@ -228,7 +229,7 @@ class Load:
             "donor_name": f"Donor {client}-{i}",
             "donor_email": f"donor-{uuid.uuid4().hex[:12]}@example.org",
         }
-        # Donors at addresses of their own, behind the proxy that uvicorn trusts on loopback.
+        # Donors at addresses of their own, behind the proxy the server trusts on loopback.
         address = ".".join(str(random.randrange(1, 255)) for _ in range(3))  # noqa: S311
         headers = f"Idempotency-Key: {uuid.uuid4()}\r\nX-Forwarded-For: 10.{address}\r\n"
         answer = await self.timed(
@@ -459,6 +460,8 @@ def server_env(urls: DatabaseUrls, data_dir: Path, connections: int) -> dict[str
             "AMPLY_RISK_LARGE_TRANSFER_THRESHOLD": str(10**12),
             "AMPLY_RISK_RAPID_TRANSFER_COUNT": str(10**6),
             "AMPLY_TRANSFER_DAILY_LIMIT": str(10**15),
+            # The client stands in for a reverse proxy on loopback (donors' X-Forwarded-For).
+            "AMPLY_TRUSTED_PROXIES": "127.0.0.1",
         }
     )
     return env

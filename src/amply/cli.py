@@ -11,6 +11,7 @@ import sys
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any, Protocol
@@ -84,17 +85,11 @@ def _serve(args: argparse.Namespace) -> int:
     # PostgreSQL cleanly instead of leaving it running.
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     signal.signal(signal.SIGHUP, _exit_on_sigterm)
-    options: dict[str, Any] = {
-        "host": args.host,
-        "port": args.port,
-        "log_level": settings.log_level,
-        "log_config": None,  # configure_logging() routes uvicorn's loggers
-        "access_log": False,  # the app logs one structured line per request itself
-        "timeout_graceful_shutdown": args.graceful_timeout,
-    }
+    options = uvicorn_options(args, settings)
     try:
         with database_urls(settings) as urls:
             upgrade_to_head(urls.migration)
+            _install_signing_key(settings, owner_url=urls.migration)
             if args.workers <= 1:
                 uvicorn.run(create_app(settings, database_url=urls.app), **options)
             else:
@@ -102,6 +97,22 @@ def _serve(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         pass
     return EXIT_OK
+
+
+def uvicorn_options(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
+    """How ``amply serve`` runs uvicorn."""
+    return {
+        "host": args.host,
+        "port": args.port,
+        "log_level": settings.log_level,
+        "log_config": None,  # configure_logging() routes uvicorn's loggers
+        "access_log": False,  # the app logs one structured line per request itself
+        "timeout_graceful_shutdown": args.graceful_timeout,
+        # Who the client is: the TCP peer, unless the app trusts that peer as a proxy
+        # (AMPLY_TRUSTED_PROXIES, amply.main). uvicorn's own default would trust
+        # X-Forwarded-For from any loopback peer (FORWARDED_ALLOW_IPS=127.0.0.1).
+        "proxy_headers": False,
+    }
 
 
 def _serve_workers(
@@ -130,10 +141,52 @@ def _migrate(_: argparse.Namespace) -> int:
     from amply.config import get_settings
     from amply.migrate import head_revision, upgrade_to_head
 
-    with database_urls(get_settings()) as urls:
+    settings = get_settings()
+    with database_urls(settings) as urls:
         upgrade_to_head(urls.migration)
+        _install_signing_key(settings, owner_url=urls.migration)
     print(f"database at revision {head_revision()}")
     return EXIT_OK
+
+
+def _install_signing_key(settings: Settings, *, owner_url: str) -> None:
+    """Make the configured checkpoint key the active one, as the schema owner (the service
+    role may not: migration 0007)."""
+    from amply.key_custody import KeyCustodyError, install_key
+    from amply.services.checkpoints import load_signer
+
+    key = load_signer(settings).verifier_key
+    try:
+        installed = install_key(owner_url, key)
+    except KeyCustodyError as error:
+        raise SystemExit(f"amply: {error}") from error
+    if installed:
+        logging.getLogger("amply").info("installed the checkpoint signing key %s", key.encode())
+
+
+def _keys_command(args: argparse.Namespace) -> int:
+    from amply.config import get_settings
+    from amply.key_custody import KeyCustodyError, revoke_key
+
+    settings = get_settings()
+    try:
+        with database_urls(settings) as urls:
+            if args.keys_command == "install":
+                _install_signing_key(settings, owner_url=urls.migration)
+                print(f"active checkpoint key: {_configured_key(settings)}")
+            else:
+                revoke_key(urls.migration, VerifierKey.parse(args.key))
+                print(f"revoked: {args.key}")
+    except (KeyCustodyError, CheckpointError) as error:
+        print(f"amply: {error}", file=sys.stderr)
+        return EXIT_UNREADABLE
+    return EXIT_OK
+
+
+def _configured_key(settings: Settings) -> str:
+    from amply.services.checkpoints import load_signer
+
+    return load_signer(settings).verifier_key.encode()
 
 
 class _Outcome(Protocol):
@@ -205,12 +258,28 @@ def _keys(values: Sequence[str]) -> list[VerifierKey]:
             continue
         content = path.read_text(encoding="utf-8")
         if content.lstrip().startswith("{"):
-            listed = [item["key"] for item in json.loads(content).get("data", [])]
+            listed = _listed_keys(json.loads(content).get("data", []))
         else:
-            listed = [line for line in content.splitlines() if line.strip()]
+            listed = [VerifierKey.parse(line) for line in content.splitlines() if line.strip()]
         if not listed:
-            raise CheckpointError(f"{path} holds no verifier key")
-        keys.extend(VerifierKey.parse(line) for line in listed)
+            raise CheckpointError(f"{path} holds no verifier key that vouches for anything")
+        keys.extend(listed)
+    return keys
+
+
+def _listed_keys(items: list[dict[str, Any]]) -> list[VerifierKey]:
+    """The keys of ``GET /v1/public/keys`` as their status says to trust them: active ones
+    for any checkpoint, retired ones for those before they retired, revoked ones not at all."""
+    keys = []
+    for item in items:
+        status = item.get("status", "active")
+        if status == "revoked":
+            continue
+        key = VerifierKey.parse(item["key"])
+        if status == "retired" and item.get("retired_at") is not None:
+            # Lists served before key custody (migration 0007) have no retired_at.
+            key = replace(key, retired_at=str(item["retired_at"]))
+        keys.append(key)
     return keys
 
 
@@ -309,6 +378,23 @@ def build_parser() -> argparse.ArgumentParser:
     keygen = commands.add_parser("keygen", help="make a checkpoint signing key")
     keygen.add_argument("--name", required=True, help="the key's name: the public host name")
     keygen.set_defaults(handler=_keygen)
+
+    keys = commands.add_parser(
+        "keys",
+        help="install or revoke checkpoint signing keys, as the schema owner "
+        "(DATABASE_MIGRATION_URL)",
+    )
+    keys_commands = keys.add_subparsers(dest="keys_command", required=True)
+    keys_commands.add_parser(
+        "install",
+        help="make the configured key (AMPLY_CHECKPOINT_SIGNING_KEY[_FILE]) the active one, "
+        "retiring the one before (amply serve and amply migrate do this too)",
+    )
+    revoke = keys_commands.add_parser(
+        "revoke", help="revoke a key: verifiers trust none of its checkpoints any more"
+    )
+    revoke.add_argument("key", help="the verifier key, as GET /v1/public/keys lists it")
+    keys.set_defaults(handler=_keys_command)
     return parser
 
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, Field, IPvAnyNetwork, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class Settings(BaseSettings):
@@ -57,6 +57,18 @@ class Settings(BaseSettings):
     )
     metrics_enabled: bool = Field(
         default=True, description="Serve Prometheus metrics at /metrics (else 404)."
+    )
+    request_body_max_bytes: int = Field(
+        default=1024 * 1024,
+        ge=1024,
+        description="Largest request body accepted, in bytes; a larger one is refused with "
+        "413 body_too_large before it is read (Content-Length, or counted as it streams).",
+    )
+    trusted_proxies: Annotated[list[IPvAnyNetwork], NoDecode] = Field(
+        default_factory=list,
+        description="Addresses or networks (CIDR) of the reverse proxies whose "
+        "X-Forwarded-For names the client, comma separated. Empty: the TCP peer is the "
+        "client, whatever the headers say.",
     )
 
     stripe_secret_key: SecretStr | None = Field(
@@ -119,6 +131,13 @@ class Settings(BaseSettings):
         default=None,
         description="A file holding the checkpoint signing key. Neither set: outside "
         "production, data_dir/checkpoint-signing.key, generated on first start.",
+    )
+    verify_cache_seconds: float = Field(
+        default=10.0,
+        ge=0,
+        description="How long the server's verification of a chain (GET …/ledger/verify) is "
+        "served again before the chain is re-hashed; each verdict names the head it checked "
+        "and when. 0: every request re-hashes the chain.",
     )
     checkpoint_key_name: str = Field(
         default="amply.localhost",
@@ -208,6 +227,13 @@ class Settings(BaseSettings):
         default=65_536, ge=8, description="argon2id memory per hash, in KiB (RFC 9106 profile)."
     )
     password_hash_parallelism: int = Field(default=4, ge=1, description="argon2id lanes.")
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return value
 
     @property
     def live_mode(self) -> bool:

@@ -22,6 +22,7 @@ from amply.services.auth import Authenticated
 from amply.services.organisations import Role
 from amply.services.payments import PaymentGateway
 from amply.services.security_events import Actor, Origin
+from amply.services.verdicts import VerdictCache
 
 
 def get_database(request: Request) -> Database:
@@ -81,7 +82,8 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 
 def get_origin(request: Request) -> Origin:
-    """Where the request came from. Behind a proxy, run uvicorn with ``--proxy-headers``."""
+    """Where the request came from: the TCP peer, or the client a trusted proxy names
+    (``AMPLY_TRUSTED_PROXIES``; see amply.main)."""
     client = request.client
     return Origin(
         client_address=client.host if client else None,
@@ -339,6 +341,14 @@ def get_signer(request: Request) -> NoteSigner:
 
 
 SignerDep = Annotated[NoteSigner, Depends(get_signer)]
+
+
+def get_verdicts(request: Request) -> VerdictCache:
+    verdicts: VerdictCache = request.app.state.verdicts
+    return verdicts
+
+
+VerdictsDep = Annotated[VerdictCache, Depends(get_verdicts)]
 
 
 async def get_optional_api_key(

@@ -74,9 +74,42 @@ def start_server(data_dir: Path) -> Any:
         import pgserver  # imported late: only the embedded mode needs it
 
     data_dir.mkdir(parents=True, exist_ok=True)
-    return pgserver.get_server(  # type: ignore[attr-defined]
-        data_dir.resolve() / "postgres", cleanup_mode="stop"
-    )
+    pgdata = data_dir.resolve() / "postgres"
+    forget_dead_handles(pgdata)
+    return pgserver.get_server(pgdata, cleanup_mode="stop")  # type: ignore[attr-defined]
+
+
+def forget_dead_handles(pgdata: Path) -> list[int]:
+    """Drop the processes that died without letting go of the server; which ones.
+
+    pgserver lists the processes using a server in ``.handle_pids.json`` and stops the
+    server when the last one lets go. A process killed outright (SIGKILL, OOM) never lets
+    go: its PID stays listed, and every later process that lets go thinks another still
+    uses the server, which then runs on for good. Called before attaching and before
+    letting go, under pgserver's own lock, so that a clean stop after any earlier crash
+    stops the server.
+    """
+    from pgserver.postgres_server import PostgresServer
+    from pgserver.utils import DiskList
+
+    handles = DiskList(pgdata / ".handle_pids.json")
+    with PostgresServer._lock:  # the lock pgserver itself takes around this list
+        listed = handles.get()
+        dead = [pid for pid in listed if not _alive(pid)]
+        if dead:
+            handles.put([pid for pid in listed if pid not in dead])
+    if dead:
+        logger.info("embedded PostgreSQL in %s: forgot dead handles %s", pgdata, dead)
+    return dead
+
+
+def _alive(pid: int) -> bool:
+    import psutil  # type: ignore[import-untyped]  # pgserver's own dependency
+
+    try:
+        return bool(psutil.Process(pid).status() != psutil.STATUS_ZOMBIE)
+    except psutil.NoSuchProcess:
+        return False
 
 
 class EmbeddedPostgres:
@@ -101,5 +134,6 @@ class EmbeddedPostgres:
     def stop(self) -> None:
         """Stop the server unless another process still uses it (pgserver counts handles)."""
         if self._server is not None:
+            forget_dead_handles(self.data_dir.resolve() / "postgres")
             self._server.cleanup()
             self._server = None

@@ -133,3 +133,22 @@ class LedgerIntegrityError(ServiceUnavailable):
     refuses to sign or serve a checkpoint until an operator has looked."""
 
     default_code = "ledger_integrity_failure"
+
+
+class SigningKeyNotInstalled(ServiceUnavailable):
+    """The configured checkpoint key is not the active one in the database: only the schema
+    owner installs keys (``amply serve`` after migrating, or ``amply keys install``)."""
+
+    default_code = "signing_key_not_installed"
+
+
+class BodyTooLarge(AmplyError):
+    """A request body over the configured limit, refused before it is read whole."""
+
+    status_code = 413
+    default_code = "body_too_large"
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            f"The request body is larger than {limit} bytes, the most this API accepts."
+        )

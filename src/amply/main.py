@@ -8,9 +8,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from starlette.types import ASGIApp
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from amply import __version__
 from amply.api import health
+from amply.api.boundaries import BodyLimit, SecurityHeaders
 from amply.api.errors import install_error_handlers
 from amply.api.page_cache import PageCache, ServeCachedPages
 from amply.api.v1.router import router as v1_router
@@ -20,6 +23,7 @@ from amply.migrate import head_revision
 from amply.observability import RequestContext, configure_logging
 from amply.services import checkpoints, housekeeping
 from amply.services.payments import gateway_for
+from amply.services.verdicts import VerdictCache
 
 DESCRIPTION = """
 Transparent donations and wallets on an append-only, hash-chained ledger.
@@ -73,7 +77,7 @@ def create_app(
         if read_database is not database:
             await read_database.dispose()
 
-    app = FastAPI(title="Amply", version=__version__, description=DESCRIPTION, lifespan=lifespan)
+    app = _App(title="Amply", version=__version__, description=DESCRIPTION, lifespan=lifespan)
     app.state.settings = settings
     app.state.database = database
     app.state.read_database = read_database
@@ -81,13 +85,34 @@ def create_app(
     app.state.signer = signer
     app.state.schema_head = head_revision()
     app.state.ledger_pages = PageCache()
+    app.state.verdicts = VerdictCache(max_age_seconds=settings.verify_cache_seconds)
     install_error_handlers(app)
     # Inside RequestContext: kept ledger pages are logged and counted like any answer.
     app.add_middleware(ServeCachedPages, pages=app.state.ledger_pages)
+    app.add_middleware(BodyLimit, max_bytes=settings.request_body_max_bytes)
     app.add_middleware(RequestContext)
+    if settings.trusted_proxies:
+        # Outermost: everything after it sees the client the trusted proxy named.
+        app.add_middleware(
+            ProxyHeadersMiddleware,
+            trusted_hosts=[str(network) for network in settings.trusted_proxies],
+        )
     app.include_router(health.router)
     app.include_router(v1_router)
     return app
+
+
+class _App(FastAPI):
+    """FastAPI with the security headers around its whole middleware stack, so that even
+    the 500 of an unexpected error (sent by Starlette's outermost middleware) carries them."""
+
+    def build_middleware_stack(self) -> ASGIApp:
+        script_pages = [
+            page
+            for page in (self.docs_url, self.redoc_url, self.swagger_ui_oauth2_redirect_url)
+            if page is not None
+        ]
+        return SecurityHeaders(super().build_middleware_stack(), script_pages=script_pages)
 
 
 def _database(settings: Settings, url: str) -> Database:

@@ -27,7 +27,7 @@ _CODE_BY_STATUS = {
     404: "resource_missing",
     405: "method_not_allowed",
     409: "conflict",
-    413: "payload_too_large",
+    413: "body_too_large",
     415: "unsupported_media_type",
     429: "rate_limited",
 }

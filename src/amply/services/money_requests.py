@@ -5,7 +5,9 @@ A request leaves ``pending`` once, for good (a database guard). While a transfer
 awaits the payer's confirmation, the request stays ``pending`` but cannot be paid again,
 declined or cancelled; the transfer's confirmation marks it ``paid``, and its cancellation or
 expiry makes it payable again. At most one transfer per request is ever awaiting confirmation
-or completed (a unique index), so paying twice pays once.
+or completed (a unique index), so paying twice pays once. A held payment whose hold ran out is
+marked expired by whoever next acts on the request (under its locks), not only by
+housekeeping, so the request is payable again the moment the hold runs out.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Final, Literal
 
-from sqlalchemy import or_, select, text
+from sqlalchemy import or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from amply.config import Settings
@@ -98,17 +100,39 @@ async def visible_to(session: AsyncSession, *, wallet: Wallet, request_id: str) 
     return request
 
 
-async def payment_of(session: AsyncSession, *, request: MoneyRequest) -> Transaction | None:
-    """The transfer paying the request: awaiting confirmation (hold not expired) or completed."""
+async def payment_of(
+    session: AsyncSession, *, request: MoneyRequest, at: datetime | None = None
+) -> Transaction | None:
+    """The transfer paying the request: awaiting confirmation (hold not expired at ``at``,
+    by default now) or completed."""
     payment = await session.scalar(
         select(Transaction).where(
             Transaction.money_request_id == request.id,
             Transaction.status.in_((transfers.PENDING, "completed")),
         )
     )
-    if payment is not None and transfers.effective_status(payment) == "expired":
+    if payment is not None and transfers.effective_status(payment, at=at) == "expired":
         return None
     return payment
+
+
+async def _expire_stale_payment(
+    session: AsyncSession, *, request: MoneyRequest, at: datetime
+) -> None:
+    """Mark the request's held payment expired if its hold ran out by ``at``: until then it
+    still holds the request's one payment slot (the unique index counts it), whatever the
+    hold's time says. Housekeeping does the same, later; the status guard makes the two
+    agree (a row already expired is not touched again)."""
+    await session.execute(
+        update(Transaction)
+        .where(
+            Transaction.money_request_id == request.id,
+            Transaction.status == transfers.PENDING,
+            Transaction.hold_expires_at <= at,
+        )
+        .values(status="expired")
+        .execution_options(synchronize_session="fetch")
+    )
 
 
 async def payments_of(
@@ -150,7 +174,9 @@ async def _locked(
         MoneyRequest, request_id, with_for_update=True, populate_existing=True
     )
     assert locked is not None
-    payment = await payment_of(session, request=locked)
+    at = transfers.now()
+    await _expire_stale_payment(session, request=locked, at=at)
+    payment = await payment_of(session, request=locked, at=at)
     if locked.status != "pending":
         raise RequestNotPending(
             f"This request is {locked.status}; only a pending request can be {action}.",
@@ -162,7 +188,7 @@ async def _locked(
             "cancel it first.",
             param="request_id",
         )
-    if effective_status(locked) == "expired":
+    if effective_status(locked, at=at) == "expired":
         _resolve(locked, "expired")
         await session.flush()
         raise RequestExpired("This request expired.", param="request_id")

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.api.v1.test_transfers import BONUS, act, befriend, keyed, wallet
+from tests.api.v1.test_transfers import BONUS, act, befriend, expire_hold, keyed, wallet
 from tests.conftest import SuperuserSql
 from tests.factories import Account, sign_up
 
@@ -151,6 +151,52 @@ async def test_cancelling_the_payment_makes_the_request_payable_again(
     await act(client, bob, again["transfer"]["id"], "confirm")
     assert await status_of(client, alice, request["id"]) == "paid"
     assert (await wallet(client, alice))["balance"] == BONUS + 1_500
+
+
+async def test_a_request_is_payable_again_after_its_held_payment_expired(
+    client: httpx.AsyncClient, superuser_sql: SuperuserSql
+) -> None:
+    alice, bob = await sign_up(client), await sign_up(client)
+    request = await ask(client, alice, bob)
+    held = await call(client, bob, request["id"], "pay", 201)
+    assert held["transfer"]["status"] == "pending_confirmation"
+    # Time passes; housekeeping never runs here: the stored status stays pending_confirmation.
+    expire_hold(superuser_sql, held["transfer"]["id"])
+    assert await status_of(client, bob, request["id"]) == "pending"
+
+    again = await call(client, bob, request["id"], "pay", 201)
+    assert again["transfer"]["id"] != held["transfer"]["id"]
+    assert again["transfer"]["status"] == "pending_confirmation"  # still a new recipient
+    # The stale hold was marked expired in the same transaction, by the transitions allowed.
+    [(stale,)] = superuser_sql(
+        "SELECT status FROM transactions WHERE id = %s", held["transfer"]["id"]
+    )
+    assert stale == "expired"
+    await act(client, bob, again["transfer"]["id"], "confirm")
+    assert await status_of(client, alice, request["id"]) == "paid"
+    assert (await wallet(client, alice))["balance"] == BONUS + 1_500
+    assert (await wallet(client, bob))["balance"] == BONUS - 1_500
+
+
+async def test_paying_again_concurrently_after_an_expired_hold_pays_once(
+    client: httpx.AsyncClient, superuser_sql: SuperuserSql
+) -> None:
+    alice, bob = await sign_up(client), await sign_up(client)
+    request = await ask(client, alice, bob)
+    held = await call(client, bob, request["id"], "pay", 201)
+    expire_hold(superuser_sql, held["transfer"]["id"])
+    results = await asyncio.gather(
+        *(client.post(f"/v1/requests/{request['id']}/pay", headers=keyed(bob)) for _ in range(6))
+    )
+    assert sorted(r.status_code for r in results) == [201] + [409] * 5, [r.text for r in results]
+    assert {r.json()["error"]["code"] for r in results if r.status_code == 409} == {
+        "request_payment_in_progress"
+    }
+    rows = superuser_sql(
+        "SELECT status FROM transactions WHERE money_request_id = %s ORDER BY created_at",
+        request["id"],
+    )
+    assert [status for (status,) in rows] == ["expired", "pending_confirmation"]
 
 
 @pytest.mark.parametrize(
