@@ -112,7 +112,7 @@ async def paid_intent(
             "amount": amount,
             "currency": "usd",
             "metadata": {"donation_id": key},
-            "payment_method_types": ["card"],
+            "allowed_payment_method_types": ["card"],
         },
         options={**on_account, "idempotency_key": key},
     )
@@ -289,7 +289,7 @@ async def test_idempotency_key_replays_and_the_request_log(
         "amount": 2500,
         "currency": "usd",
         "metadata": {"donation_id": "don_3"},
-        "payment_method_types": ["card"],
+        "allowed_payment_method_types": ["card"],
     }
     options: Any = {"stripe_account": account, "idempotency_key": "donation-3"}
 
@@ -316,7 +316,7 @@ async def test_idempotency_key_replays_and_the_request_log(
         "amount": "2500",
         "currency": "usd",
         "metadata": {"donation_id": "don_3"},
-        "payment_method_types": ["card"],
+        "allowed_payment_method_types": ["card"],
     }
     assert posts[0].headers["authorization"] == f"Bearer {server.secret_key}"
     assert server.requests("/v1/accounts") == []
@@ -407,3 +407,61 @@ async def test_serve_app_serves_over_http() -> None:
         assert re.fullmatch(r"http://127\.0\.0\.1:\d+", base_url)
         response = await http.get(base_url)
     assert (response.status_code, response.text) == (200, "hello")
+
+
+# --- What the pinned API version refuses --------------------------------------------------------
+
+
+def _post(stripe_server: StripeServer, path: str, data: dict[str, str]) -> httpx.Response:
+    return httpx.post(
+        f"{stripe_server.url}{path}",
+        data=data,
+        headers={"Authorization": "Bearer sk_test_harness", "Stripe-Version": stripe.api_version},
+    )
+
+
+@pytest.mark.parametrize("path", ["/v1/payment_intents", "/v1/setup_intents"])
+def test_the_server_refuses_payment_method_types_as_the_pinned_version_does(
+    stripe_server: StripeServer, path: str
+) -> None:
+    amount = {"amount": "500", "currency": "usd"} if path == "/v1/payment_intents" else {}
+
+    refused = _post(stripe_server, path, {**amount, "payment_method_types[0]": "card"})
+    allowed = _post(stripe_server, path, {**amount, "allowed_payment_method_types[0]": "card"})
+
+    assert refused.status_code == 400
+    assert refused.json()["error"]["code"] == "payment_method_types_no_longer_supported"
+    assert refused.json()["error"]["param"] == "payment_method_types"
+    assert allowed.status_code == 200, allowed.text
+    assert allowed.json()["payment_method_types"] == ["card"]
+
+
+@pytest.mark.parametrize(
+    ("path", "data", "param"),
+    [
+        ("/v1/customers", {"invented": "x"}, "invented"),
+        ("/v1/setup_intents", {"metadata[a]": "b", "usage": "off_session", "x[y]": "z"}, "x"),
+        (
+            "/v1/payment_intents",
+            {"amount": "500", "currency": "usd", "automatic_payment_methods[invented]": "true"},
+            "automatic_payment_methods[invented]",
+        ),
+        (
+            "/v1/payment_intents",
+            {
+                "amount": "500",
+                "currency": "usd",
+                "allowed_payment_method_types[0]": "card",
+                "automatic_payment_methods[enabled]": "true",
+            },
+            "automatic_payment_methods",
+        ),
+    ],
+)
+def test_the_server_refuses_what_the_librarys_parameter_types_do_not_accept(
+    stripe_server: StripeServer, path: str, data: dict[str, str], param: str
+) -> None:
+    response = _post(stripe_server, path, data)
+
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["param"] == param

@@ -156,7 +156,7 @@ async def test_a_card_is_saved_through_a_setup_intent_on_the_wallets_customer(
     assert len(creates) == 2
     assert creates[0].params["customer"] == customer_id
     assert creates[0].params["usage"] == "off_session"
-    assert creates[0].params["payment_method_types"] == ["card"]
+    assert creates[0].params["allowed_payment_method_types"] == ["card"]
     assert second_intent["setup_intent_id"] != intent["setup_intent_id"]
     assert all("stripe-account" not in r.headers for r in world.server.requests())
 

@@ -1,7 +1,7 @@
 """A Stripe-protocol HTTP server for the tests: localstripe, plus what Amply needs and it lacks.
 
-Run it as ``python -m tests.support.stripe_server --port 0`` from the repository root, or by
-path. It binds 127.0.0.1 (port 0 picks a free one), prints exactly one line, ``LISTENING
+Run it as ``python -m tests.support.stripe_server --port 0`` from the repository root. It
+binds 127.0.0.1 (port 0 picks a free one), prints exactly one line, ``LISTENING
 <port>``, to stdout, then serves until SIGTERM or SIGINT, or until its parent process goes
 away. Everything else it says goes to stderr. Nothing is read from or written to disk: the
 store lives in memory only (localstripe's /tmp/localstripe.pickle is never touched), so
@@ -34,6 +34,12 @@ e. ``Idempotency-Key``: a POST repeated with the same key (per ``Stripe-Account`
 f. Control routes for the harness: ``GET`` and ``DELETE /_config/requests`` (a log of every
    ``/v1`` request), and ``DELETE /_config/webhooks``, which drops the registered webhooks and
    the events still waiting to be delivered.
+h. Parameters: a request with a parameter the pinned API version does not accept (read from
+   the stripe library's own ``stripe.params`` types, tests/support/stripe_params.py) gets
+   Stripe's 400 ``parameter_unknown`` before anything runs; ``payment_method_types`` on
+   PaymentIntents and SetupIntents gets ``payment_method_types_no_longer_supported``
+   (removed in 2026-09-30.endive), and ``allowed_payment_method_types`` is refused beside
+   the parameters Stripe says it excludes.
 g. Objects belong to the account that created them (the ``Stripe-Account`` header, or the
    platform): any other account gets Stripe's 404 ``resource_missing``, and lists are filtered.
    Connect accounts themselves belong to the platform and are visible to all.
@@ -61,7 +67,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import aiohttp
 from aiohttp import web
@@ -74,12 +80,15 @@ from localstripe.resources import (
     Event,
     PaymentIntent,
     Refund,
+    SetupIntent,
     StripeObject,
     random_id,
     store,
     try_convert_to_bool,
     try_convert_to_int,
 )
+
+from tests.support.stripe_params import params_type, unknown_params
 
 API_VERSION = "2026-10-28.endive"
 RECORDED = Path(__file__).resolve().parent / "recorded"
@@ -215,14 +224,12 @@ def _patch_payment_intents() -> None:
     original_init = PaymentIntent.__init__
     original_export = PaymentIntent._export
 
-    def init(self: Any, *args: Any, payment_method_types: Any = None, **kwargs: Any) -> None:
-        if payment_method_types is not None and not (
-            isinstance(payment_method_types, list)
-            and all(isinstance(kind, str) for kind in payment_method_types)
-        ):
-            raise StripeError(400, "Invalid array", param="payment_method_types")
+    def init(
+        self: Any, *args: Any, allowed_payment_method_types: Any = None, **kwargs: Any
+    ) -> None:
+        _check_method_types(allowed_payment_method_types)
         original_init(self, *args, **kwargs)
-        self.payment_method_types = payment_method_types or ["card"]
+        self.payment_method_types = allowed_payment_method_types or ["card"]
 
     def export(self: Any, expand: list[str] | None = None) -> dict[str, Any]:
         obj: dict[str, Any] = original_export(self, expand=expand)
@@ -234,6 +241,25 @@ def _patch_payment_intents() -> None:
 
     PaymentIntent.__init__ = init
     PaymentIntent._export = export
+
+
+def _check_method_types(allowed: Any) -> None:
+    if allowed is not None and not (
+        isinstance(allowed, list) and all(isinstance(kind, str) for kind in allowed)
+    ):
+        raise StripeError(400, "Invalid array", param="allowed_payment_method_types")
+
+
+def _patch_setup_intents() -> None:
+    original_init = SetupIntent.__init__
+
+    def init(
+        self: Any, *args: Any, allowed_payment_method_types: Any = None, **kwargs: Any
+    ) -> None:
+        _check_method_types(allowed_payment_method_types)
+        original_init(self, *args, payment_method_types=allowed_payment_method_types, **kwargs)
+
+    SetupIntent.__init__ = init
 
 
 def _patch_charges() -> None:
@@ -688,6 +714,9 @@ async def stripe_protocol(request: web.Request, handler: Handler) -> web.StreamR
         idempotency_key=request.headers.get("Idempotency-Key") or None,
     )
     current.set(context)
+    refused = refused_params(request.method, request.path, params)
+    if refused is not None:
+        return refused
     if request.method == "POST" and context.idempotency_key:
         response = await _run_idempotently(handler, request, context, params)
         response.headers["Idempotency-Key"] = context.idempotency_key
@@ -697,6 +726,46 @@ async def stripe_protocol(request: web.Request, handler: Handler) -> web.StreamR
     response.headers["Request-Id"] = context.request_id
     response.headers["Stripe-Version"] = API_VERSION
     return response
+
+
+# Removed in 2026-09-30.endive: "Passing payment_method_types on this API version returns a 400
+# error with the code payment_method_types_no_longer_supported" (Stripe's changelog).
+_NO_LONGER_SUPPORTED: Final = {"payment_method_types": "payment_method_types_no_longer_supported"}
+# "allowed_payment_method_types ... is mutually exclusive with payment_method_types,
+# excluded_payment_method_types, automatic_payment_methods, and payment_method_configuration"
+# (2026-07-29.dahlia changelog).
+_EXCLUSIVE_WITH_ALLOWED: Final = (
+    "excluded_payment_method_types",
+    "automatic_payment_methods",
+    "payment_method_configuration",
+)
+
+
+def refused_params(method: str, path: str, params: dict[str, Any]) -> web.Response | None:
+    """Stripe's 400 for a parameter the pinned API version does not accept (the stripe
+    library's own parameter types say which), before anything runs or is saved."""
+    typed = params_type(method, path)
+    if typed is None:
+        return None
+    for name in unknown_params(params, typed):
+        code = _NO_LONGER_SUPPORTED.get(name, "parameter_unknown")
+        return error_response(
+            400,
+            f"Received unknown parameter: {name}",
+            code=code,
+            param=name,
+            error_type="invalid_request_error",
+        )
+    if "allowed_payment_method_types" in params:
+        for name in _EXCLUSIVE_WITH_ALLOWED:
+            if name in params:
+                return error_response(
+                    400,
+                    f"You cannot pass both allowed_payment_method_types and {name}.",
+                    code="parameter_invalid",
+                    param=name,
+                )
+    return None
 
 
 async def get_requests(request: web.Request) -> web.Response:
@@ -723,6 +792,7 @@ def build_app(*, webhook_delay: float = 0.05) -> web.Application:
     _patch_ownership()
     _patch_events()
     _patch_payment_intents()
+    _patch_setup_intents()
     _patch_charges()
     _patch_balance_transactions()
     _patch_refunds()

@@ -16,10 +16,11 @@ import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Final, Literal, Protocol, cast
+from typing import Any, Final, Literal, Protocol
 
 import stripe
 from stripe._base_address import BaseAddresses
+from stripe.params import PaymentIntentCreateParams, SetupIntentCreateParams
 
 from amply.config import Settings
 from amply.errors import AmplyError, Conflict, NotFound, PaymentProviderError, ServiceUnavailable
@@ -395,14 +396,14 @@ class StripeGateway:
         return customer.id
 
     async def create_setup_intent(self, *, customer_id: str, wallet_id: str) -> CreatedSetupIntent:
-        params: dict[str, Any] = {
+        params: SetupIntentCreateParams = {
             "customer": customer_id,
             "usage": "off_session",
-            "payment_method_types": _CARDS_ONLY,
+            "allowed_payment_method_types": _CARDS_ONLY,
             "metadata": {"wallet_id": wallet_id},
         }
         with _calling_stripe():
-            intent = await self._client.v1.setup_intents.create_async(params=cast(Any, params))
+            intent = await self._client.v1.setup_intents.create_async(params=params)
         return CreatedSetupIntent(setup_intent_id=intent.id, client_secret=intent.client_secret)
 
     async def retrieve_setup_intent(self, *, setup_intent_id: str) -> SetupIntentState:
@@ -442,19 +443,19 @@ class StripeGateway:
     ) -> CreatedPayment:
         # On the platform account (no Stripe-Account header): the money is Amply's to hold
         # for the wallet. Confirmed at once, off session: the user is not there to act.
-        params: dict[str, Any] = {
+        params: PaymentIntentCreateParams = {
             "amount": amount,
             "currency": stripe_currency(currency),
             "customer": customer_id,
             "payment_method": payment_method_id,
-            "payment_method_types": _CARDS_ONLY,
+            "allowed_payment_method_types": _CARDS_ONLY,
             "confirm": True,
             "off_session": True,
             "metadata": metadata,
         }
         with _calling_stripe():
             intent = await self._client.v1.payment_intents.create_async(
-                params=cast(Any, params), options={"idempotency_key": idempotency_key}
+                params=params, options={"idempotency_key": idempotency_key}
             )
         return CreatedPayment(payment_intent_id=intent.id, client_secret=None)
 
@@ -468,10 +469,11 @@ class StripeGateway:
             logger.warning("payment method %s was detached already: %s", payment_method_id, error)
 
 
-# Cards only, named with the classic ``payment_method_types`` (the library's newest types call
-# it ``allowed_payment_method_types``): no redirect-based method can be offered, so a saved
-# card is confirmed off session without a ``return_url``.
-_CARDS_ONLY: Final = ["card"]
+# Cards only: no redirect-based method can be offered, so a saved card is confirmed off
+# session without a ``return_url``. ``allowed_payment_method_types``, because the pinned API
+# version (2026-09-30.endive and later) refuses ``payment_method_types`` with 400
+# ``payment_method_types_no_longer_supported``.
+_CARDS_ONLY: Final[list[str]] = ["card"]
 
 
 def _stripe_id(value: object) -> str | None:
