@@ -46,7 +46,6 @@ from amply.services.security_events import Actor, Origin
 RECEIPT_TOKEN_PREFIX = "rcpt_"  # noqa: S105 - a prefix, not a secret
 DonationStatus = Literal["pending", "completed", "failed", "refunded"]
 View = Literal["donor", "organisation"]
-_STRIPE_METADATA_VALUE_LIMIT = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +106,7 @@ async def create_donation(
         account_id=organisation.stripe_account_id,
         amount=request.amount,
         currency=request.currency,
-        metadata=_payment_metadata(donation_id, request=request, origin=origin),
+        metadata=_payment_metadata(donation_id, request=request),
         idempotency_key=f"donation:{donation_id}",
     )
     receipt_token = tokens.new_secret(RECEIPT_TOKEN_PREFIX)
@@ -229,19 +228,14 @@ async def _refuse_reused_id(session: AsyncSession, *, donation_id: str) -> None:
         )
 
 
-def _payment_metadata(
-    donation_id: str, *, request: CheckoutRequest, origin: Origin
-) -> dict[str, str]:
-    """What the PaymentIntent carries: our ids, and the donor's address and browser for
-    Stripe Radar. These stay between Amply and Stripe; the public ledger never sees them.
-    """
+def _payment_metadata(donation_id: str, *, request: CheckoutRequest) -> dict[str, str]:
+    """What the PaymentIntent carries: our ids, nothing about the donor. The request under the
+    idempotency key ``donation:<id>`` must be the same whenever it is retried (from another
+    network or browser too), or Stripe refuses the retry; Radar gets the donor's device
+    signals from Stripe.js, which confirms the payment in the donor's browser."""
     metadata = {"donation_id": donation_id, "organisation_id": request.organisation_id}
     if request.fund_id:
         metadata["fund_id"] = request.fund_id
-    if origin.client_address:
-        metadata["client_ip"] = origin.client_address
-    if origin.user_agent:
-        metadata["client_user_agent"] = origin.user_agent[:_STRIPE_METADATA_VALUE_LIMIT]
     return metadata
 
 
