@@ -129,6 +129,11 @@ class StripeServer:
         ).json()
         return body
 
+    def deauthorize(self, account_id: str) -> None:
+        """The account's owner disconnects Amply: a signed ``account.application.deauthorized``
+        follows, and Stripe refuses the platform's requests on the account from then on."""
+        self._control("POST", f"/_config/accounts/{account_id}", json={"deauthorize": True})
+
     def reset(self) -> None:
         """Forget every object, idempotency key, webhook and logged request."""
         self._control("DELETE", "/_config/data")

@@ -369,4 +369,135 @@ async def test_creating_the_account_again_returns_it_and_refresh_asks_stripe(wor
         "payouts_enabled": False,
         "details_submitted": True,
         "accepts_donations": True,
+        "requirements_due": [],
+        "disabled_reason": "requirements.pending_verification",
+        "reconnect_reason": None,
     }
+
+
+# --- The account lifecycle ----------------------------------------------------------------------
+
+
+async def _account(world: World, http: httpx.AsyncClient | None = None) -> dict[str, Any]:
+    response = await (http or world.http).get(
+        f"/v1/organisations/{world.organisation_id}/stripe-account", headers=world.owner.headers
+    )
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+async def test_a_disconnected_account_takes_no_donations_until_the_organisation_reconnects(
+    world: World,
+) -> None:
+    await enable_charges(world)
+    world.server.deauthorize(world.account_id)
+
+    async def disconnected() -> bool:
+        return (await _account(world))["reconnect_reason"] == "deauthorized"
+
+    await eventually(disconnected)
+    world.server.clear_requests()
+    refused = await world.http.post(
+        "/v1/donations",
+        json={"organisation_id": world.organisation_id, "amount": 500, "currency": "USD"},
+    )
+    reconnected = await world.http.post(
+        f"/v1/organisations/{world.organisation_id}/stripe-account", headers=world.owner.headers
+    )
+
+    assert refused.status_code == 409, refused.text
+    assert refused.json()["error"]["code"] == "organisation_not_accepting_donations"
+    assert world.server.requests("/v1/payment_intents") == []
+    new = reconnected.json()
+    assert new["account_id"] not in (None, world.account_id)
+    assert new["reconnect_reason"] is None
+    [create] = world.server.requests("/v1/accounts")
+    assert create.headers["idempotency-key"] == (
+        f"account:{world.organisation_id}:after:{world.account_id}"
+    )
+
+
+async def test_going_live_does_not_take_donations_through_a_test_mode_account(
+    world: World, test_database: IsolatedDatabase
+) -> None:
+    await enable_charges(world)
+    live = Settings(
+        environment="test",
+        password_hash_time_cost=1,
+        password_hash_memory_kib=1024,
+        password_hash_parallelism=1,
+        stripe_secret_key="sk_live_amply_integration",
+        stripe_publishable_key="pk_live_amply_integration",
+        stripe_connect_webhook_secret=WEBHOOK_SECRET,
+        stripe_api_base=world.server.url,
+    )
+    app = create_app(live, database_url=test_database.urls.app)
+    world.server.clear_requests()
+    try:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="https://amply.test") as http:
+            before = await _account(world, http)
+            refused = await http.post(
+                "/v1/donations",
+                json={"organisation_id": world.organisation_id, "amount": 500, "currency": "USD"},
+            )
+            reconnected = await http.post(
+                f"/v1/organisations/{world.organisation_id}/stripe-account",
+                headers=world.owner.headers,
+            )
+    finally:
+        await app.state.database.dispose()
+
+    assert before["account_id"] is None
+    assert before["reconnect_reason"] == "other_mode"
+    assert before["accepts_donations"] is False
+    assert refused.status_code == 409, refused.text
+    assert world.server.requests("/v1/payment_intents") == []
+    assert reconnected.json()["account_id"] not in (None, world.account_id)
+    # Back on the test keys, the live account counts as none in turn.
+    assert (await _account(world))["reconnect_reason"] == "other_mode"
+
+
+async def test_a_manual_refresh_outdates_older_account_events(world: World) -> None:
+    await enable_charges(world)
+    refreshed = await world.http.post(
+        f"/v1/organisations/{world.organisation_id}/stripe-account/refresh",
+        headers=world.owner.headers,
+    )
+    account = world.server.set_account(
+        world.account_id, charges_enabled=True, payouts_enabled=True, details_submitted=True
+    )
+    stale = make_event(
+        "account.updated",
+        {**account, "charges_enabled": False},
+        account=world.account_id,
+        created=int(time.time()) - 60,
+    )
+    payload = json.dumps(stale).encode()
+    response = await world.http.post(
+        "/v1/webhooks/stripe",
+        content=payload,
+        headers={"Stripe-Signature": sign_payload(payload, WEBHOOK_SECRET)},
+    )
+
+    assert refreshed.json()["accepts_donations"] is True
+    assert response.status_code == 200, response.text
+    assert (await _account(world))["accepts_donations"] is True
+
+
+async def test_what_stripe_still_needs_is_shown_to_the_organisations_admins(
+    world: World,
+) -> None:
+    world.server.set_account(
+        world.account_id, charges_enabled=False, payouts_enabled=False, details_submitted=False
+    )
+    refreshed = await world.http.post(
+        f"/v1/organisations/{world.organisation_id}/stripe-account/refresh",
+        headers=world.owner.headers,
+    )
+
+    body = refreshed.json()
+    assert body["accepts_donations"] is False
+    assert body["requirements_due"], body
+    assert all(isinstance(item, str) for item in body["requirements_due"])

@@ -18,7 +18,10 @@ and account link bodies, which localstripe has no notion of.
 
 a. Connect: ``POST /v1/accounts``, ``GET /v1/accounts/{id}``, ``POST /v1/account_links``, and
    the control route ``POST /_config/accounts/{id}`` (``charges_enabled``, ``payouts_enabled``,
-   ``details_submitted``), which updates the account and emits a signed ``account.updated``.
+   ``details_submitted``), which updates the account and emits a signed ``account.updated``;
+   with ``deauthorize``, the account disconnects the platform: the server emits
+   ``account.application.deauthorized`` and answers every later request on that account
+   (``Stripe-Account``) with 403 ``account_invalid``, as Stripe does.
 b. Every event carries ``account`` (the ``Stripe-Account`` header of the request that caused
    it, or null), ``api_version``, ``livemode``, ``pending_webhooks`` and ``request`` (``id``,
    ``idempotency_key``). Webhooks are delivered one at a time in the order the events were
@@ -523,6 +526,8 @@ async def control_account(request: web.Request) -> web.Response:
         if not isinstance(value, bool):
             raise StripeError(400, f"Invalid boolean: {flag}", param=flag)
         status[flag] = value
+    if try_convert_to_bool(params.get("deauthorize", False)) is True:
+        return _deauthorize(account)
     previous = account._set_status(**status)
     token = current.set(RequestContext(account=account.id))
     try:
@@ -532,6 +537,45 @@ async def control_account(request: web.Request) -> web.Response:
     event.data["previous_attributes"] = previous
     schedule_webhook(event)
     return json_response(account._export())
+
+
+class Application(StripeObject):
+    """The platform's Connect application, as ``account.application.deauthorized`` names it."""
+
+    object = "application"
+    _id_prefix = "ca_"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.name = "Amply"
+
+
+def _deauthorize(account: Account) -> web.Response:
+    """The account's owner disconnects the platform: Stripe sends
+    ``account.application.deauthorized`` (``account`` set, the application as its object), and
+    from then on refuses the platform's requests on that account."""
+    deauthorized.add(account.id)
+    token = current.set(RequestContext(account=account.id))
+    try:
+        schedule_webhook(Event("account.application.deauthorized", Application()))
+    finally:
+        current.reset(token)
+    return json_response(account._export())
+
+
+deauthorized: set[str] = set()
+
+
+def refused_account(account: str | None) -> web.Response | None:
+    """Stripe's answer to a request on an account that disconnected the platform."""
+    if account is None or account not in deauthorized:
+        return None
+    return error_response(
+        403,
+        f"The provided key does not have access to account '{account}' (or that account does "
+        "not exist). Application access may have been revoked.",
+        code="account_invalid",
+    )
 
 
 # --- Webhook delivery -------------------------------------------------------------------------
@@ -697,6 +741,7 @@ async def stripe_protocol(request: web.Request, handler: Handler) -> web.StreamR
     """Outermost middleware: request log, context for events, idempotency, Stripe headers."""
     if request.method == "DELETE" and request.path == "/_config/data":
         idempotency.clear()
+        deauthorized.clear()
     if not request.path.startswith("/v1/"):
         return await handler(request)
     params = await request_params(request)
@@ -714,7 +759,9 @@ async def stripe_protocol(request: web.Request, handler: Handler) -> web.StreamR
         idempotency_key=request.headers.get("Idempotency-Key") or None,
     )
     current.set(context)
-    refused = refused_params(request.method, request.path, params)
+    refused = refused_account(context.account) or refused_params(
+        request.method, request.path, params
+    )
     if refused is not None:
         return refused
     if request.method == "POST" and context.idempotency_key:

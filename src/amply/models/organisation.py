@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 
 from sqlalchemy import Boolean, DateTime, ForeignKey, Text, func
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from amply.models.base import Base
 from amply.models.user import User
+
+
+class ReconnectReason(StrEnum):
+    """Why an organisation's recorded Stripe account no longer counts: connect a new one
+    (``services/connect.py``)."""
+
+    DEAUTHORIZED = "deauthorized"  # its owner disconnected Amply in Stripe
+    OTHER_MODE = "other_mode"  # made with test keys and the server has live ones, or back
+    OTHER_PROVIDER = "other_provider"  # a sandbox account on a server with Stripe keys
 
 
 class Organisation(Base):
@@ -27,6 +38,10 @@ class Organisation(Base):
     details_submitted: Mapped[bool] = mapped_column(Boolean, default=False)
     stripe_account_synced_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     stripe_account_event_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    stripe_account_livemode: Mapped[bool | None] = mapped_column(Boolean)
+    stripe_account_deauthorized_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    stripe_requirements_due: Mapped[list[str]] = mapped_column(ARRAY(Text), default=list)
+    stripe_disabled_reason: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 

@@ -18,6 +18,7 @@ from pydantic import (
 )
 
 from amply.lib.money import MAX_AMOUNT
+from amply.models.organisation import ReconnectReason
 from amply.schemas.common import RequestModel
 from amply.schemas.organisations import Currency
 
@@ -113,6 +114,21 @@ class StripeAccountOut(BaseModel):
     payouts_enabled: bool
     details_submitted: bool
     accepts_donations: bool = Field(description="Whether checkout is open for this organisation.")
+    requirements_due: list[str] = Field(
+        description="What Stripe still needs from the organisation (its "
+        "`requirements.currently_due`): send an admin through an onboarding link to give it."
+    )
+    disabled_reason: str | None = Field(
+        description="Why Stripe has charges or payouts off, in Stripe's words (for example "
+        "`requirements.past_due`), if it has."
+    )
+    reconnect_reason: ReconnectReason | None = Field(
+        description="Set when the organisation's account no longer counts and an admin must "
+        "connect a new one with `POST …/stripe-account`: `deauthorized` (its owner disconnected "
+        "Amply in Stripe), `other_mode` (made with test keys, and the server now has live keys, "
+        "or the other way round), `other_provider` (a sandbox account on a server with Stripe "
+        "keys)."
+    )
 
 
 class AccountLinkCreate(RequestModel):

@@ -2,7 +2,10 @@
 
 Donations are direct charges on the organisation's own account, so an organisation takes
 donations only once Stripe says its account can accept charges. ``account.updated`` events
-keep that status current (``services/stripe_events.py``).
+keep that status current, and ``account.application.deauthorized`` says the account's owner
+disconnected Amply (``services/stripe_events.py``). An account counts only in the mode (test
+or live keys) it was made in, and only until it disconnects; then the organisation's admin
+connects a new one with the same ``POST …/stripe-account``.
 """
 
 from __future__ import annotations
@@ -15,9 +18,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from amply.errors import Conflict
 from amply.models import Organisation
+from amply.models.organisation import ReconnectReason
 from amply.services import organisations, security_events
 from amply.services.payments import AccountLink, AccountState, PaymentGateway
-from amply.services.security_events import Actor
+from amply.services.security_events import Actor, Origin
+
+# Who tells Amply that an account disconnected: Stripe's signed webhook.
+STRIPE = Origin(client_address=None, user_agent="Stripe webhook")
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,42 +34,70 @@ class AccountStatus:
     charges_enabled: bool
     payouts_enabled: bool
     details_submitted: bool
+    requirements_due: tuple[str, ...] = ()
+    disabled_reason: str | None = None
+    # The organisation had an account that no longer counts: connect a new one.
+    reconnect_reason: ReconnectReason | None = None
 
 
 def status_of(organisation: Organisation, *, gateway: PaymentGateway) -> AccountStatus:
-    """The account as Amply last heard of it (a foreign-mode account counts as none)."""
+    """The account as Amply last heard of it. An account of another mode, or one that
+    disconnected Amply, counts as none (with the reason)."""
     account_id = organisation.stripe_account_id
-    if account_id is None or not gateway.owns_account(account_id):
-        return AccountStatus(gateway.provider, None, False, False, False)
+    reason = _reconnect_reason(organisation, gateway=gateway)
+    if account_id is None or reason is not None:
+        return AccountStatus(gateway.provider, None, False, False, False, reconnect_reason=reason)
     return AccountStatus(
         provider=gateway.provider,
         account_id=account_id,
         charges_enabled=organisation.charges_enabled,
         payouts_enabled=organisation.payouts_enabled,
         details_submitted=organisation.details_submitted,
+        requirements_due=tuple(organisation.stripe_requirements_due or ()),
+        disabled_reason=organisation.stripe_disabled_reason,
     )
+
+
+def _reconnect_reason(
+    organisation: Organisation, *, gateway: PaymentGateway
+) -> ReconnectReason | None:
+    account_id = organisation.stripe_account_id
+    if account_id is None:
+        return None
+    if not gateway.owns_account(account_id):
+        return ReconnectReason.OTHER_PROVIDER
+    if organisation.stripe_account_livemode is not gateway.live_mode:
+        return ReconnectReason.OTHER_MODE
+    if organisation.stripe_account_deauthorized_at is not None:
+        return ReconnectReason.DEAUTHORIZED
+    return None
 
 
 async def create_account(
     session: AsyncSession, *, organisation: Organisation, gateway: PaymentGateway, actor: Actor
 ) -> AccountStatus:
-    """Create the organisation's connected account, or return the one it has."""
+    """Create the organisation's connected account, or return the one it has. An account
+    that no longer counts (another mode, or disconnected) is replaced by a new one."""
     await organisations.lock_organisation(session, organisation_id=organisation.id)
     await session.refresh(organisation)
     current = status_of(organisation, gateway=gateway)
     if current.account_id is not None:
         return current
+    replacing = organisation.stripe_account_id
     state = await gateway.create_account(
-        organisation_id=organisation.id, country=organisation.country
+        organisation_id=organisation.id, country=organisation.country, replacing=replacing
     )
     _apply(organisation, state)
+    organisation.stripe_account_livemode = gateway.live_mode
+    organisation.stripe_account_deauthorized_at = None
+    organisation.stripe_account_event_at = None
     await session.flush()
     await security_events.record_by(
         session,
         event_type="stripe_account_created",
         actor=actor,
         organisation_id=organisation.id,
-        details={"account_id": state.account_id},
+        details={"account_id": state.account_id, "replaces": replacing},
     )
     return status_of(organisation, gateway=gateway)
 
@@ -94,7 +129,10 @@ async def refresh_account(
         raise Conflict(
             "Create the organisation's Stripe account first.", code="stripe_account_missing"
         )
+    await organisations.lock_organisation(session, organisation_id=organisation.id)
     _apply(organisation, await gateway.retrieve_account(account_id=account_id))
+    # What Stripe said now outdates every event made before: an older one must not win.
+    organisation.stripe_account_event_at = func.now()
     await session.flush()
     return status_of(organisation, gateway=gateway)
 
@@ -120,9 +158,34 @@ async def apply_account_update(
     return True
 
 
+async def apply_deauthorization(session: AsyncSession, *, account_id: str, as_of: datetime) -> bool:
+    """Record that the account's owner disconnected Amply (``account.application.
+    deauthorized``): it takes no donations from now on. False when no organisation has that
+    account (any more)."""
+    organisation = await session.scalar(
+        select(Organisation).where(Organisation.stripe_account_id == account_id).with_for_update()
+    )
+    if organisation is None or organisation.stripe_account_deauthorized_at is not None:
+        return False
+    organisation.stripe_account_deauthorized_at = as_of
+    organisation.charges_enabled = False
+    organisation.payouts_enabled = False
+    await session.flush()
+    await security_events.record(
+        session,
+        event_type="stripe_account_deauthorized",
+        origin=STRIPE,
+        organisation_id=organisation.id,
+        details={"account_id": account_id},
+    )
+    return True
+
+
 def _apply(organisation: Organisation, state: AccountState) -> None:
     organisation.stripe_account_id = state.account_id
     organisation.charges_enabled = state.charges_enabled
     organisation.payouts_enabled = state.payouts_enabled
     organisation.details_submitted = state.details_submitted
+    organisation.stripe_requirements_due = list(state.requirements_due)
+    organisation.stripe_disabled_reason = state.disabled_reason
     organisation.stripe_account_synced_at = func.now()

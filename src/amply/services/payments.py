@@ -44,6 +44,9 @@ class AccountState:
     charges_enabled: bool
     payouts_enabled: bool
     details_submitted: bool
+    # What Stripe still needs (requirements.currently_due) and why charges are off, if they are.
+    requirements_due: tuple[str, ...] = ()
+    disabled_reason: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,12 +140,19 @@ def sandbox_payment_method_id(card: SandboxCard) -> str:
 class PaymentGateway(Protocol):
     provider: Provider
     publishable_key: str | None
+    # Whether its keys are live keys: an account made in one mode does not count in the other.
+    live_mode: bool
 
     def owns_account(self, account_id: str) -> bool:
         """Whether ``account_id`` is an account of this gateway (sandbox or Stripe)."""
         ...
 
-    async def create_account(self, *, organisation_id: str, country: str) -> AccountState: ...
+    async def create_account(
+        self, *, organisation_id: str, country: str, replacing: str | None = None
+    ) -> AccountState:
+        """A new connected account; ``replacing`` names the account it replaces (one of the
+        other mode, or one that disconnected), so that a retry returns the same new one."""
+        ...
 
     async def retrieve_account(self, *, account_id: str) -> AccountState: ...
 
@@ -266,6 +276,7 @@ class StripeGateway:
 
     def __init__(self, settings: Settings) -> None:
         assert settings.stripe_secret_key is not None
+        self.live_mode = settings.live_mode
         base = settings.stripe_api_base
         addresses: BaseAddresses = {"api": base, "connect": base} if base else {}
         self.publishable_key = settings.stripe_publishable_key
@@ -281,7 +292,10 @@ class StripeGateway:
     def owns_account(self, account_id: str) -> bool:
         return not account_id.startswith("acct_sandbox_")
 
-    async def create_account(self, *, organisation_id: str, country: str) -> AccountState:
+    async def create_account(
+        self, *, organisation_id: str, country: str, replacing: str | None = None
+    ) -> AccountState:
+        key = f"account:{organisation_id}" + (f":after:{replacing}" if replacing else "")
         with _calling_stripe():
             account = await self._client.v1.accounts.create_async(
                 params={
@@ -289,7 +303,7 @@ class StripeGateway:
                     "country": country,
                     "metadata": {"organisation_id": organisation_id},
                 },
-                options={"idempotency_key": f"account:{organisation_id}"},
+                options={"idempotency_key": key},
             )
         return _account_state(account)
 
@@ -485,11 +499,14 @@ def _stripe_id(value: object) -> str | None:
 
 
 def _account_state(account: stripe.Account) -> AccountState:
+    requirements = getattr(account, "requirements", None)
     return AccountState(
         account_id=account.id,
         charges_enabled=bool(account.charges_enabled),
         payouts_enabled=bool(account.payouts_enabled),
         details_submitted=bool(account.details_submitted),
+        requirements_due=tuple(requirements.currently_due or ()) if requirements else (),
+        disabled_reason=requirements.disabled_reason if requirements else None,
     )
 
 
@@ -500,11 +517,14 @@ class SandboxGateway:
 
     provider: Provider = "sandbox"
     publishable_key: str | None = None
+    live_mode = False
 
     def owns_account(self, account_id: str) -> bool:
         return account_id.startswith("acct_sandbox_")
 
-    async def create_account(self, *, organisation_id: str, country: str) -> AccountState:
+    async def create_account(
+        self, *, organisation_id: str, country: str, replacing: str | None = None
+    ) -> AccountState:
         return AccountState(
             account_id=sandbox_id("acct"),
             charges_enabled=True,

@@ -32,6 +32,7 @@ EventType = Literal[
     "api_key_created",
     "api_key_revoked",
     "stripe_account_created",
+    "stripe_account_deauthorized",
     "refund_requested",
 ]
 

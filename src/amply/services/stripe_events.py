@@ -419,6 +419,10 @@ async def _account_updated(session: AsyncSession, event: Event, gateway: Payment
     account = event.object
     if not isinstance(account.get("id"), str):
         return
+    requirements = account.get("requirements")
+    requirements = requirements if isinstance(requirements, dict) else {}
+    due = requirements.get("currently_due")
+    reason = requirements.get("disabled_reason")
     await connect.apply_account_update(
         session,
         as_of=_created(event),
@@ -427,8 +431,20 @@ async def _account_updated(session: AsyncSession, event: Event, gateway: Payment
             charges_enabled=bool(account.get("charges_enabled")),
             payouts_enabled=bool(account.get("payouts_enabled")),
             details_submitted=bool(account.get("details_submitted")),
+            requirements_due=tuple(str(item) for item in due) if isinstance(due, list) else (),
+            disabled_reason=reason[:200] if isinstance(reason, str) else None,
         ),
     )
+
+
+async def _account_deauthorized(
+    session: AsyncSession, event: Event, gateway: PaymentGateway
+) -> None:
+    # The object is the platform's application; the account is the event's.
+    if event.account is not None:
+        await connect.apply_deauthorization(
+            session, account_id=event.account, as_of=_created(event)
+        )
 
 
 async def _setup_intent_succeeded(
@@ -467,5 +483,6 @@ HANDLERS: Final[dict[str, Handler]] = {
     "charge.dispute.updated": _dispute,
     "charge.dispute.closed": _dispute,
     "account.updated": _account_updated,
+    "account.application.deauthorized": _account_deauthorized,
     "setup_intent.succeeded": _setup_intent_succeeded,
 }

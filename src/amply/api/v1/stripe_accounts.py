@@ -29,6 +29,9 @@ def account_out(account: AccountStatus) -> StripeAccountOut:
         payouts_enabled=account.payouts_enabled,
         details_submitted=account.details_submitted,
         accepts_donations=account.charges_enabled,
+        requirements_due=list(account.requirements_due),
+        disabled_reason=account.disabled_reason,
+        reconnect_reason=account.reconnect_reason,
     )
 
 
@@ -44,7 +47,9 @@ async def get_stripe_account(access: Viewer, gateway: GatewayDep) -> StripeAccou
 @router.post(
     "",
     summary="Create the organisation's connected Stripe account (idempotent)",
-    description="In sandbox mode the account is ready to accept donations at once.",
+    description="Returns the account the organisation has; creates one if it has none, or if "
+    "its account no longer counts (`reconnect_reason`: disconnected in Stripe, or made in the "
+    "other mode). In sandbox mode the account is ready to accept donations at once.",
     responses=error_responses(401, 403, 404, 409, 502, 503),
 )
 async def create_stripe_account(
