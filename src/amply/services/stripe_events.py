@@ -214,14 +214,19 @@ async def _donation(
 
 
 async def _ensure_completed(
-    session: AsyncSession, donation: Donation, *, charge_id: str | None, gateway: PaymentGateway
+    session: AsyncSession,
+    donation: Donation,
+    *,
+    charge: dict[str, Any] | None,
+    gateway: PaymentGateway,
 ) -> None:
     """A refund or dispute proves the payment went through, even if its success event has
     not arrived yet: complete the donation first, so the chain reads in the order money moved.
-    """
+    What was paid is checked against what was asked, as for a success event: from the
+    refunded charge, or else from the PaymentIntent."""
     if donation.received_entry_id is not None:
         return
-    if charge_id is None:
+    if charge is None:
         intent = await gateway.retrieve_payment_intent(
             account_id=donation.stripe_account_id, payment_intent_id=donation.payment_intent_id
         )
@@ -231,7 +236,12 @@ async def _ensure_completed(
                 "deliver this event again later.",
                 code="event_out_of_order",
             )
+        _check_paid_as_asked(donation, intent)
         charge_id = _id_of(intent.get("latest_charge"))
+    else:
+        paid = {"amount_received": charge.get("amount"), "currency": charge.get("currency")}
+        _check_paid_as_asked(donation, paid)
+        charge_id = _id_of(charge.get("id"))
     await donations.complete(session, donation, charge_id=charge_id, gateway=gateway)
 
 
@@ -354,7 +364,7 @@ async def _charge_refunded(session: AsyncSession, event: Event, gateway: Payment
     charge_id = _id_of(charge.get("id"))
     if donation is None or charge_id is None:
         return
-    await _ensure_completed(session, donation, charge_id=charge_id, gateway=gateway)
+    await _ensure_completed(session, donation, charge=charge, gateway=gateway)
     refunds = _listed_refunds(charge)
     for refund in refunds or []:
         await _update_refund(session, refund, as_of=_created(event))
@@ -405,13 +415,15 @@ async def _update_refund(session: AsyncSession, refund: object, *, as_of: dateti
 
 async def _dispute(session: AsyncSession, event: Event, gateway: PaymentGateway) -> None:
     dispute = event.object
-    dispute_id, amount = dispute.get("id"), dispute.get("amount")
-    if not (isinstance(dispute_id, str) and DISPUTE_ID.match(dispute_id)) or _count(amount) == 0:
-        raise InvalidWebhook("The dispute lacks an id or amount.", code="webhook_payload_invalid")
+    # Whose dispute first: one about a payment Amply does not know is acknowledged, however
+    # it looks (refusing it would have Stripe retry it for days).
     donation = await _donation(session, event, payment_intent=dispute.get("payment_intent"))
     if donation is None:
         return
-    await _ensure_completed(session, donation, charge_id=None, gateway=gateway)
+    dispute_id, amount = dispute.get("id"), dispute.get("amount")
+    if not (isinstance(dispute_id, str) and DISPUTE_ID.match(dispute_id)) or _count(amount) == 0:
+        raise InvalidWebhook("The dispute lacks an id or amount.", code="webhook_payload_invalid")
+    await _ensure_completed(session, donation, charge=None, gateway=gateway)
     await donations.record_dispute(session, donation, dispute=dispute)
 
 

@@ -618,3 +618,37 @@ async def test_a_recorded_refund_that_fails_is_reversed_once_and_stale_totals_ar
     ]
     assert superuser_sql("SELECT status, amount_refunded FROM donations") == [("completed", 0)]
     assert superuser_sql("SELECT status, recorded FROM donation_refunds") == [("failed", True)]
+
+
+async def test_a_refund_of_another_amount_never_completes_the_donation(
+    hooks: httpx.AsyncClient, payment: Payment, superuser_sql: SuperuserSql
+) -> None:
+    paid_less = {**payment.charge_object(refunded=1), "amount": 1}
+    other_currency = {**payment.charge_object(refunded=10_000), "currency": "usd"}
+
+    responses = [
+        await deliver(hooks, payment.event("charge.refunded", charge))
+        for charge in (paid_less, other_currency)
+    ]
+
+    assert [r.status_code for r in responses] == [409, 409]
+    assert {r.json()["error"]["code"] for r in responses} == {"payment_mismatch"}
+    assert superuser_sql("SELECT status FROM donations") == [("pending",)]
+    assert superuser_sql(f"SELECT count(*) FROM {ORGANISATION_ENTRIES}") == [(0,)]
+
+
+async def test_malformed_disputes_of_payments_amply_does_not_know_are_acknowledged(
+    hooks: httpx.AsyncClient, payment: Payment, superuser_sql: SuperuserSql
+) -> None:
+    strangers = [
+        {**payment.dispute("needs_response"), "payment_intent": "pi_unknown", "amount": 0},
+        {**payment.dispute("needs_response"), "payment_intent": "pi_unknown", "id": "x"},
+    ]
+
+    responses = [
+        await deliver(hooks, payment.event("charge.dispute.created", dispute))
+        for dispute in strangers
+    ]
+
+    assert [r.status_code for r in responses] == [200, 200]
+    assert superuser_sql(f"SELECT count(*) FROM {ORGANISATION_ENTRIES}") == [(0,)]
