@@ -1,7 +1,7 @@
 """Export and offline-verification throughput of a long chain, each beside a baseline of the
-same run.
+same run, and the verifier's peak memory at several lengths.
 
-    python -m bench.transparency [--entries 1000000]
+    python -m bench.transparency [--sizes 100000,500000,1000000]
 
 1. Loads a valid organisation chain of ``--entries`` entries, hashed by the auditors' own code,
    into a throwaway embedded PostgreSQL (in bulk, with the ledger's triggers off, as the owner).
@@ -9,17 +9,23 @@ same run.
    from this process over HTTP. The first export also verifies the whole chain on the server
    and signs its first checkpoint; the second one, timed as "export", streams only.
    Baseline: PostgreSQL's own ``COPY … TO STDOUT`` of the same rows to this process.
-3. Verifies the download offline: ``amply verify --key`` end to end in a process of its own,
-   then, in this one, reading the JSON and checking every entry and the checkpoint apart.
-   Baseline: SHA-256 alone over byte strings of the same sizes as the entries' preimages (the
-   hashing no verifier can skip).
+3. Verifies the download offline with ``amply verify --key``, end to end in a process of its
+   own (it streams the file: two processes on two cores), sampling the resident memory of
+   that process and of the one it forks every 20 ms; then, in this process, the streaming
+   verifier on one core and on all. Baseline: SHA-256 alone over byte strings of the same
+   sizes as the entries' preimages (the hashing no verifier can skip).
+4. The same ``amply verify --key`` on the first N entries for each smaller size of
+   ``--sizes``: an export of that prefix, written here in the server's layout and signed with
+   the key the server used, so that memory can be compared across lengths in one run.
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -29,11 +35,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
+import psutil  # type: ignore[import-untyped]
 import psycopg
 
 from amply.lib.crypto import canonical_preimage, entry_hash, format_timestamp
 from amply.lib.signing import NoteSigner
-from amply.lib.verify import read_export, verify_export
+from amply.lib.verify import checkpoint_body, verify_export_file
 from bench._common import free_port, migrated_database
 
 CHAIN = "org_BenchTransparency0000001"
@@ -135,23 +142,85 @@ def download(url: str, target: Path) -> float:
     return time.perf_counter() - started
 
 
-def hashing_rate(document: dict[str, object]) -> float:
+def hashing_rate(count: int) -> float:
     """Baseline: SHA-256 over byte strings as long as the entries' preimages."""
-    entries = document["entries"]
-    assert isinstance(entries, list)
-    blobs = [bytes(len(canonical_preimage(entry))) for entry in entries]
+    sizes = [len(canonical_preimage(entry)) for entry in _entries(count)]
+    blobs = {size: bytes(size) for size in set(sizes)}
     started = time.perf_counter()
-    for blob in blobs:
-        hashlib.sha256(blob).hexdigest()
-    return len(blobs) / (time.perf_counter() - started)
+    for size in sizes:
+        hashlib.sha256(blobs[size]).hexdigest()
+    return count / (time.perf_counter() - started)
+
+
+def prefix_export(count: int, signer: NoteSigner, target: Path) -> None:
+    """An export of the chain's first ``count`` entries, signed as the server signs."""
+    last: dict[str, object] = {}
+    with target.open("w", encoding="utf-8") as file:
+        body = target.with_suffix(".entries")
+        with body.open("w", encoding="utf-8") as entries:
+            for seq, entry in enumerate(_entries(count), start=1):
+                entries.write(("," if seq > 1 else "") + json.dumps(entry, separators=(",", ":")))
+                last = entry
+        head = str(last["entry_hash"])
+        note = signer.sign(
+            checkpoint_body(
+                origin=f"{signer.name}/ledger/{CHAIN}",
+                size=count,
+                root_hash=head,
+                time=format_timestamp(datetime.now(UTC)),
+            )
+        )
+        header = {
+            "format": "amply-ledger-export/v1",
+            "chain": {"id": CHAIN, "kind": "organisation"},
+            "head": {"seq": count, "entry_hash": head},
+            "checkpoint": {"note": note, "key": signer.verifier_key.encode()},
+        }
+        file.write(json.dumps(header)[:-1] + ',"entries":[')
+        with body.open(encoding="utf-8") as entries:
+            while chunk := entries.read(1 << 20):
+                file.write(chunk)
+        file.write("]}")
+        body.unlink()
+
+
+def cli_verify(export: Path, key: str) -> tuple[float, float, int, int, str]:
+    """``amply verify --key`` in a process of its own: seconds, CPU seconds (its own and the
+    process it forks), the peak resident memory of both (summed at each sample), the peak of
+    either alone, and the verdict."""
+    command = [sys.executable, "-m", "amply.cli", "verify", "--no-progress", "--key", key]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.perf_counter()
+    process = subprocess.Popen(  # noqa: S603 - our own interpreter and CLI
+        [*command, str(export)], stdout=subprocess.PIPE, text=True
+    )
+    watched = psutil.Process(process.pid)
+    peak_sum = peak_one = 0
+    while process.poll() is None:
+        try:
+            tree = [watched, *watched.children(recursive=True)]
+            sizes = [p.memory_info().rss for p in tree]
+        except psutil.NoSuchProcess:
+            continue
+        peak_sum, peak_one = max(peak_sum, sum(sizes)), max(peak_one, *sizes)
+        time.sleep(0.02)
+    elapsed = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    verdict = process.stdout.read() if process.stdout else ""
+    if process.returncode != 0:
+        raise SystemExit(f"amply verify failed: {verdict}")
+    return elapsed, cpu, peak_sum, peak_one, verdict
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--entries", type=int, default=1_000_000)
+    parser.add_argument("--sizes", default="100000,500000,1000000")
     args = parser.parse_args()
-    count = args.entries
+    sizes = sorted(int(size) for size in args.sizes.split(","))
+    count = sizes[-1]
     signer = NoteSigner.generate("amply.bench")
+    key = signer.verifier_key.encode()
     with migrated_database() as urls, tempfile.TemporaryDirectory() as directory:
         started = time.perf_counter()
         load_chain(urls.migration, count)
@@ -166,26 +235,20 @@ def main() -> None:
             process.terminate()
             process.wait(timeout=30)
         size = export.stat().st_size
-        cli = time.perf_counter()
-        key = signer.verifier_key.encode()
-        verdict = subprocess.run(  # noqa: S603 - our own interpreter and CLI
-            [sys.executable, "-m", "amply.cli", "verify", "--no-progress", "--key", key, export],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-        end_to_end = time.perf_counter() - cli
-        reading = time.perf_counter()
-        document = read_export(export)
-        read = time.perf_counter() - reading
+        runs = {count: cli_verify(export, key)}
         checked: dict[int, float] = {}
         for workers in sorted({1, os.cpu_count() or 1}):
             checking = time.perf_counter()
-            result = verify_export(document, keys=[signer.verifier_key], workers=workers)
+            result = verify_export_file(export, keys=[signer.verifier_key], workers=workers)
             checked[workers] = time.perf_counter() - checking
             assert result.ok, result.verdict()
             assert result.entries_checked == count
-        hashed = hashing_rate(document)
+        for smaller in sizes[:-1]:
+            prefix = Path(directory) / f"export-{smaller}.json"
+            prefix_export(smaller, signer, prefix)
+            runs[smaller] = cli_verify(prefix, key)
+            prefix.unlink()
+        hashed = hashing_rate(count)
 
     exported = count / streamed
     cores = max(checked)
@@ -202,18 +265,22 @@ def main() -> None:
     )
     print(f"baseline: SHA-256 of preimage-sized strings {hashed:12,.0f} entries/s   ratio 1.00")
     print(
-        f"verify: check entries + checkpoint    {verified:12,.0f} entries/s   "
-        f"ratio {verified / hashed:.2f}   (target >= 200,000/s; {cores} process(es))"
+        f"verify: stream, check entries + checkpoint {verified:12,.0f} entries/s   "
+        f"ratio {verified / hashed:.2f}   ({cores} process(es))"
     )
     print(
         f"verify: the same in one process      {count / checked[1]:12,.0f} entries/s   "
         f"ratio {count / checked[1] / hashed:.2f}"
     )
-    print(f"verify: reading the JSON             {count / read:12,.0f} entries/s   ({read:.1f} s)")
-    print(
-        f"amply verify --key, end to end       {count / end_to_end:12,.0f} entries/s   "
-        f"({end_to_end:.1f} s: start, read, check) {verdict.split(';')[0]}"
-    )
+    print(f"load average during the run: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    print("amply verify --key, end to end (start, read, check), target >= 200,000/s, <= 200 MB:")
+    for entries, (elapsed, cpu, peak_sum, peak_one, verdict) in sorted(runs.items()):
+        print(
+            f"  {entries:>9,} entries: {elapsed:6.1f} s {entries / elapsed:10,.0f} entries/s   "
+            f"CPU {cpu:5.1f} s ({entries / cpu:,.0f} entries per CPU-second)   "
+            f"peak RSS {peak_sum / 2**20:6.1f} MiB (both processes; largest alone "
+            f"{peak_one / 2**20:.1f} MiB)   {verdict.split(' verifies')[0]}"
+        )
 
 
 if __name__ == "__main__":

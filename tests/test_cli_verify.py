@@ -327,3 +327,78 @@ def test_keygen_prints_a_signer_key_and_its_verifier_key(
     verifier = VerifierKey.parse(public)
     assert verifier.name == "x.example"
     assert NoteSigner.parse(secret).verifier_key == verifier
+
+
+def test_verify_json_keeps_its_members(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["verify", "--json", str(honest(tmp_path)), "--key", VKEY]) == 0
+    assert list(json.loads(capsys.readouterr().out)) == [
+        "chain_id",
+        "ok",
+        "entries_checked",
+        "head_seq",
+        "head_hash",
+        "balances",
+        "broken_seq",
+        "reason",
+        "checkpoint",
+        "extends",
+    ]
+
+
+def test_progress_counts_entries_as_the_stream_is_read(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from amply.lib import verify
+
+    monkeypatch.setattr(verify, "_CHUNK", 64)
+    monkeypatch.setattr(verify, "_BATCH", 1)
+    assert main(["verify", "--progress", str(honest(tmp_path)), "--key", VKEY]) == 0
+    err = capsys.readouterr().err
+    assert err.count("verifying [") >= len(AMOUNTS)
+    assert f"{len(AMOUNTS)}/{len(AMOUNTS)} entries" in err
+    assert err.endswith("\n")
+
+
+def test_a_key_file_with_a_plus_in_its_name_is_a_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    keys = tmp_path / "amply+keys.txt"
+    keys.write_text(VKEY + "\n", encoding="utf-8")
+    assert main(["verify", str(honest(tmp_path)), "--key", str(keys)]) == 0
+    assert capsys.readouterr().out.startswith("OK:")
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        "{not json",
+        '{"data": null}',
+        '{"data": [{"status": "active"}]}',
+        '{"data": [{"key": "x", "key": "y"}]}',
+        f'{{"data": [{{"key": "{VKEY}", "status": "paused"}}]}}',
+    ],
+)
+def test_a_malformed_keys_document_exits_2_without_a_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: str
+) -> None:
+    keys = tmp_path / "keys.json"
+    keys.write_text(content, encoding="utf-8")
+    assert main(["verify", str(honest(tmp_path)), "--key", str(keys)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("UNREADABLE: ")
+    assert err.count("\n") == 1
+
+
+def test_a_verdict_holding_characters_the_terminal_lacks_is_still_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import io
+    import sys
+
+    ascii_out = io.TextIOWrapper(io.BytesIO(), encoding="ascii")
+    monkeypatch.setattr(sys, "stdout", ascii_out)
+    document = signed_export(chain(AMOUNTS), GENUINE)
+    document["entries"][1]["chain_id"] = "org_Zoë"
+    assert main(["verify", str(write(tmp_path / "x.json", document)), "--key", VKEY]) == 1
+    ascii_out.seek(0)
+    assert ascii_out.read().count("\n") == 1

@@ -31,6 +31,7 @@ from amply.lib.verify import (
 from tests.lib.test_verify import CHAIN, build_chain, export_of, rehash
 
 CHECKPOINT_TIME: Final = "2026-11-21T09:30:00.000000Z"
+TIME: Final = f"time {CHECKPOINT_TIME}\n"
 KEY_NAME: Final = "amply.test"
 # Module-level keys: the conftest's session fixture named ``signer`` reads the app's key from the
 # environment, which these offline tests do not need.
@@ -240,7 +241,10 @@ def test_a_truncated_export_with_a_matching_head_fails_the_checkpoint() -> None:
     document = signed_export(chain(), GENUINE)
     document["entries"] = document["entries"][:-1]
     set_head(document)
-    assert verify_export({**document, "checkpoint": None}).ok  # the chain itself holds
+    unsigned = {key: value for key, value in document.items() if key != "checkpoint"}
+    alone = verify_export(unsigned)  # the chain itself holds, but nothing signs it
+    assert (alone.entries_checked, alone.broken_seq) == (len(AMOUNTS) - 1, None)
+    assert "no signed checkpoint" in reason_of(alone)
     for keys in (pinned(), []):
         result = verify_export(document, keys=keys)
         assert not result.ok
@@ -251,7 +255,9 @@ def test_a_truncated_export_with_a_matching_head_fails_the_checkpoint() -> None:
 def test_a_forged_splice_with_recomputed_hashes_fails_the_checkpoint() -> None:
     document = forged_splice()
     unsigned = {key: value for key, value in document.items() if key != "checkpoint"}
-    assert verify_export(unsigned).ok  # every hash, link and balance holds
+    alone = verify_export(unsigned)  # every hash, link and balance holds; nothing signs it
+    assert (alone.entries_checked, alone.broken_seq) == (len(AMOUNTS), None)
+    assert "no signed checkpoint" in reason_of(alone)
     for keys in (pinned(), []):
         result = verify_export(document, keys=keys)
         assert not result.ok
@@ -322,12 +328,22 @@ def test_a_checkpoint_for_another_chain_fails() -> None:
     assert "another chain" in reason_of(result)
 
 
-def test_pinned_keys_require_a_signed_checkpoint_on_a_non_empty_export() -> None:
+def test_a_non_empty_export_without_a_checkpoint_never_verifies() -> None:
+    # Pinned or not: a forger who strips the checkpoint gets no clean OK (§4.3).
     document = export_of(chain())
-    assert verify_export(document).ok  # unsigned and unpinned: the hash chain alone
-    result = verify_export(document, keys=pinned())
-    assert not result.ok
-    assert "no signed checkpoint" in reason_of(result)
+    del document["checkpoint"]
+    for keys in (pinned(), []):
+        result = verify_export(document, keys=keys)
+        assert (result.ok, result.broken_seq) == (False, None)
+        assert "no signed checkpoint" in reason_of(result)
+
+
+def test_an_empty_export_that_carries_a_checkpoint_fails() -> None:
+    document = export_of([])
+    document["checkpoint"] = checkpoint_over(chain(), GENUINE)
+    result = verify_export(document)
+    assert (result.ok, result.broken_seq) == (False, None)
+    assert "empty export carries no checkpoint" in reason_of(result)
 
 
 def test_an_empty_export_needs_no_checkpoint_even_with_pinned_keys() -> None:
@@ -337,9 +353,8 @@ def test_an_empty_export_needs_no_checkpoint_even_with_pinned_keys() -> None:
 def test_a_checkpoint_that_is_not_an_object_with_a_note_fails() -> None:
     document = signed_export(chain(), GENUINE)
     document["checkpoint"] = {"key": GENUINE.verifier_key.encode()}
-    result = verify_export(document, keys=pinned())
-    assert not result.ok
-    assert "checkpoint must be an object with a note" in reason_of(result)
+    with pytest.raises(ExportFormatError, match="checkpoint must be an object with a note"):
+        verify_export(document, keys=pinned())
 
 
 def test_an_unpinned_checkpoint_with_a_malformed_embedded_key_fails() -> None:
@@ -521,9 +536,21 @@ def test_a_checkpoint_note_parses() -> None:
         checkpoint.signer([FORGER.verifier_key])
 
 
-def test_a_checkpoint_without_extension_lines_has_no_time() -> None:
-    checkpoint = parse_checkpoint(note_of(f"o/ledger/{CHAIN}\n3\n{ROOT}\n"))
-    assert (checkpoint.size, checkpoint.time, checkpoint.chain_id) == (3, None, CHAIN)
+@pytest.mark.parametrize(
+    "body",
+    [
+        f"o/ledger/{CHAIN}\n3\n{ROOT}\n",
+        f"o/ledger/{CHAIN}\n3\n{ROOT}\ntime {CHECKPOINT_TIME}\nextra\n",
+        f"o/ledger/{CHAIN}\n3\n{ROOT}\nextra\n",
+        f"o/ledger/{CHAIN}\n3\n{ROOT}\nextra {CHECKPOINT_TIME}\n",
+        f"o/ledger/{CHAIN}\n3\n{ROOT}\ntime 2026-11-21T09:30:00Z\n",
+        f"o/ledger/{CHAIN}\n3\n{ROOT}\ntime 2026-13-21T09:30:00.000000Z\n",
+    ],
+    ids=["three lines", "five lines", "no time line", "not a time line", "short time", "month 13"],
+)
+def test_a_checkpoint_is_exactly_four_lines_ending_in_its_time(body: str) -> None:
+    with pytest.raises(CheckpointError, match=r"four lines|time"):
+        parse_checkpoint(note_of(body))
 
 
 @pytest.mark.parametrize(
@@ -531,24 +558,24 @@ def test_a_checkpoint_without_extension_lines_has_no_time() -> None:
     [
         (f"o\n3\n{ROOT}\n{SIGNATURE}\n", "blank line"),
         (f"o\n3\n{ROOT}\n\n{SIGNATURE}", "blank line"),
-        (note_of(f"o\n03\n{ROOT}\n"), "not a decimal number"),
-        (note_of(f"o\n-3\n{ROOT}\n"), "not a decimal number"),
-        (note_of(f"o\n+3\n{ROOT}\n"), "not a decimal number"),
-        (note_of(f"o\n\u0663\n{ROOT}\n"), "not a decimal number"),
-        (note_of(f"o\n3\n{base64.b64encode(bytes(31)).decode()}\n"), "not 32 bytes"),
-        (note_of(f"o\n3\n{base64.b64encode(bytes(33)).decode()}\n"), "not 32 bytes"),
-        (note_of("o\n3\nnot*base64\n"), "not base64"),
-        (note_of(f"o\t\n3\n{ROOT}\n"), "control characters"),
-        (note_of(f"o\r\n3\n{ROOT}\n"), "control characters"),
+        (note_of(f"o\n03\n{ROOT}\n{TIME}"), "not a decimal number"),
+        (note_of(f"o\n-3\n{ROOT}\n{TIME}"), "not a decimal number"),
+        (note_of(f"o\n+3\n{ROOT}\n{TIME}"), "not a decimal number"),
+        (note_of(f"o\n\u0663\n{ROOT}\n{TIME}"), "not a decimal number"),
+        (note_of(f"o\n3\n{base64.b64encode(bytes(31)).decode()}\n{TIME}"), "not 32 bytes"),
+        (note_of(f"o\n3\n{base64.b64encode(bytes(33)).decode()}\n{TIME}"), "not 32 bytes"),
+        (note_of(f"o\n3\nnot*base64\n{TIME}"), "not base64"),
+        (note_of(f"o\t\n3\n{ROOT}\n{TIME}"), "control characters"),
+        (note_of(f"o\r\n3\n{ROOT}\n{TIME}"), "control characters"),
         (note_of(f"o\n3\n{ROOT}\n\x00time x\n"), "control characters"),
-        (note_of("o\n3\n"), "origin, a size and a root hash"),
-        (note_of(f"o\n3\n{ROOT}\n\nextra\n"), "origin, a size and a root hash"),
-        (note_of(f"o\n3\n{ROOT}\n", signature=SIGNATURE.replace("\u2014", "-")), "signature"),
-        (note_of(f"o\n3\n{ROOT}\n", signature=SIGNATURE[2:]), "signature"),
-        (note_of(f"o\n3\n{ROOT}\n", signature="\u2014 amply.test AAAA"), "malformed note"),
-        (note_of(f"o\n3\n{ROOT}\n", signature="\u2014 amply.test not*base64"), "not base64"),
+        (note_of(f"o\n3\n{TIME}"), "four lines"),
+        (note_of(f"o\n3\n{ROOT}\n\nextra\n"), "four lines"),
+        (note_of(f"o\n3\n{ROOT}\n{TIME}", signature=SIGNATURE.replace("\u2014", "-")), "signature"),
+        (note_of(f"o\n3\n{ROOT}\n{TIME}", signature=SIGNATURE[2:]), "signature"),
+        (note_of(f"o\n3\n{ROOT}\n{TIME}", signature="\u2014 amply.test AAAA"), "malformed note"),
+        (note_of(f"o\n3\n{ROOT}\n{TIME}", signature="\u2014 amply.test not*base64"), "not base64"),
         (
-            note_of(f"o\n3\n{ROOT}\n", signature=SIGNATURE.replace(KEY_NAME, "amply+test")),
+            note_of(f"o\n3\n{ROOT}\n{TIME}", signature=SIGNATURE.replace(KEY_NAME, "amply+test")),
             "malformed note",
         ),
     ],
@@ -696,9 +723,12 @@ def receipt_for(
         "format": RECEIPT_FORMAT,
         "donation": {
             "id": DONATION_ID,
+            "organisation_id": entry["chain_id"],
+            "fund_id": None,
             "amount": entry["amount"],
             "currency": entry["currency"],
             "status": "completed",
+            "completed_at": "2026-11-21T10:00:02Z",
         },
         "entry": {
             "chain_id": entry["chain_id"],
@@ -707,6 +737,7 @@ def receipt_for(
             "entry_hash": entry["entry_hash"],
         },
         "commitment": {
+            "scheme": "amply-receipt-commitment/v1",
             "salt": SALT,
             "secret": SECRET,
             "value": receipt_commitment(donation_id=DONATION_ID, salt=SALT, secret=SECRET),
@@ -852,7 +883,7 @@ def test_an_incomplete_receipt_is_a_format_error() -> None:
     entries = receipt_chain()
     receipt = receipt_for(entries)
     del receipt["commitment"]
-    with pytest.raises(ExportFormatError, match="incomplete or malformed"):
+    with pytest.raises(ExportFormatError, match="has no 'commitment' object"):
         verify_receipt(receipt, signed_export(entries, GENUINE), keys=pinned())
 
 

@@ -10,10 +10,12 @@ import pytest
 
 from amply.lib import verify as verify_module
 from amply.lib.crypto import entry_hash
+from amply.lib.signing import NoteSigner
 from amply.lib.verify import (
     EXPORT_FORMAT,
     ChainVerifier,
     ExportFormatError,
+    checkpoint_body,
     verify_entries,
     verify_export,
     verify_export_file,
@@ -50,11 +52,16 @@ def rehash(entry: dict[str, Any]) -> str:
     return entry_hash(entry)
 
 
+# Signs the checkpoints of these offline exports (a non-empty export without one never
+# verifies: docs/ledger-format.md §4).
+SIGNER = NoteSigner.generate("amply.test")
+
+
 def export_of(
     entries: list[dict[str, Any]], *, kind: str = "organisation", chain_id: str = CHAIN
 ) -> dict[str, Any]:
     head = entries[-1] if entries else None
-    return {
+    document: dict[str, Any] = {
         "format": EXPORT_FORMAT,
         "chain": {"id": chain_id, "kind": kind},
         "head": {
@@ -63,6 +70,15 @@ def export_of(
         },
         "entries": entries,
     }
+    if head is not None and isinstance(head.get("seq"), int):
+        body = checkpoint_body(
+            origin=f"amply.test/ledger/{chain_id}",
+            size=head["seq"],
+            root_hash=str(head["entry_hash"]),
+            time="2026-11-21T09:30:00.000000Z",
+        )
+        document["checkpoint"] = {"note": SIGNER.sign(body), "key": SIGNER.verifier_key.encode()}
+    return document
 
 
 def test_an_honest_chain_verifies() -> None:
@@ -346,3 +362,93 @@ def test_database_rows_read_by_position_get_the_verdict_of_names() -> None:
                 break
 
         assert by_rows.result().as_dict() == plain.result().as_dict(), entries[position]
+
+
+# -- Streamed files (docs/ledger-format.md §4.2): the same verdicts, whatever the reading ------
+
+
+def _tamperings(entries: list[dict[str, Any]]) -> list[tuple[str, list[dict[str, Any]]]]:
+    """Ways to break a chain around its middle, where the second process starts."""
+    cases: list[tuple[str, list[dict[str, Any]]]] = [("intact", entries)]
+    for position in range(len(entries) // 2 - 3, len(entries) // 2 + 4):
+        for name, change in (
+            ("hash", lambda e: e.update(metadata='{"forged":true}')),
+            ("balance", lambda e: e.update(balance_after=e["balance_after"] + 1)),
+            ("link", lambda e: e.update(prev_entry_hash="sha256:" + "0" * 64)),
+            ("seq", lambda e: e.update(seq=e["seq"] + 1)),
+            ("currency", lambda e: e.update(currency="JPY")),
+        ):
+            changed = copy.deepcopy(entries)
+            change(changed[position])
+            if name != "hash":
+                for later in range(position, len(changed)):  # a forger's recomputed hashes
+                    if later > position:
+                        changed[later]["prev_entry_hash"] = changed[later - 1]["entry_hash"]
+                    changed[later]["entry_hash"] = rehash(changed[later])
+            cases.append((f"{name}@{position + 1}", changed))
+    return cases
+
+
+def test_a_file_read_in_two_processes_gets_the_verdict_of_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(verify_module, "_CHUNK", 512)
+    monkeypatch.setattr(verify_module, "PARALLEL_FILE_MINIMUM", 0)
+    amounts = [((-1) ** n) * (n % 7 + 1) * 10 + 100 for n in range(60)]
+    entries = build_chain(amounts)
+    for n in range(1, len(entries), 3):  # several currencies, each with its own balance
+        entries[n]["currency"] = "USD"
+    balances: dict[str, int] = {}
+    for n, entry in enumerate(entries):
+        balances[entry["currency"]] = balances.get(entry["currency"], 0) + entry["amount"]
+        entry["balance_after"] = balances[entry["currency"]]
+        entry["prev_entry_hash"] = entries[n - 1]["entry_hash"] if n else None
+        entry["entry_hash"] = rehash(entry)
+    merged: list[int] = []
+    merge = verify_module._StreamedExport._merge
+
+    def counted(self: Any, verifier: Any, state: Any, *, first: int) -> bool:
+        merged.append(first)
+        return merge(self, verifier, state, first=first)
+
+    monkeypatch.setattr(verify_module._StreamedExport, "_merge", counted)
+    for name, changed in _tamperings(entries):
+        path = tmp_path / f"{name}.json"
+        path.write_text(json.dumps(export_of(changed), separators=(",", ":")), "utf-8")
+        alone = verify_export_file(path, workers=1)
+        in_two = verify_export_file(path, workers=2)
+        assert in_two.as_dict() == alone.as_dict(), name
+        assert alone.ok is (name == "intact")
+    assert len(merged) > 20
+
+
+def test_a_file_is_read_in_small_chunks_with_the_same_verdict(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    entries = build_chain([500, 250, -100, 75])
+    entries[2]["metadata"] = json.dumps({"name": "Zoë 🎉 日本"}, ensure_ascii=False)
+    for n in range(2, 4):
+        entries[n]["prev_entry_hash"] = entries[n - 1]["entry_hash"]
+        entries[n]["entry_hash"] = rehash(entries[n])
+    path = tmp_path / "export.json"
+    path.write_text(json.dumps(export_of(entries), ensure_ascii=False, indent=1), "utf-8")
+    expected = verify_export_file(path).as_dict()
+    for size in (1, 2, 3, 5):  # chunk edges inside multi-byte characters and every token
+        monkeypatch.setattr(verify_module, "_CHUNK", size)
+        assert verify_export_file(path).as_dict() == expected
+    assert expected["ok"]
+
+
+def test_an_export_larger_than_a_value_limit_is_fine_but_a_huge_value_is_not(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(verify_module, "MAX_VALUE_CHARS", 2000)
+    monkeypatch.setattr(verify_module, "_CHUNK", 256)
+    entries = build_chain([5] * 40)  # about 20 kB in all, no value over 2,000 characters
+    path = tmp_path / "export.json"
+    path.write_text(json.dumps(export_of(entries)), "utf-8")
+    assert verify_export_file(path).ok
+    entries[3]["metadata"] = json.dumps({"long": "x" * 5000})
+    path.write_text(json.dumps(export_of(entries)), "utf-8")
+    with pytest.raises(ExportFormatError, match="longer than"):
+        verify_export_file(path)
