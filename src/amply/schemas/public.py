@@ -1,4 +1,5 @@
-"""What the public API shows: organisations, their totals, funds and ledger entries."""
+"""What the public API shows: organisations, their totals, funds and ledger entries, and the
+platform's own chains."""
 
 from __future__ import annotations
 
@@ -41,6 +42,27 @@ class PublicOrganisationOut(BaseModel):
     country: str
     accepts_donations: bool
     totals: list[TotalsOut]
+    head: ChainHeadOut
+
+
+class PlatformTotalsOut(BaseModel):
+    """One currency of a platform chain, added up from its entries."""
+
+    currency: str
+    by_type: dict[str, int] = Field(
+        description="The sum of the signed amounts of each entry type (e.g. `fee_collected`)."
+    )
+    entries: int = Field(description="How many entries are in this currency.")
+    balance: int = Field(description="The chain's balance: the sum of all its amounts.")
+
+
+class PlatformChainOut(BaseModel):
+    """A chain the platform itself holds (fees it collects, money it gives away)."""
+
+    object: Literal["platform_chain"] = "platform_chain"
+    id: str
+    description: str = Field(description="What the chain records.")
+    totals: list[PlatformTotalsOut]
     head: ChainHeadOut
 
 

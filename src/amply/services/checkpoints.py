@@ -3,6 +3,8 @@
 When: on demand, whenever a checkpoint, an export or a receipt needs one and the latest
 checkpoint of the chain does not cover its head; and periodically, by the background signer,
 for public chains that grew (``checkpoint_interval_seconds``). Never twice for one head.
+Wallet chains are signed only on demand, when their owner exports one or asks for its
+checkpoint: they are private (their checkpoints are shown to their owner alone) and many.
 
 Safety: signing is serialised per chain (an advisory lock). Before it signs, Amply verifies
 every entry appended since its last checkpoint, resuming from that checkpoint's hash and

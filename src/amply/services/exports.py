@@ -26,9 +26,15 @@ from amply.lib.signing import NoteSigner
 from amply.lib.verify import EXPORT_FORMAT
 from amply.models import LedgerChain, LedgerCheckpoint
 from amply.services import checkpoints
-from amply.services.ledger import ChainHead
+from amply.services.ledger import ChainHead, ChainKind
 
 BATCH_SIZE: Final = 10_000
+# What a missing chain of each kind is called in the 404 (and the parameter that named it).
+_MISSING: Final[dict[str, tuple[str, str | None]]] = {
+    "organisation": ("No such organisation.", "organisation_id"),
+    "platform": ("No such platform chain.", "chain_id"),
+    "wallet": ("You have no wallet.", None),
+}
 # A page of the chain, as the JSON text of its entries joined by commas, made by PostgreSQL
 # (on its own core, in C) rather than by this process: $1 chain id, $2 after_seq, $3 limit,
 # $4 the last seq exported, $5 the chain id as a JSON string. Fields come in the order of
@@ -126,19 +132,21 @@ async def open_export(
     database: Database,
     *,
     chain_id: str,
+    kind: ChainKind,
     signer: NoteSigner,
     snapshot_database: Database | None = None,
 ) -> ChainExport:
-    """Checkpoint ``chain_id`` on the primary (``database``; 404 if there is no such chain),
-    then open a snapshot up to the newest checkpoint it shows, on ``snapshot_database`` (a
-    read replica) if given.
+    """Checkpoint ``chain_id`` on the primary (``database``; 404 if there is no such chain
+    of this ``kind``: a route that exports one kind never exports another), then open a
+    snapshot up to the newest checkpoint it shows, on ``snapshot_database`` (a read replica)
+    if given.
 
     A replica that lags shows an older checkpoint, never a torn one: a checkpoint is committed
     after the entries it covers, and a standby replays commits in order. An export from it
     ends at that older checkpoint and verifies. Only when the replica shows no checkpoint of a
     chain the primary has signed does the export come from the primary.
     """
-    kind, signed = await _checkpoint(database, chain_id=chain_id, signer=signer)
+    signed = await _checkpoint(database, chain_id=chain_id, kind=kind, signer=signer)
     if snapshot_database is None or snapshot_database is database:
         return await _snapshot(database, chain_id=chain_id, kind=kind)
     export = await _snapshot(snapshot_database, chain_id=chain_id, kind=kind)
@@ -149,16 +157,17 @@ async def open_export(
 
 
 async def _checkpoint(
-    database: Database, *, chain_id: str, signer: NoteSigner
-) -> tuple[str, LedgerCheckpoint | None]:
-    """The chain's kind and the checkpoint of its head, signed and committed if need be."""
+    database: Database, *, chain_id: str, kind: ChainKind, signer: NoteSigner
+) -> LedgerCheckpoint | None:
+    """The checkpoint of the chain's head, signed and committed if need be."""
     async with database.session() as session:
         chain = await session.get(LedgerChain, chain_id)
-        if chain is None:
-            raise NotFound("No such organisation.", param="organisation_id")
+        if chain is None or chain.kind != kind:
+            message, param = _MISSING[kind]
+            raise NotFound(message, param=param)
         checkpoint = await checkpoints.checkpoint_head(session, chain_id=chain_id, signer=signer)
         await session.commit()
-        return chain.kind, checkpoint
+        return checkpoint
 
 
 async def _snapshot(database: Database, *, chain_id: str, kind: str) -> ChainExport:

@@ -1,4 +1,5 @@
-"""What anyone may read about an organisation: its profile, funds, ledger and totals.
+"""What anyone may read about an organisation (its profile, funds, ledger and totals) and
+about the platform's own chains (``plat_fees``, ``plat_promotions``).
 
 Totals are computed from the public chain itself (entry types and amounts), never from
 private tables, so an auditor who downloads the chain arrives at the same figures.
@@ -9,13 +10,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Final
+from typing import Final, Literal
 
 import asyncpg
 from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from amply.models import Organisation
+from amply.errors import NotFound
+from amply.models import LedgerChain, Organisation
 from amply.services import ledger
 from amply.services.pagination import Page, keyset_page
 
@@ -56,6 +58,7 @@ class Totals:
     platform_fee: int = 0  # Amply takes none, and says so
     net: int = 0
     donations: int = 0
+    entries: int = 0
     by_type: dict[str, int] = field(default_factory=dict)
 
 
@@ -72,6 +75,7 @@ async def totals_by_chain(
         totals = result[row["chain_id"]].setdefault(row["currency"], Totals(row["currency"]))
         amount, entry_type = int(row["total"]), row["type"]
         totals.net += amount
+        totals.entries += row["entries"]
         totals.by_type[entry_type] = amount
         category = _CATEGORY.get(entry_type)
         if category == "received":
@@ -107,28 +111,52 @@ async def list_organisations(
     )
 
 
-# A page of an organisation's chain in export shape (docs/ledger-format.md §4; created_at in
-# its canonical text, as exports have it): $1 the organisation's id (its chain's), $2
-# after_seq, $3 at most this many entries. No rows unless the organisation exists.
+# A page of a public chain in export shape (docs/ledger-format.md §4; created_at in its
+# canonical text, as exports have it): $1 the chain's id, $2 after_seq, $3 at most this many
+# entries. No rows unless the chain is public and of the kind asked for ({owner}).
 _LEDGER_PAGE_SQL: Final = """
 SELECT chain_id, seq, id, type, amount, currency, balance_after, metadata, journal_id,
        ledger_format_timestamp(created_at) AS created_at, prev_entry_hash, entry_hash
   FROM ledger_entries
  WHERE chain_id = $1 AND seq > $2 AND {condition}
-   AND EXISTS (SELECT 1 FROM organisations WHERE id = $1)
+   AND EXISTS ({owner})
  ORDER BY seq
  LIMIT $3
 """
+# Who a public chain belongs to: an organisation (its id is the chain's), or the platform.
+_OWNERS: Final[dict[str, str]] = {
+    "organisation": "SELECT 1 FROM organisations WHERE id = $1",
+    "platform": "SELECT 1 FROM ledger_chains WHERE id = $1 AND kind = 'platform'",
+}
 # A chain's seqs follow one another (each its predecessor's plus one), so an unfiltered page is
 # a range of them: bounded on both sides, its index scan reads only the page's entries, however
 # stale the planner's statistics of a fast-growing chain are.
-LEDGER_PAGE_SQL: Final = _LEDGER_PAGE_SQL.format(condition="seq <= $2 + $3")
+_UNFILTERED: Final = "seq <= $2 + $3"
 # Filters (NULL: none): $4 entry types, $5 created at or after, $6 created before.
-FILTERED_LEDGER_PAGE_SQL: Final = _LEDGER_PAGE_SQL.format(
-    condition="""($4::text[] IS NULL OR type = ANY($4::text[]))
+_FILTERED: Final = """($4::text[] IS NULL OR type = ANY($4::text[]))
    AND ($5::timestamptz IS NULL OR created_at >= $5)
    AND ($6::timestamptz IS NULL OR created_at < $6)"""
-)
+LEDGER_PAGE_SQL: Final[dict[str, str]] = {
+    kind: _LEDGER_PAGE_SQL.format(condition=_UNFILTERED, owner=owner)
+    for kind, owner in _OWNERS.items()
+}
+FILTERED_LEDGER_PAGE_SQL: Final[dict[str, str]] = {
+    kind: _LEDGER_PAGE_SQL.format(condition=_FILTERED, owner=owner)
+    for kind, owner in _OWNERS.items()
+}
+
+PublicKind = Literal["organisation", "platform"]
+
+# What each platform chain holds, as the public API describes it.
+PLATFORM_CHAINS: Final[dict[str, str]] = {
+    ledger.PLATFORM_FEES_CHAIN: "Fees Amply collects: the fee of each instant withdrawal "
+    "(`fee_collected`, +), and its refund when the payout fails (`fee_refunded`, -). Each "
+    "entry's journal has a `withdrawal_fee` (or `withdrawal_fee_refunded`) leg of the "
+    "opposite amount on the paying wallet's chain. Its balance is the fees Amply kept.",
+    ledger.PLATFORM_PROMOTIONS_CHAIN: "Money Amply gives away: each welcome bonus "
+    "(`promotion_granted`, -), balanced by a `welcome_bonus` leg of the opposite amount on "
+    "the new wallet's chain. Its balance is minus all that was given.",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,24 +170,38 @@ class LedgerPage:
 async def ledger_page(
     session: AsyncSession,
     *,
-    organisation_id: str,
+    chain_id: str,
+    kind: PublicKind,
     after_seq: int,
     limit: int,
     types: Sequence[str] | None = None,
     created_gte: datetime | None = None,
     created_lt: datetime | None = None,
 ) -> LedgerPage:
-    """Entries of the organisation's chain with seq > ``after_seq``, in chain order, in one
-    statement straight from the driver (SQLAlchemy rows and ledger Entry objects would cost
-    several times the query); ``has_more`` if more follow. No entries for an unknown
-    organisation: tell it from an empty page with ``organisations.require_organisation``."""
+    """Entries of a public chain (an organisation's, or the platform's) with seq >
+    ``after_seq``, in chain order, in one statement straight from the driver (SQLAlchemy rows
+    and ledger Entry objects would cost several times the query); ``has_more`` if more
+    follow. No entries for an unknown chain, or one of another kind: tell it from an empty
+    page with ``organisations.require_organisation`` or :func:`require_platform_chain`."""
     if limit < 1:
         raise ValueError("limit must be positive")
     driver = await ledger.driver_connection(session)
-    page = (organisation_id, after_seq, limit + 1)
+    page = (chain_id, after_seq, limit + 1)
     if types or created_gte is not None or created_lt is not None:
         filters = (list(types) if types else None, created_gte, created_lt)
-        rows = await driver.fetch(FILTERED_LEDGER_PAGE_SQL, *page, *filters)
+        rows = await driver.fetch(FILTERED_LEDGER_PAGE_SQL[kind], *page, *filters)
     else:
-        rows = await driver.fetch(LEDGER_PAGE_SQL, *page)
+        rows = await driver.fetch(LEDGER_PAGE_SQL[kind], *page)
     return LedgerPage(rows=rows[:limit], has_more=len(rows) > limit)
+
+
+async def platform_chains(session: AsyncSession) -> list[str]:
+    """The platform's chains, by id (a handful: ``plat_fees``, ``plat_promotions``)."""
+    return sorted(await ledger.select_chain_ids(session, kind="platform"))
+
+
+async def require_platform_chain(session: AsyncSession, *, chain_id: str) -> None:
+    """404 unless ``chain_id`` is one of the platform's chains."""
+    chain = await session.get(LedgerChain, chain_id)
+    if chain is None or chain.kind != "platform":
+        raise NotFound("No such platform chain.", param="chain_id")

@@ -62,7 +62,8 @@ async def open_wallet(session: AsyncSession, *, user: User, settings: Settings) 
 
 
 async def _credit_welcome_bonus(session: AsyncSession, *, wallet: Wallet, amount: int) -> None:
-    # A balanced journal: the promotions chain records what Amply gives away.
+    # A balanced journal: the promotions chain records what Amply gives away. That chain is
+    # public, so it never names the wallet; the journal id links the legs for its owner.
     transaction_id = generate_id("txn")
     reference = {"transaction_id": transaction_id}
     entries = await ledger.append_journal(
@@ -74,7 +75,7 @@ async def _credit_welcome_bonus(session: AsyncSession, *, wallet: Wallet, amount
                 "promotion_granted",
                 -amount,
                 wallet.currency,
-                {**reference, "wallet_id": wallet.id},
+                reference,
             ),
         ],
     )

@@ -217,15 +217,9 @@ def _debit_legs(
     ]
     if fee:
         legs.append(Leg(wallet.id, "withdrawal_fee", -fee, currency, reference))
-        legs.append(
-            Leg(
-                PLATFORM_FEES_CHAIN,
-                "fee_collected",
-                fee,
-                currency,
-                {**reference, "wallet_id": wallet.id},
-            )
-        )
+        # The platform's chains are public: never name the wallet there (anyone who knows
+        # its id would learn its withdrawals). The journal id links the legs for its owner.
+        legs.append(Leg(PLATFORM_FEES_CHAIN, "fee_collected", fee, currency, reference))
     return legs
 
 
@@ -244,15 +238,7 @@ def _reversal_legs(withdrawal: Transaction) -> list[Leg]:
     ]
     if fee:
         legs.append(Leg(wallet_id, "withdrawal_fee_refunded", fee, currency, reference))
-        legs.append(
-            Leg(
-                PLATFORM_FEES_CHAIN,
-                "fee_refunded",
-                -fee,
-                currency,
-                {**reference, "wallet_id": wallet_id},
-            )
-        )
+        legs.append(Leg(PLATFORM_FEES_CHAIN, "fee_refunded", -fee, currency, reference))
     return legs
 
 

@@ -97,10 +97,13 @@ async def test_a_new_wallet_holds_the_welcome_bonus_from_the_promotions_chain(
     assert body["currency"] == "USD"
     assert body["ledger"]["head_seq"] == 1
     async with database.session() as session:
+        [bonus] = (await ledger.list_entries(session, chain_id=body["id"])).entries
         promotions = await ledger.list_entries(session, chain_id=ledger.PLATFORM_PROMOTIONS_CHAIN)
-        [granted] = [e for e in promotions.entries if f'"{body["id"]}"' in e.metadata]
+        # The public promotions chain never names the wallet: the journal links the legs.
+        [granted] = [e for e in promotions.entries if e.journal_id == bonus.journal_id]
         assert granted.amount == -BONUS
         assert granted.type == "promotion_granted"
+        assert body["id"] not in granted.metadata
 
 
 async def test_no_bonus_outside_demo_mode(make_client: ClientFactory, settings: Settings) -> None:

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import base64
 from datetime import datetime
-from typing import Annotated, Final
+from typing import Annotated, Any, Final
 
 from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from sqlalchemy.ext.asyncio import AsyncSession
-from starlette.background import BackgroundTask
 
 from amply.api.errors import error_responses
-from amply.api.page_cache import keep_page
+from amply.api.v1 import chain_responses
+from amply.api.v1.chain_responses import LIST_CACHE
 from amply.api.v1.funds import fund_out
 from amply.deps import (
     DatabaseDep,
@@ -23,16 +23,16 @@ from amply.deps import (
     SignerDep,
     VerdictsDep,
 )
-from amply.errors import NotFound
 from amply.lib.verify import VerifierKey
-from amply.models import CheckpointKey, LedgerCheckpoint, Organisation
+from amply.models import CheckpointKey, Organisation
 from amply.models.ledger import KeyStatus
-from amply.schemas.common import Limit, ListResponse, StartingAfter, as_utc
+from amply.schemas.common import Limit, ListResponse, StartingAfter
 from amply.schemas.public import (
     ChainHeadOut,
     CheckpointOut,
     LedgerPageOut,
-    PublicEntryOut,
+    PlatformChainOut,
+    PlatformTotalsOut,
     PublicFundOut,
     PublicOrganisationDetail,
     PublicOrganisationOut,
@@ -41,18 +41,10 @@ from amply.schemas.public import (
     TotalsOut,
     VerificationOut,
 )
-from amply.services import (
-    checkpoints,
-    connect,
-    exports,
-    funds,
-    ledger,
-    organisations,
-    transparency,
-)
+from amply.services import checkpoints, connect, funds, ledger, organisations, transparency
 from amply.services.ledger import ChainHead, EntryType
 from amply.services.payments import PaymentGateway
-from amply.services.transparency import LedgerPage, Totals
+from amply.services.transparency import Totals
 
 router = APIRouter(prefix="/public", tags=["public"])
 
@@ -60,10 +52,61 @@ OrganisationId = Annotated[
     str,
     Path(pattern=r"^org_[0-9A-Za-z]{24}$", description="The organisation's id (`org_…`)."),
 ]
-# Pages and profiles change as donations arrive: shared caches may keep them briefly.
-LIST_CACHE: Final = "public, max-age=30, stale-while-revalidate=60"
-VERIFY_CACHE: Final = "public, max-age=60"
-ERRORS = error_responses(404, 422)
+PlatformChainId = Annotated[
+    str,
+    Path(
+        pattern=r"^plat_[0-9a-z_]{1,40}$",
+        description="The platform chain's id (`plat_…`, as listed by /v1/public/platform/chains).",
+    ),
+]
+Responses = dict[int | str, dict[str, Any]]
+ERRORS: Final = error_responses(404, 422)
+AfterSeq = Annotated[int, Query(ge=0, le=2**62, description="Entries after this seq.")]
+PageLimit = Annotated[int, Query(ge=1, le=1000, description="At most this many entries.")]
+EntryTypes = Annotated[
+    list[EntryType] | None, Query(alias="type", description="Only these entry types.")
+]
+CreatedGte = Annotated[
+    datetime | None, Query(description="Only entries created at or after this time.")
+]
+CreatedLt = Annotated[datetime | None, Query(description="Only entries created before this time.")]
+LEDGER_DESCRIPTION: Final = (
+    "Entries exactly as exported (docs/ledger-format.md §4), so each page can be checked with "
+    "the same code as an export. Page with `after_seq`. A page that ends before the chain's "
+    "head, unfiltered, never changes: it carries a strong `ETag` (send it back as "
+    "`If-None-Match`: 304) and `Cache-Control: public, max-age=86400, immutable`."
+)
+LEDGER_RESPONSES: Final[Responses] = {
+    304: {"description": "The caller holds this page already."},
+    **ERRORS,
+}
+VERIFY_DESCRIPTION: Final = (
+    "Recomputes every hash, link, sequence number and balance up to the head it names. A "
+    "verdict is served again for `verify_cache_seconds` (10 by default; `checked_at` says "
+    "when it was computed). Auditors should verify an export themselves (`amply verify`); "
+    "this is the server's word."
+)
+EXPORT_DESCRIPTION: Final = (
+    "One consistent snapshot, however long the chain and whatever is appended meanwhile, up "
+    "to a signed checkpoint of its head, which it embeds. Verify it offline with `amply "
+    "verify FILE --key KEY`. `ETag` names the head it ends at; send it back as "
+    "`If-None-Match` to learn (304) that nothing was appended."
+)
+EXPORT_RESPONSES: Final[Responses] = {
+    200: {"content": {"application/json": {}}, "description": "The export."},
+    304: {"description": "The chain has not grown since the export with this ETag."},
+    **ERRORS,
+}
+CHECKPOINT_DESCRIPTION: Final = (
+    "Amply's Ed25519 signature on the chain's head, as a c2sp.org/tlog-checkpoint signed "
+    "note; signed on the spot if the head moved since the last one. Keep it: a later export "
+    "that does not extend it proves the history was rewritten. With `Accept: text/plain`, "
+    "the note alone."
+)
+CHECKPOINT_RESPONSES: Final[Responses] = {
+    200: {"content": {"text/plain": {}}, "description": "The checkpoint."},
+    **error_responses(404, 422, 503),
+}
 
 
 def _totals_out(totals: list[Totals]) -> list[TotalsOut]:
@@ -175,64 +218,38 @@ async def get_organisation(
 @router.get(
     "/organisations/{organisation_id}/ledger",
     summary="The organisation's ledger entries, in chain order",
-    description="Entries exactly as exported (docs/ledger-format.md §4), so each page can be "
-    "checked with the same code as an export. Page with `after_seq`. A page that ends before "
-    "the chain's head, unfiltered, never changes: it carries a strong `ETag` (send it back as "
-    "`If-None-Match`: 304) and `Cache-Control: public, max-age=86400, immutable`.",
+    description=LEDGER_DESCRIPTION,
     response_model=LedgerPageOut,
-    responses={304: {"description": "The caller holds this page already."}, **ERRORS},
+    responses=LEDGER_RESPONSES,
 )
 async def get_ledger(
     organisation_id: OrganisationId,
     request: Request,
     session: ReadSessionDep,
-    after_seq: Annotated[int, Query(ge=0, le=2**62, description="Entries after this seq.")] = 0,
-    limit: Annotated[int, Query(ge=1, le=1000, description="At most this many entries.")] = 100,
-    entry_type: Annotated[
-        list[EntryType] | None, Query(alias="type", description="Only these entry types.")
-    ] = None,
-    created_gte: Annotated[
-        datetime | None, Query(description="Only entries created at or after this time.")
-    ] = None,
-    created_lt: Annotated[
-        datetime | None, Query(description="Only entries created before this time.")
-    ] = None,
+    after_seq: AfterSeq = 0,
+    limit: PageLimit = 100,
+    entry_type: EntryTypes = None,
+    created_gte: CreatedGte = None,
+    created_lt: CreatedLt = None,
 ) -> Response:
     # A page kept by keep_page() is answered before routing (amply.api.page_cache).
-    page = await transparency.ledger_page(
+    return await chain_responses.ledger_page(
+        request,
         session,
-        organisation_id=organisation_id,
+        chain_id=organisation_id,
+        kind="organisation",
         after_seq=after_seq,
         limit=limit,
-        types=entry_type,
-        created_gte=as_utc(created_gte),
-        created_lt=as_utc(created_lt),
+        entry_type=entry_type,
+        created_gte=created_gte,
+        created_lt=created_lt,
     )
-    if not page.rows:  # an empty page, or no such organisation
-        await organisations.require_organisation(session, organisation_id=organisation_id)
-    body = _ledger_page_body(page)
-    unfiltered = entry_type is None and created_gte is None and created_lt is None
-    if unfiltered and page.has_more:  # it ends before the head: it never changes
-        return keep_page(request, body)
-    return Response(body, media_type="application/json", headers={"Cache-Control": LIST_CACHE})
-
-
-def _ledger_page_body(page: LedgerPage) -> bytes:
-    out = LedgerPageOut(
-        data=[PublicEntryOut(**row) for row in page.rows],
-        has_more=page.has_more,
-        next_after_seq=page.rows[-1]["seq"] if page.has_more else None,
-    )
-    return out.model_dump_json().encode()
 
 
 @router.get(
     "/organisations/{organisation_id}/ledger/verify",
     summary="The server's own verification of the organisation's chain",
-    description="Recomputes every hash, link, sequence number and balance up to the head it "
-    "names. A verdict is served again for `verify_cache_seconds` (10 by default; "
-    "`checked_at` says when it was computed). Auditors should verify an export themselves "
-    "(`amply verify`); this is the server's word.",
+    description=VERIFY_DESCRIPTION,
     responses=ERRORS,
 )
 async def verify_ledger(
@@ -242,26 +259,17 @@ async def verify_ledger(
     verdicts: VerdictsDep,
 ) -> VerificationOut:
     await organisations.require_organisation(session, organisation_id=organisation_id)
-    verdict = await verdicts.verdict(session, chain_id=organisation_id)
-    response.headers["Cache-Control"] = VERIFY_CACHE
-    return VerificationOut(
-        **verdict.result.as_dict(), verdict=verdict.result.verdict(), checked_at=verdict.checked_at
+    return await chain_responses.verification(
+        response, session, verdicts=verdicts, chain_id=organisation_id
     )
 
 
 @router.get(
     "/organisations/{organisation_id}/ledger/export",
     summary="The whole chain as a JSON download (docs/ledger-format.md §4), streamed",
-    description="One consistent snapshot, however long the chain and whatever is appended "
-    "meanwhile, up to a signed checkpoint of its head, which it embeds. Verify it offline "
-    "with `amply verify FILE --key KEY`. `ETag` names the head it ends at; send it back as "
-    "`If-None-Match` to learn (304) that nothing was appended.",
+    description=EXPORT_DESCRIPTION,
     response_class=StreamingResponse,
-    responses={
-        200: {"content": {"application/json": {}}, "description": "The export."},
-        304: {"description": "The chain has not grown since the export with this ETag."},
-        **ERRORS,
-    },
+    responses=EXPORT_RESPONSES,
 )
 async def export_ledger(
     organisation_id: OrganisationId,
@@ -270,23 +278,14 @@ async def export_ledger(
     read_database: ReadDatabaseDep,
     signer: SignerDep,
 ) -> Response:
-    export = await exports.open_export(
-        database, chain_id=organisation_id, signer=signer, snapshot_database=read_database
-    )
-    headers = {
-        "ETag": export.etag,
-        "Cache-Control": LIST_CACHE,
-        "Content-Disposition": f'attachment; filename="{organisation_id}.ledger.json"',
-    }
-    if export.etag in request.headers.get("if-none-match", ""):
-        await export.close()
-        return Response(status_code=304, headers=headers)
-    # The body closes the snapshot when it ends; the background task, if it never starts.
-    return StreamingResponse(
-        export.body(),
-        media_type="application/json",
-        headers=headers,
-        background=BackgroundTask(export.close),
+    return await chain_responses.export(
+        request,
+        database,
+        chain_id=organisation_id,
+        kind="organisation",
+        signer=signer,
+        read_database=read_database,
+        cache_control=LIST_CACHE,
     )
 
 
@@ -294,14 +293,8 @@ async def export_ledger(
     "/organisations/{organisation_id}/checkpoint",
     summary="The latest signed checkpoint of the organisation's chain",
     response_model=CheckpointOut,
-    description="Amply's Ed25519 signature on the chain's head, as a c2sp.org/tlog-checkpoint "
-    "signed note; signed on the spot if the head moved since the last one. Keep it: a later "
-    "export that does not extend it proves the history was rewritten. With `Accept: "
-    "text/plain`, the note alone.",
-    responses={
-        200: {"content": {"text/plain": {}}, "description": "The checkpoint."},
-        **error_responses(404, 422, 503),
-    },
+    description=CHECKPOINT_DESCRIPTION,
+    responses=CHECKPOINT_RESPONSES,
 )
 async def get_checkpoint(
     organisation_id: OrganisationId,
@@ -311,30 +304,160 @@ async def get_checkpoint(
     signer: SignerDep,
 ) -> CheckpointOut | Response:
     await organisations.require_organisation(session, organisation_id=organisation_id)
-    checkpoint = await checkpoints.checkpoint_head(session, chain_id=organisation_id, signer=signer)
-    if checkpoint is None:
-        raise NotFound(
-            "The chain is empty: there is nothing to sign yet.", code="checkpoint_missing"
+    return await chain_responses.checkpoint(
+        request,
+        response,
+        session,
+        chain_id=organisation_id,
+        signer=signer,
+        cache_control=LIST_CACHE,
+    )
+
+
+# --- The platform's own chains ----------------------------------------------------------------
+
+
+async def _platform_chains(session: AsyncSession, chain_ids: list[str]) -> list[PlatformChainOut]:
+    totals = await transparency.totals_by_chain(session, chain_ids=chain_ids)
+    heads = await ledger.get_heads(session, chain_ids=chain_ids)
+    return [
+        PlatformChainOut(
+            id=chain_id,
+            description=transparency.PLATFORM_CHAINS.get(chain_id, ""),
+            totals=[
+                PlatformTotalsOut(
+                    currency=t.currency, by_type=t.by_type, entries=t.entries, balance=t.net
+                )
+                for t in totals[chain_id]
+            ],
+            head=ChainHeadOut(
+                chain_id=chain_id, seq=heads[chain_id].seq, entry_hash=heads[chain_id].entry_hash
+            ),
         )
+        for chain_id in chain_ids
+    ]
+
+
+@router.get(
+    "/platform/chains",
+    summary="The platform's own chains (fees it collects, money it gives away), with totals",
+    description="Every chain Amply itself holds, by id, with the sum of each entry type per "
+    "currency and the chain's head. Each is served like an organisation's: a page of "
+    "entries, the server's verification, a signed export and a checkpoint "
+    "(docs/public-api.md: what an auditor can prove, with which downloads).",
+)
+async def list_platform_chains(
+    response: Response, session: ReadSessionDep
+) -> ListResponse[PlatformChainOut]:
+    chain_ids = await transparency.platform_chains(session)
     response.headers["Cache-Control"] = LIST_CACHE
-    if "text/plain" in request.headers.get("accept", ""):
-        return Response(
-            checkpoint.note,
-            media_type="text/plain; charset=utf-8",
-            headers={"Cache-Control": LIST_CACHE},
-        )
-    return checkpoint_out(checkpoint)
+    return ListResponse(data=await _platform_chains(session, chain_ids), has_more=False)
 
 
-def checkpoint_out(checkpoint: LedgerCheckpoint) -> CheckpointOut:
-    return CheckpointOut(
-        chain_id=checkpoint.chain_id,
-        origin=checkpoint.note.partition("\n")[0],
-        size=checkpoint.size,
-        root_hash=checkpoint.root_hash,
-        issued_at=checkpoint.issued_at,
-        key=checkpoint.verifier_key,
-        note=checkpoint.note,
+@router.get(
+    "/platform/chains/{chain_id}",
+    summary="A platform chain: what it records, totals per currency, and its head",
+    responses=ERRORS,
+)
+async def get_platform_chain(
+    chain_id: PlatformChainId, response: Response, session: ReadSessionDep
+) -> PlatformChainOut:
+    await transparency.require_platform_chain(session, chain_id=chain_id)
+    [chain] = await _platform_chains(session, [chain_id])
+    response.headers["Cache-Control"] = LIST_CACHE
+    return chain
+
+
+@router.get(
+    "/platform/chains/{chain_id}/ledger",
+    summary="A platform chain's entries, in chain order",
+    description=LEDGER_DESCRIPTION,
+    response_model=LedgerPageOut,
+    responses=LEDGER_RESPONSES,
+)
+async def get_platform_ledger(
+    chain_id: PlatformChainId,
+    request: Request,
+    session: ReadSessionDep,
+    after_seq: AfterSeq = 0,
+    limit: PageLimit = 100,
+    entry_type: EntryTypes = None,
+    created_gte: CreatedGte = None,
+    created_lt: CreatedLt = None,
+) -> Response:
+    return await chain_responses.ledger_page(
+        request,
+        session,
+        chain_id=chain_id,
+        kind="platform",
+        after_seq=after_seq,
+        limit=limit,
+        entry_type=entry_type,
+        created_gte=created_gte,
+        created_lt=created_lt,
+    )
+
+
+@router.get(
+    "/platform/chains/{chain_id}/ledger/verify",
+    summary="The server's own verification of a platform chain",
+    description=VERIFY_DESCRIPTION,
+    responses=ERRORS,
+)
+async def verify_platform_ledger(
+    chain_id: PlatformChainId,
+    response: Response,
+    session: ReadSessionDep,
+    verdicts: VerdictsDep,
+) -> VerificationOut:
+    await transparency.require_platform_chain(session, chain_id=chain_id)
+    return await chain_responses.verification(
+        response, session, verdicts=verdicts, chain_id=chain_id
+    )
+
+
+@router.get(
+    "/platform/chains/{chain_id}/ledger/export",
+    summary="A whole platform chain as a JSON download (docs/ledger-format.md §4), streamed",
+    description=EXPORT_DESCRIPTION,
+    response_class=StreamingResponse,
+    responses=EXPORT_RESPONSES,
+)
+async def export_platform_ledger(
+    chain_id: PlatformChainId,
+    request: Request,
+    database: DatabaseDep,
+    read_database: ReadDatabaseDep,
+    signer: SignerDep,
+) -> Response:
+    return await chain_responses.export(
+        request,
+        database,
+        chain_id=chain_id,
+        kind="platform",
+        signer=signer,
+        read_database=read_database,
+        cache_control=LIST_CACHE,
+    )
+
+
+@router.get(
+    "/platform/chains/{chain_id}/checkpoint",
+    summary="The latest signed checkpoint of a platform chain",
+    response_model=CheckpointOut,
+    description=CHECKPOINT_DESCRIPTION,
+    responses=CHECKPOINT_RESPONSES,
+)
+async def get_platform_checkpoint(
+    chain_id: PlatformChainId,
+    request: Request,
+    response: Response,
+    session: SessionDep,
+    signer: SignerDep,
+) -> CheckpointOut | Response:
+    await transparency.require_platform_chain(session, chain_id=chain_id)
+    return await chain_responses.checkpoint(
+        request, response, session, chain_id=chain_id, signer=signer, cache_control=LIST_CACHE
     )
 
 

@@ -1,18 +1,28 @@
-"""The signed-in user's wallet: balance, held and available money, its own chain, and
-giving from it to an organisation."""
+"""The signed-in user's wallet: balance, held and available money, its own chain (pages, a
+signed export, a checkpoint), and giving from it to an organisation."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request, status
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Query, Request, Response, status
+from fastapi.responses import JSONResponse, StreamingResponse
 
 from amply.api.errors import error_responses
 from amply.api.idempotency import idempotent_request, run_idempotently
+from amply.api.v1 import chain_responses
+from amply.api.v1.chain_responses import PRIVATE_CACHE
 from amply.api.v1.wallet_views import Views
-from amply.deps import CurrentUser, RequiredIdempotencyKey, SessionDep, SettingsDep
-from amply.schemas.public import LedgerPageOut, PublicEntryOut
+from amply.deps import (
+    CurrentUser,
+    DatabaseDep,
+    ReadDatabaseDep,
+    RequiredIdempotencyKey,
+    SessionDep,
+    SettingsDep,
+    SignerDep,
+)
+from amply.schemas.public import CheckpointOut, LedgerPageOut, PublicEntryOut
 from amply.schemas.wallets import (
     WalletDonationCreate,
     WalletDonationOut,
@@ -63,6 +73,69 @@ async def get_wallet_ledger(
         data=[PublicEntryOut(**entry.as_export()) for entry in page.entries],
         has_more=page.has_more,
         next_after_seq=page.entries[-1].seq if page.has_more else None,
+    )
+
+
+@router.get(
+    "/wallet/ledger/export",
+    summary="Your wallet's whole chain as a signed JSON download (docs/ledger-format.md §4)",
+    description="Exactly the format of a public export, streamed from one snapshot up to a "
+    "checkpoint of your chain's head, signed on the spot by Amply's published key "
+    "(/v1/public/keys) and embedded. Verify it offline with `amply verify FILE --key KEY`; "
+    "with the platform's and organisations' exports, match its journals' legs "
+    "(docs/public-api.md). Only you can download it: it is never cached "
+    "(`Cache-Control: private, no-store`). `ETag` names the head it ends at.",
+    response_class=StreamingResponse,
+    responses={
+        200: {"content": {"application/json": {}}, "description": "The export."},
+        304: {"description": "Your chain has not grown since the export with this ETag."},
+        **error_responses(401, 503),
+    },
+)
+async def export_wallet_ledger(
+    caller: CurrentUser,
+    request: Request,
+    session: SessionDep,
+    database: DatabaseDep,
+    read_database: ReadDatabaseDep,
+    signer: SignerDep,
+) -> Response:
+    wallet = await wallets.of_user(session, user_id=caller.user.id)
+    return await chain_responses.export(
+        request,
+        database,
+        chain_id=wallet.id,
+        kind="wallet",
+        signer=signer,
+        read_database=read_database,
+        cache_control=PRIVATE_CACHE,
+    )
+
+
+@router.get(
+    "/wallet/checkpoint",
+    summary="A signed checkpoint of your wallet's chain head",
+    response_model=CheckpointOut,
+    description="Amply's Ed25519 signature on your chain's head (c2sp.org/tlog-checkpoint), "
+    "signed on the spot if the head moved since the last one. Keep it: a later export of "
+    "your chain that does not extend it proves your history was rewritten. Wallet chains "
+    "are signed only when their owner asks (this route, or an export). With `Accept: "
+    "text/plain`, the note alone. 404 `checkpoint_missing` while your chain is empty.",
+    responses={
+        200: {"content": {"text/plain": {}}, "description": "The checkpoint."},
+        **error_responses(401, 404, 503),
+    },
+)
+async def get_wallet_checkpoint(
+    caller: CurrentUser,
+    request: Request,
+    response: Response,
+    session: SessionDep,
+    signer: SignerDep,
+) -> CheckpointOut | Response:
+    wallet = await wallets.of_user(session, user_id=caller.user.id)
+    return await chain_responses.checkpoint(
+        request, response, session, chain_id=wallet.id, signer=signer, cache_control=PRIVATE_CACHE
     )
 
 
