@@ -1,6 +1,9 @@
-"""Test fixtures: one embedded PostgreSQL per session, a fresh database per test.
+"""Test fixtures: one embedded PostgreSQL per session (per xdist worker), a fresh database per
+test.
 
-The session migrates a template database once; each test that needs a database gets its own
+The server is the embedded one, or, with ``AMPLY_TEST_POSTGRES_BIN`` set, one run with that
+installation's binaries (CI runs part of the suite on Debian's PostgreSQL 15 this way). The
+session migrates a template database once; each test that needs a database gets its own
 copy (``CREATE DATABASE … TEMPLATE``), so tests may commit, run concurrent writers and attack
 the ledger as a superuser without affecting each other.
 """
@@ -40,6 +43,7 @@ from amply.key_custody import install_key
 from amply.lib.signing import NoteSigner
 from amply.main import create_app
 from amply.migrate import upgrade_to_head
+from tests.support.postgres import test_binaries
 
 pytest_plugins = ["tests.stripe_harness"]
 
@@ -63,25 +67,61 @@ class IsolatedDatabase:
     superuser_url: str
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config: pytest.Config) -> None:
+    """As root, the embedded PostgreSQL runs as ``nobody``, which must be able to pass through
+    the folders above its data directory (amply.embedded changes none of them); pytest's own
+    temporary root is private (0700) and shared by every run. So a run as root gets a base
+    folder of its own, which others may pass through (0711), for tests that put a data
+    directory in ``tmp_path``. (xdist workers get theirs inside it from the controller.)"""
+    if os.geteuid() == 0 and config.option.basetemp is None:
+        base = Path(tempfile.mkdtemp(prefix="amply-pytest-"))
+        base.chmod(0o711)
+        config.option.basetemp = str(base / "run")
+        config.add_cleanup(partial(shutil.rmtree, base, ignore_errors=True))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _temporary_folders_reachable(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The run's own temporary folders (see ``pytest_configure``) let others pass (0711)."""
+    if os.geteuid() != 0:
+        return
+    folder = tmp_path_factory.getbasetemp().resolve()
+    while folder.name.startswith(("run", "popen-gw")):
+        folder.chmod(folder.stat().st_mode | 0o011)
+        folder = folder.parent
+
+
+@pytest.fixture
+def tmp_path(tmp_path: Path) -> Path:
+    """pytest's ``tmp_path``, which, as root, others may pass through (0711): see above."""
+    if os.geteuid() == 0:
+        tmp_path.chmod(0o711)
+    return tmp_path
+
+
 @pytest.fixture(scope="session")
 def cluster() -> Iterator[Cluster]:
     data_dir = Path(tempfile.mkdtemp(prefix="amply-tests-"))
-    server = start_server(data_dir)
-    superuser_url: str = server.get_uri()
-    with psycopg.connect(superuser_url, autocommit=True) as connection:
-        # Durability is irrelevant to tests; the benchmarks keep PostgreSQL's defaults.
-        for setting in ("fsync", "synchronous_commit", "full_page_writes"):
-            connection.execute(sql.SQL("ALTER SYSTEM SET {} = off").format(sql.Identifier(setting)))
-        connection.execute("SELECT pg_reload_conf()")
-    create_roles(superuser_url)
-    create_database(superuser_url, TEMPLATE)
-    owner_url = role_url(superuser_url, role=OWNER_ROLE, database=TEMPLATE)
-    upgrade_to_head(owner_url)
-    install_key(owner_url, run_signer().verifier_key)
-    try:
+    data_dir.chmod(0o711)  # as root the server runs as `nobody`, which must pass through
+    server = start_server(data_dir, bin_dir=test_binaries())
+    superuser_url = server.superuser_url
+    try:  # a failed set-up (a broken migration) stops the server too
+        with psycopg.connect(superuser_url, autocommit=True) as connection:
+            # Durability is irrelevant to tests; the benchmarks keep PostgreSQL's defaults.
+            for setting in ("fsync", "synchronous_commit", "full_page_writes"):
+                connection.execute(
+                    sql.SQL("ALTER SYSTEM SET {} = off").format(sql.Identifier(setting))
+                )
+            connection.execute("SELECT pg_reload_conf()")
+        create_roles(superuser_url)
+        create_database(superuser_url, TEMPLATE)
+        owner_url = role_url(superuser_url, role=OWNER_ROLE, database=TEMPLATE)
+        upgrade_to_head(owner_url)
+        install_key(owner_url, run_signer().verifier_key)
         yield Cluster(superuser_url=superuser_url)
     finally:
-        server.cleanup()
+        server.stop()
         shutil.rmtree(data_dir, ignore_errors=True)
 
 

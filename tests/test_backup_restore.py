@@ -10,7 +10,6 @@ from pathlib import Path
 import httpx
 import psycopg
 import pytest
-from pgserver._commands import POSTGRES_BIN_PATH
 from psycopg import sql
 
 from amply.db import Database
@@ -25,13 +24,14 @@ from tests.factories import (
     sandbox_succeed,
     sign_up,
 )
+from tests.support.postgres import postgres_bin_path
 
 HEADS = "SELECT chain_id, max(seq), count(*) FROM ledger_entries GROUP BY chain_id ORDER BY 1"
 
 
 def _run(tool: str, *args: str) -> None:
     completed = subprocess.run(
-        [str(Path(POSTGRES_BIN_PATH) / tool), *args], capture_output=True, text=True, check=False
+        [str(postgres_bin_path() / tool), *args], capture_output=True, text=True, check=False
     )
     assert completed.returncode == 0, completed.stderr
 

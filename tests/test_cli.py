@@ -6,6 +6,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -19,7 +20,8 @@ from amply.cli import main
 from amply.lib.verify import EXPORT_FORMAT
 from amply.migrate import head_revision
 from tests.conftest import IsolatedDatabase
-from tests.lib.test_verify import build_chain
+from tests.lib.test_verify import build_chain, export_of
+from tests.support.fake_postgres import fake_postgres
 from tests.support.serving import environment_without, free_port, start_serve, wait_until_ready
 
 
@@ -27,12 +29,8 @@ def write_export(path: Path, *, tamper: bool = False) -> Path:
     entries = build_chain([1000, 250, -300, 40])
     if tamper:
         entries[2]["metadata"] = entries[2]["metadata"].replace("Zoë", "Zoe")
-    document = {
-        "format": EXPORT_FORMAT,
-        "chain": {"id": entries[0]["chain_id"], "kind": "organisation"},
-        "head": {"seq": 4, "entry_hash": build_chain([1000, 250, -300, 40])[-1]["entry_hash"]},
-        "entries": entries,
-    }
+    document = export_of(entries)  # signed: an export without a checkpoint never verifies
+    assert document["format"] == EXPORT_FORMAT
     path.write_text(json.dumps(document, ensure_ascii=False), "utf-8")
     return path
 
@@ -166,6 +164,8 @@ def test_serve_starts_embedded_postgres_and_stops_it_on_a_signal(
         server.send_signal(stop_signal)
         output, _ = server.communicate(timeout=60)
     assert server.returncode == 0, output
+    # One line says where to go.
+    assert f"API docs at http://127.0.0.1:{port}/docs" in output
     deadline = time.monotonic() + 20
     while embedded_postgres_processes(data_dir) and time.monotonic() < deadline:
         time.sleep(0.2)
@@ -214,3 +214,125 @@ def test_serve_with_workers_shares_metrics_and_stops_cleanly(tmp_path: Path) -> 
     while embedded_postgres_processes(data_dir) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not embedded_postgres_processes(data_dir), "embedded PostgreSQL left running"
+
+
+# --- Start-up that explains itself ------------------------------------------------------------
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    from amply import __version__
+
+    with pytest.raises(SystemExit) as exited:
+        main(["--version"])
+    assert exited.value.code == 0
+    assert capsys.readouterr().out == f"amply {__version__}\n"
+
+
+def serve_mistake(*options: str, **settings: str) -> tuple[int, list[str]]:
+    """``amply serve`` with a mistake: its exit code and the lines it printed."""
+    environment = environment_without("DATABASE_", "AMPLY_", **settings)
+    server = start_serve(*options, environment=environment, keep_output=True)
+    output, _ = server.communicate(timeout=120)
+    return server.returncode, output.strip().splitlines()
+
+
+def assert_explained(code: int, lines: list[str], *phrases: str) -> str:
+    """Exit code 3, one line (or two) from amply naming the setting, no traceback."""
+    assert code == 3, lines
+    assert 1 <= len(lines) <= 2, lines
+    message = " ".join(lines)
+    assert message.startswith("amply: "), message
+    assert "Traceback" not in message
+    for phrase in phrases:
+        assert phrase in message, message
+    return message
+
+
+@pytest.mark.parametrize(
+    ("url", "phrase"),
+    [
+        ("not a url", "DATABASE_URL is not a database URL. Write it as postgresql://"),
+        ("mysql://amply@127.0.0.1/amply", "DATABASE_URL names a mysql database"),
+    ],
+)
+def test_serve_explains_a_malformed_database_url(url: str, phrase: str) -> None:
+    code, lines = serve_mistake("--port", str(free_port()), DATABASE_URL=url)
+    assert_explained(code, lines, phrase, "unset DATABASE_URL to use the embedded")
+
+
+def test_serve_explains_an_unreachable_database() -> None:
+    port = free_port()  # nothing listens there
+    code, lines = serve_mistake(
+        "--port", str(free_port()), DATABASE_URL=f"postgresql://amply_app@127.0.0.1:{port}/amply"
+    )
+    assert_explained(
+        code,
+        lines,
+        f"Cannot reach PostgreSQL at 127.0.0.1:{port}, named in DATABASE_URL",
+        "connection refused",
+    )
+
+
+def test_serve_explains_a_wrong_password() -> None:
+    with fake_postgres(version="17.2", password="the right one") as port:
+        code, lines = serve_mistake(
+            "--port",
+            str(free_port()),
+            DATABASE_URL=f"postgresql://amply_app:a-wrong-one@127.0.0.1:{port}/amply",
+        )
+    assert_explained(
+        code,
+        lines,
+        "refused the password of role 'amply_app' given in DATABASE_URL",
+        "Correct the password in DATABASE_URL",
+    )
+
+
+def test_serve_explains_a_migration_url_that_cannot_connect(
+    test_database: IsolatedDatabase,
+) -> None:
+    port = free_port()
+    code, lines = serve_mistake(
+        "--port",
+        str(free_port()),
+        DATABASE_URL=test_database.urls.app,
+        DATABASE_MIGRATION_URL=f"postgresql://amply_owner@127.0.0.1:{port}/amply",
+    )
+    assert_explained(code, lines, "named in DATABASE_MIGRATION_URL")
+
+
+def test_serve_refuses_postgresql_older_than_15() -> None:
+    with fake_postgres(version="14.11") as port:
+        code, lines = serve_mistake(
+            "--port",
+            str(free_port()),
+            DATABASE_URL=f"postgresql://amply_app@127.0.0.1:{port}/amply",
+        )
+    assert_explained(
+        code, lines, "DATABASE_URL points at PostgreSQL 14", "needs PostgreSQL 15 or newer"
+    )
+
+
+def test_serve_explains_a_port_in_use_before_touching_the_database() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        # The database is unreachable too: the port is checked first, before any database.
+        code, lines = serve_mistake(
+            "--port", str(port), DATABASE_URL="postgresql://amply_app@127.0.0.1:1/amply"
+        )
+    message = assert_explained(code, lines, f"Port {port} on 127.0.0.1 is already in use", "--port")
+    assert "PostgreSQL" not in message
+
+
+def test_logs_are_text_on_a_terminal_and_json_otherwise(monkeypatch: pytest.MonkeyPatch) -> None:
+    from amply.config import Settings
+    from amply.observability import json_logs
+
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    assert json_logs(Settings()) is False
+    assert json_logs(Settings(log_format="json")) is True
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: False)
+    assert json_logs(Settings()) is True
+    assert json_logs(Settings(log_format="text")) is False

@@ -78,7 +78,7 @@ def test_the_byte_count_example_is_right() -> None:
     assert f"{len(metadata)}\ncharacters but {len(metadata.encode())} bytes" in text
 
 
-EXAMPLE_KEY = "amply.example+e5dfd65c+AU7CbDurXqeTVeXwVsrOYcYrRLXlB+eHOzS7s5GJB/1U"
+EXAMPLE_KEY = "amply.example+98351fbe+AS7S0Ro65NYUXSh7oqCZ3EhqCHKvcha2lvZwXu5J4N2E"
 
 
 def test_the_example_export_is_signed_by_the_example_key() -> None:

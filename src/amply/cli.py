@@ -21,10 +21,12 @@ from amply.lib.verify import (
     CheckpointError,
     ExportFormatError,
     VerifierKey,
+    loads_strict,
+    looks_like_key,
     read_export,
-    verify_export,
-    verify_extension,
-    verify_receipt,
+    verify_export_file,
+    verify_extension_files,
+    verify_receipt_file,
 )
 
 if TYPE_CHECKING:
@@ -38,7 +40,7 @@ EXIT_OK, EXIT_BROKEN, EXIT_UNREADABLE = 0, 1, 2
 @contextmanager
 def database_urls(settings: Settings) -> Iterator[DatabaseUrls]:
     """The configured database, or the embedded one (started here, stopped on the way out)."""
-    from amply.embedded import DatabaseUrls, EmbeddedPostgres
+    from amply.embedded import DatabaseUrls, EmbeddedPostgres, EmbeddedPostgresError
 
     if settings.database_url is not None:
         app_url = settings.database_url.get_secret_value()
@@ -55,7 +57,10 @@ def database_urls(settings: Settings) -> Iterator[DatabaseUrls]:
     if settings.environment == "production":
         raise SystemExit("AMPLY_ENVIRONMENT=production needs DATABASE_URL (an external server).")
     embedded = EmbeddedPostgres(settings.data_dir)
-    urls = embedded.start()
+    try:
+        urls = embedded.start()
+    except EmbeddedPostgresError as error:  # says what is wrong and what to do: no traceback
+        raise SystemExit(f"amply: {error}") from None
     logging.getLogger("amply").info("embedded PostgreSQL running in %s", settings.data_dir)
     try:
         yield urls
@@ -69,11 +74,21 @@ def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:  # also SIGH
 
 def _serve(args: argparse.Namespace) -> int:
     from amply.config import get_settings
-    from amply.observability import configure_logging
+    from amply.observability import configure_logging, json_logs
+    from amply.startup import StartupError, check_port, check_urls
 
     settings = get_settings()
     # Before the imports below: Alembic logs as it loads, and those lines must be JSON too.
-    configure_logging(level=settings.log_level, json_lines=settings.log_format == "json")
+    configure_logging(level=settings.log_level, json_lines=json_logs(settings))
+
+    # Mistakes are found before any database is started or migrated: the URLs, the port,
+    # then each configured database (reachable, password, PostgreSQL 15+).
+    try:
+        check_urls(settings)
+        check_port(args.host, args.port)
+        _check_databases(settings)
+    except StartupError as error:
+        return _startup_failed(error)
 
     import uvicorn
 
@@ -90,6 +105,7 @@ def _serve(args: argparse.Namespace) -> int:
         with database_urls(settings) as urls:
             upgrade_to_head(urls.migration)
             _install_signing_key(settings, owner_url=urls.migration)
+            _announce(args.host, args.port)
             if args.workers <= 1:
                 uvicorn.run(create_app(settings, database_url=urls.app), **options)
             else:
@@ -97,6 +113,32 @@ def _serve(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         pass
     return EXIT_OK
+
+
+# A mistake in how Amply was started (a setting, the port): said in a line or two, no trace.
+EXIT_STARTUP = 3
+
+
+def _startup_failed(error: Exception) -> int:
+    print(f"amply: {error}", file=sys.stderr)
+    return EXIT_STARTUP
+
+
+def _check_databases(settings: Settings) -> None:
+    """Each configured external database answers, takes its password, and is new enough."""
+    from amply.startup import check_database, configured_urls
+
+    for setting, url in configured_urls(settings).items():
+        check_database(url, setting=setting)
+
+
+def _announce(host: str, port: int) -> None:
+    """The line that says where to go, as the server starts."""
+    shown = {"0.0.0.0": "127.0.0.1", "::": "[::1]"}.get(host, host)  # noqa: S104
+    if ":" in shown and not shown.startswith("["):
+        shown = f"[{shown}]"
+    base = f"http://{shown}:{port}"
+    logging.getLogger("amply").info("Amply is starting on %s: API docs at %s/docs", base, base)
 
 
 def uvicorn_options(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
@@ -135,6 +177,29 @@ def _serve_workers(
         os.environ[WORKER_DATABASE_URL] = urls.app
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
         uvicorn.run("amply.main:worker_app", factory=True, workers=workers, **options)
+
+
+def _demo(_: argparse.Namespace) -> int:
+    from amply.config import get_settings
+    from amply.demo import DemoRefused, run_demo
+    from amply.migrate import upgrade_to_head
+    from amply.startup import StartupError, check_urls
+
+    settings = get_settings()
+    # One line per request would bury the summary: only warnings from the requests it makes.
+    for name in ("httpx", "amply.access"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    try:
+        check_urls(settings)
+        with database_urls(settings) as urls:
+            _check_databases(settings)
+            upgrade_to_head(urls.migration)
+            _install_signing_key(settings, owner_url=urls.migration)
+            demo = run_demo(settings, database_url=urls.app)
+    except (StartupError, DemoRefused) as error:
+        return _startup_failed(error)
+    print(demo.summary())
+    return EXIT_OK if not demo.broken else EXIT_BROKEN
 
 
 def _migrate(_: argparse.Namespace) -> int:
@@ -199,14 +264,17 @@ class _Outcome(Protocol):
 
 def _verify(args: argparse.Namespace) -> int:
     def check(progress: ProgressBar, keys: list[VerifierKey]) -> _Outcome:
-        documents = [_read(Path(file), progress=progress) for file in args.files]
+        files = [Path(file) for file in args.files]
+        if len(files) > 2:
+            raise ExportFormatError("give one export, or two: OLD NEW")
         # A long chain is checked in two processes when there are cores for it.
         workers = os.cpu_count() or 1
-        if len(documents) == 1:
-            return verify_export(
-                documents[0], keys=keys, progress=progress.entries, workers=workers
+        progress.reading(files[-1])
+        if len(files) == 1:
+            return verify_export_file(
+                files[0], keys=keys, progress=progress.entries, workers=workers
             )
-        return verify_extension(*documents, keys=keys, progress=progress.entries, workers=workers)
+        return verify_extension_files(*files, keys=keys, progress=progress.entries, workers=workers)
 
     return _report(args, check)
 
@@ -214,7 +282,14 @@ def _verify(args: argparse.Namespace) -> int:
 def _verify_receipt(args: argparse.Namespace) -> int:
     def check(progress: ProgressBar, keys: list[VerifierKey]) -> _Outcome:
         receipt = read_export(Path(args.receipt))
-        return verify_receipt(receipt, _read(Path(args.export), progress=progress), keys=keys)
+        progress.reading(Path(args.export))
+        return verify_receipt_file(
+            receipt,
+            Path(args.export),
+            keys=keys,
+            progress=progress.entries,
+            workers=os.cpu_count() or 1,
+        )
 
     return _report(args, check)
 
@@ -222,23 +297,31 @@ def _verify_receipt(args: argparse.Namespace) -> int:
 def _report(
     args: argparse.Namespace, check: Callable[[ProgressBar, list[VerifierKey]], _Outcome]
 ) -> int:
-    """Run a check; print its verdict (or JSON) and return the exit status."""
+    """Run a check; print its verdict (or JSON) and return the exit status: 0 it holds,
+    1 broken, 2 unreadable (docs/ledger-format.md §4.2)."""
     progress = _progress_bar(args.progress)
     try:
         result = check(progress, _keys(args.key))
     except (ExportFormatError, CheckpointError) as error:
-        return _unreadable(error, as_json=args.json)
-    finally:
         progress.done()
-    print(json.dumps(result.as_dict()) if args.json else result.verdict())
+        return _unreadable(error, as_json=args.json)
+    progress.done()
+    _say(json.dumps(result.as_dict()) if args.json else result.verdict(), sys.stdout)
     return EXIT_OK if result.ok else EXIT_BROKEN
+
+
+def _say(line: str, stream: Any) -> None:
+    """One line, whatever it holds: never a traceback for a character the terminal lacks."""
+    encoding = getattr(stream, "encoding", None) or "utf-8"
+    text = " ".join(line.splitlines()).encode(encoding, "backslashreplace").decode(encoding)
+    print(text, file=stream)
 
 
 def _unreadable(error: Exception, *, as_json: bool) -> int:
     if as_json:
-        print(json.dumps({"ok": False, "error": str(error)}))
+        _say(json.dumps({"ok": False, "error": str(error)}), sys.stdout)
     else:
-        print(f"UNREADABLE: {error}", file=sys.stderr)
+        _say(f"UNREADABLE: {error}", sys.stderr)
     return EXIT_UNREADABLE
 
 
@@ -248,39 +331,74 @@ def _read(path: Path, *, progress: ProgressBar) -> dict[str, Any]:
 
 
 def _keys(values: Sequence[str]) -> list[VerifierKey]:
-    """``--key`` values: a verifier key, or a file of them (one per line, or the JSON of
-    ``GET /v1/public/keys``)."""
+    """``--key`` values (docs/ledger-format.md §4.2): a value shaped like a verifier key
+    (``name+8 hex digits+base64``, the name without ``/``) is one; anything else names a file
+    of them, one per line, or the JSON of ``GET /v1/public/keys``."""
     keys: list[VerifierKey] = []
     for value in values:
-        path = Path(value)
-        if "+" in value or not path.is_file():
+        if looks_like_key(value):
             keys.append(VerifierKey.parse(value))
             continue
-        content = path.read_text(encoding="utf-8")
-        if content.lstrip().startswith("{"):
-            listed = _listed_keys(json.loads(content).get("data", []))
+        path = Path(value)
+        try:
+            data = path.read_bytes()
+        except OSError as error:
+            raise CheckpointError(
+                f"--key {value!r} is neither a verifier key nor a readable file ({error.strerror})"
+            ) from error
+        if data.lstrip(b" \t\r\n")[:1] == b"{":
+            document = loads_strict(data, what=f"the keys file {path}")
+            items = document.get("data") if isinstance(document, dict) else None
+            if not isinstance(items, list):
+                raise CheckpointError(f"{path}: a keys document's data is an array of keys")
+            listed = _listed_keys(items)
         else:
-            listed = [VerifierKey.parse(line) for line in content.splitlines() if line.strip()]
+            try:
+                lines = data.decode("utf-8").splitlines()
+            except UnicodeDecodeError as error:
+                raise CheckpointError(f"the keys file {path} is not UTF-8") from error
+            listed = [VerifierKey.parse(line) for line in lines if line.strip()]
         if not listed:
             raise CheckpointError(f"{path} holds no verifier key that vouches for anything")
         keys.extend(listed)
     return keys
 
 
-def _listed_keys(items: list[dict[str, Any]]) -> list[VerifierKey]:
+_STATUSES = ("active", "retired", "revoked")
+
+
+def _listed_keys(items: list[Any]) -> list[VerifierKey]:
     """The keys of ``GET /v1/public/keys`` as their status says to trust them: active ones
-    for any checkpoint, retired ones for those before they retired, revoked ones not at all."""
+    for any checkpoint, retired ones for those before they retired, revoked ones not at all
+    (docs/ledger-format.md §6.3). Only ``data[].key``, ``status`` and ``retired_at`` count;
+    a malformed item makes the whole document unreadable, whatever its status."""
     keys = []
     for item in items:
-        status = item.get("status", "active")
+        if not isinstance(item, dict) or type(item.get("key")) is not str:
+            raise CheckpointError("each item of a keys document has a key string")
+        status = item.get("status", "active")  # lists served before keys had statuses
+        if status not in _STATUSES:
+            raise CheckpointError(f"unknown key status {status!r}: active, retired or revoked")
+        key = VerifierKey.parse(item["key"])
         if status == "revoked":
             continue
-        key = VerifierKey.parse(item["key"])
-        if status == "retired" and item.get("retired_at") is not None:
+        retired_at = item.get("retired_at")
+        if status == "retired" and retired_at is not None:
+            if type(retired_at) is not str or not _is_instant(retired_at):
+                raise CheckpointError(f"retired_at {retired_at!r} is not an RFC 3339 time")
             # Lists served before key custody (migration 0007) have no retired_at.
-            key = replace(key, retired_at=str(item["retired_at"]))
+            key = replace(key, retired_at=retired_at)
         keys.append(key)
     return keys
+
+
+def _is_instant(text: str) -> bool:
+    from datetime import datetime
+
+    try:
+        return datetime.fromisoformat(text).tzinfo is not None
+    except ValueError:
+        return False
 
 
 class ProgressBar:
@@ -292,17 +410,24 @@ class ProgressBar:
 
     def reading(self, path: Path) -> None:
         if self.enabled:
-            size = path.stat().st_size if path.is_file() else 0
+            try:
+                size = path.stat().st_size if path.is_file() else 0
+            except OSError:
+                size = 0
             self._show(f"reading {path.name} ({size / 1e6:,.1f} MB)")
 
     def entries(self, checked: int, total: int) -> None:
-        if self.enabled and total:
-            filled = checked * 30 // total
+        if not self.enabled:
+            return
+        if total:
+            filled = min(checked, total) * 30 // total
             bar = "#" * filled + "-" * (30 - filled)
             self._show(f"verifying [{bar}] {checked:,}/{total:,} entries")
+        else:
+            self._show(f"verifying {checked:,} entries")
 
     def _show(self, line: str) -> None:
-        sys.stderr.write(f"\r\033[K{line}")
+        sys.stderr.write(f"\r\033[K{line.encode('ascii', 'backslashreplace').decode()}")
         sys.stderr.flush()
         self.shown = True
 
@@ -325,10 +450,20 @@ def _keygen(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from amply import __version__
+
     parser = argparse.ArgumentParser(
         prog="amply", description="Transparent donations on a hash-chained ledger."
     )
+    parser.add_argument("--version", action="version", version=f"amply {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
+
+    demo = commands.add_parser(
+        "demo",
+        help="fill the database (embedded by default) with a demo: organisations, donations, "
+        "refunds, a dispute, funds, wallets, transfers, requests and gifts (sandbox mode)",
+    )
+    demo.set_defaults(handler=_demo)
 
     serve = commands.add_parser(
         "serve", help="migrate the database, then serve the API (embedded PostgreSQL by default)"

@@ -11,14 +11,18 @@ import json
 import logging
 import os
 import re
+import sys
 import time
 import uuid
 from contextvars import ContextVar
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, multiprocess
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+if TYPE_CHECKING:
+    from amply.config import Settings
 
 REQUEST_ID_HEADER: Final = "X-Request-ID"
 _REQUEST_ID_PATTERN: Final = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -100,6 +104,14 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info:
             line["exception"] = self.formatException(record.exc_info)
         return json.dumps(line, default=str)
+
+
+def json_logs(settings: Settings) -> bool:
+    """JSON lines unless ``AMPLY_LOG_FORMAT`` says otherwise: plain text when nobody set it
+    and a person is watching (standard error is a terminal), JSON for everything else."""
+    if "log_format" in settings.model_fields_set:
+        return settings.log_format == "json"
+    return not sys.stderr.isatty()
 
 
 def configure_logging(*, level: str, json_lines: bool) -> None:

@@ -49,6 +49,7 @@ from schemathesis.specs.openapi.checks import (
 from amply.config import Settings
 from amply.db import Database
 from amply.main import create_app
+from amply.services.ledger import PLATFORM_FEES_CHAIN, PLATFORM_PROMOTIONS_CHAIN
 from tests.conftest import Cluster, app_client, cheapest_settings, fresh_database
 from tests.factories import (
     PASSWORD,
@@ -211,6 +212,7 @@ async def _build_world(client: httpx.AsyncClient, database: Database) -> World:
         "setup_intent_id": [unconfirmed, confirmed],
         "deposit_id": [deposit["id"]],
         "withdrawal_id": [withdrawal["id"]],
+        "chain_id": [PLATFORM_FEES_CHAIN, PLATFORM_PROMOTIONS_CHAIN],
         # Headers
         "X-Receipt-Token": [succeeded["receipt_token"]],
         # Body fields

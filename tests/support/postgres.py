@@ -7,6 +7,7 @@ database server down, which would break every other test's connections.
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import subprocess
@@ -14,9 +15,9 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import psycopg
-from pgserver._commands import POSTGRES_BIN_PATH
 
 from amply.embedded import (
     APP_ROLE,
@@ -25,14 +26,44 @@ from amply.embedded import (
     DatabaseUrls,
     create_database,
     create_roles,
+    embedded_binaries,
+    first_closed_folder,
+    reachable_binaries,
     role_url,
+    service_account,
 )
 from amply.key_custody import install_key
 from amply.lib.signing import NoteSigner
 from amply.migrate import upgrade_to_head
 
-# PostgreSQL refuses to run as root; pgserver creates this user when it is started as root.
-_SYSTEM_USER = "pgserver" if os.geteuid() == 0 else None
+#: Another PostgreSQL installation's ``bin`` folder for the whole run (CI points it at Debian's
+#: PostgreSQL 15, the oldest supported major), instead of the embedded binaries.
+TEST_BINARIES_VARIABLE = "AMPLY_TEST_POSTGRES_BIN"
+#: The major the run's server must be (``tests/test_postgres_version.py`` checks it).
+TEST_MAJOR_VARIABLE = "AMPLY_TEST_POSTGRES_MAJOR"
+
+
+def test_binaries() -> Path | None:
+    """The binaries named by ``AMPLY_TEST_POSTGRES_BIN``; None: the embedded ones."""
+    named = os.environ.get(TEST_BINARIES_VARIABLE)
+    return Path(named) if named else None
+
+
+test_binaries.__test__ = False  # type: ignore[attr-defined]  # not a test, for pytest
+# PostgreSQL refuses to run as root: as root, the clusters run as `nobody` (amply.embedded).
+_ACCOUNT = service_account()
+
+
+@functools.cache
+def postgres_bin_path() -> Path:
+    """The binaries, copied where ``nobody`` can run them if it cannot reach them (as root, in
+    a checkout under a closed folder)."""
+    binaries = test_binaries() or embedded_binaries()
+    if _ACCOUNT is None or first_closed_folder(binaries, _ACCOUNT) is None:
+        return binaries
+    copies = Path(tempfile.mkdtemp(prefix="amply-postgres-bin-"))
+    copies.chmod(0o755)
+    return reachable_binaries(binaries, copies, _ACCOUNT)
 
 
 class Cluster:
@@ -68,10 +99,10 @@ class Cluster:
 
     def is_running(self) -> bool:
         status = subprocess.run(
-            [str(POSTGRES_BIN_PATH / "pg_ctl"), "-D", str(self.data), "status"],
-            user=_SYSTEM_USER,
+            [str(postgres_bin_path() / "pg_ctl"), "-D", str(self.data), "status"],
             capture_output=True,
             check=False,
+            **_as_account(),
         )
         return status.returncode == 0
 
@@ -129,14 +160,22 @@ def amply_cluster(*, replica: bool = False) -> Iterator[tuple[Cluster, Cluster |
 def _own(directory: Path) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     directory.chmod(0o700)
-    if _SYSTEM_USER is not None:
-        shutil.chown(directory, _SYSTEM_USER, _SYSTEM_USER)
+    if _ACCOUNT is not None:
+        directory.parent.chmod(0o711)  # the test's own temporary folder: `nobody` passes through
+        os.chown(directory, _ACCOUNT.uid, _ACCOUNT.gid)
+
+
+def _as_account() -> dict[str, Any]:
+    if _ACCOUNT is None:
+        return {}
+    return {"user": _ACCOUNT.uid, "group": _ACCOUNT.gid, "extra_groups": []}
 
 
 def _run(tool: str, *args: str) -> None:
     subprocess.run(
-        [str(POSTGRES_BIN_PATH / tool), *args],
-        user=_SYSTEM_USER,
+        [str(postgres_bin_path() / tool), *args],
         check=True,
         capture_output=True,
+        cwd="/",
+        **_as_account(),
     )

@@ -123,14 +123,14 @@ _API_POLICY_HEADER: Final = (b"content-security-policy", API_POLICY.encode())
 # data. Public pages that may be cached set their own Cache-Control, which is kept.
 _NO_STORE: Final = (b"cache-control", b"no-store")
 
-# FastAPI's /docs (Swagger UI) and /redoc load their scripts and styles from jsDelivr (and
-# Redoc its fonts from Google Fonts) and run one inline script (Swagger UI's set-up, and the
-# OAuth2 redirect page's), allowed by its hash, computed from the page as it is sent.
+# /docs (Swagger UI) and /redoc load their scripts, styles and favicon from Amply itself
+# (/docs/assets, from the installed fastapi-offline package: nothing from a CDN, so they work
+# offline), and run one inline script (Swagger UI's set-up, and the OAuth2 redirect page's),
+# allowed by its hash, computed from the page as it is sent. Both style their elements
+# inline, Redoc renders its search in a blob: worker, and both fetch the OpenAPI document.
 DOCS_POLICY: Final = (
-    "default-src 'none'; script-src https://cdn.jsdelivr.net{hashes}; "
-    "style-src https://cdn.jsdelivr.net https://fonts.googleapis.com 'unsafe-inline'; "
-    "font-src https://fonts.gstatic.com; "
-    "img-src 'self' data: https://fastapi.tiangolo.com https://cdn.redoc.ly; "
+    "default-src 'none'; script-src 'self'{hashes}; "
+    "style-src 'self' 'unsafe-inline'; img-src 'self' data:; font-src 'self' data:; "
     "connect-src 'self'; worker-src blob:; "
     "frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
 )

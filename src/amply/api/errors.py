@@ -15,7 +15,7 @@ from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import BaseRoute
 
-from amply.errors import AmplyError, error_body
+from amply.errors import ERROR_CODES, ERROR_STATUSES, AmplyError, error_body
 
 logger = logging.getLogger(__name__)
 
@@ -35,36 +35,63 @@ _CODE_BY_STATUS = {
 # Where a parameter came from: the error's `param` names the parameter alone.
 _LOCATIONS = frozenset({"body", "query", "path", "header", "cookie"})
 
-# Declared in routes' ``responses=`` so OpenAPI documents the error shape.
-ERROR_SCHEMA: dict[str, Any] = {
+# Declared in routes' ``responses=`` so OpenAPI documents the error shape: one component,
+# ``Error``, that every error response refers to (``install_openapi`` in amply.main adds it).
+ERROR_COMPONENT: dict[str, Any] = {
     "type": "object",
+    "title": "Error",
+    "description": "The one shape of every error this API sends.",
     "required": ["error"],
     "properties": {
         "error": {
             "type": "object",
+            "title": "ErrorDetail",
             "required": ["type", "code", "message"],
             "properties": {
-                "type": {"type": "string", "description": "Error category."},
-                "code": {"type": "string", "description": "Machine-readable error code."},
+                "type": {
+                    "type": "string",
+                    "description": "Error category: invalid_request_error, "
+                    "authentication_error, permission_error, rate_limit_error or api_error.",
+                },
+                "code": {
+                    "type": "string",
+                    "description": "Machine-readable error code (the responses of each "
+                    "operation, and the catalogue in the API description, list them).",
+                },
                 "message": {"type": "string", "description": "What went wrong, for a person."},
                 "param": {
-                    "type": ["string", "null"],
+                    "anyOf": [{"type": "string"}, {"type": "null"}],
                     "description": "The request parameter at fault, if any.",
                 },
             },
         }
     },
 }
+ERROR_SCHEMA: dict[str, Any] = {"$ref": "#/components/schemas/Error"}
 
 
 def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """``responses=`` entries for a route that can answer with these error statuses."""
+    """``responses=`` entries for a route that can answer with these error statuses: each
+    described by what the status means and the codes it carries, with an example."""
+    return {status: _error_response(status) for status in statuses}
+
+
+def _error_response(status: int) -> dict[str, Any]:
+    meaning, codes = ERROR_STATUSES.get(status, ("Error.", ()))
+    listed = "; ".join(f"`{code}`: {ERROR_CODES[code]}" for code in codes)
+    description = f"{meaning} `error.code` is one of: {listed}." if codes else meaning
+    example_code = codes[0] if codes else "invalid_request"
+    example = error_body(
+        error_type=_TYPE_BY_STATUS.get(status, "invalid_request_error")
+        if status < 500
+        else "api_error",
+        code=example_code,
+        message=ERROR_CODES.get(example_code, meaning),
+        param=None,
+    )
     return {
-        status: {
-            "description": "Error",
-            "content": {"application/json": {"schema": ERROR_SCHEMA}},
-        }
-        for status in statuses
+        "description": description,
+        "content": {"application/json": {"schema": ERROR_SCHEMA, "example": example}},
     }
 
 
