@@ -40,6 +40,7 @@ _CATEGORY: Final[dict[str, str]] = {
     "dispute_funds_withdrawn": "disputed",
     "dispute_funds_reinstated": "disputed",
     "dispute_fee": "dispute_fees",
+    "dispute_fee_refunded": "dispute_fees",
 }
 _DONATION_TYPES: Final = frozenset({"donation_received", "wallet_donation_received"})
 
