@@ -465,3 +465,65 @@ def test_the_server_refuses_what_the_librarys_parameter_types_do_not_accept(
 
     assert response.status_code == 400, response.text
     assert response.json()["error"]["param"] == param
+
+
+@pytest.mark.parametrize(
+    ("data", "param"),
+    [
+        ({"type": "standard", "controller[fees][payer]": "account"}, "type"),
+        ({"controller[stripe_dashboard][type]": "wide"}, "controller[stripe_dashboard][type]"),
+        (
+            {"controller[losses][payments]": "application", "controller[fees][payer]": "account"},
+            "controller[fees][payer]",
+        ),
+        (
+            {"controller[requirement_collection]": "application"},
+            "controller[requirement_collection]",
+        ),
+    ],
+)
+def test_the_server_refuses_controllers_stripe_refuses(
+    stripe_server: StripeServer, data: dict[str, str], param: str
+) -> None:
+    response = _post(stripe_server, "/v1/accounts", {"country": "US", **data})
+
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["param"] == param
+
+
+def test_accounts_with_their_own_dashboard_get_no_account_update_links(
+    stripe_server: StripeServer,
+) -> None:
+    created = _post(
+        stripe_server,
+        "/v1/accounts",
+        {"country": "US", "controller[stripe_dashboard][type]": "full"},
+    )
+    account = created.json()
+    link = {"account": account["id"], "return_url": "https://a.example/"}
+
+    update = _post(stripe_server, "/v1/account_links", {**link, "type": "account_update"})
+    onboarding = _post(
+        stripe_server,
+        "/v1/account_links",
+        {
+            **link,
+            "type": "account_onboarding",
+            "collection_options[fields]": "eventually_due",
+            "collection_options[future_requirements]": "include",
+        },
+    )
+    wrong = _post(
+        stripe_server,
+        "/v1/account_links",
+        {**link, "type": "account_onboarding", "collection_options[fields]": "all"},
+    )
+
+    assert created.status_code == 200, created.text
+    assert account["controller"]["stripe_dashboard"]["type"] == "full"
+    assert account["controller"]["fees"]["payer"] == "account"
+    assert update.status_code == 400
+    assert update.json()["error"]["param"] == "type"
+    assert onboarding.status_code == 200, onboarding.text
+    assert wrong.status_code == 400
+    assert wrong.json()["error"]["param"] == "collection_options[fields]"

@@ -157,10 +157,46 @@ async def test_onboarding_creates_a_connected_account_and_a_link(world: World) -
     assert link.json()["url"].startswith("https://connect.stripe.com/setup/s/")
     assert refused.status_code == 409
     assert refused.json()["error"]["code"] == "organisation_not_accepting_donations"
+    assert link.json()["purpose"] == "onboarding"
     [create] = world.server.requests("/v1/accounts")
-    assert create.params["type"] == "standard"
+    assert "type" not in create.params
+    assert create.params["controller"] == {
+        "fees": {"payer": "account"},
+        "losses": {"payments": "stripe"},
+        "requirement_collection": "stripe",
+        "stripe_dashboard": {"type": "full"},
+    }
+    [asked] = world.server.requests("/v1/account_links")
+    assert asked.params["type"] == "account_onboarding"
+    assert asked.params["collection_options"] == {
+        "fields": "currently_due",
+        "future_requirements": "omit",
+    }
     assert create.params["metadata"] == {"organisation_id": world.organisation_id}
     assert create.headers["idempotency-key"] == f"account:{world.organisation_id}"
+
+
+async def test_after_onboarding_the_link_updates_what_stripe_asks_for_next(
+    world: World,
+) -> None:
+    await enable_charges(world)
+    world.server.clear_requests()
+
+    link = await world.http.post(
+        f"/v1/organisations/{world.organisation_id}/stripe-account/links",
+        json={"refresh_url": "https://org.example/refresh", "return_url": "https://org.example/"},
+        headers=world.owner.headers,
+    )
+
+    assert link.status_code == 200, link.text
+    assert link.json()["purpose"] == "update"
+    [asked] = world.server.requests("/v1/account_links")
+    # Stripe makes no `account_update` links for accounts with their own Dashboard.
+    assert asked.params["type"] == "account_onboarding"
+    assert asked.params["collection_options"] == {
+        "fields": "eventually_due",
+        "future_requirements": "include",
+    }
 
 
 async def test_a_paid_donation_reaches_the_chain_once_net_of_stripes_fee(

@@ -393,6 +393,81 @@ EURO_COUNTRIES = frozenset(
 )
 
 
+CONTROLLER_VALUES: Final = {
+    ("fees", "payer"): ("account", "application"),
+    ("losses", "payments"): ("application", "stripe"),
+    ("stripe_dashboard", "type"): ("express", "full", "none"),
+}
+
+
+def _check_controller(params: dict[str, Any]) -> None:
+    """Stripe's rules for ``controller``: never beside the legacy ``type``, known values only,
+    and the combinations Stripe allows."""
+    controller = params.get("controller")
+    if controller is None:
+        return
+    if "type" in params:
+        raise StripeError(
+            400,
+            "You cannot specify `type` when `controller` is specified.",
+            code="parameter_invalid",
+            param="type",
+        )
+    if not isinstance(controller, dict):
+        raise StripeError(400, "Invalid hash", code="parameter_invalid", param="controller")
+    chosen = _controller(controller)
+    for (group, field), allowed in CONTROLLER_VALUES.items():
+        if chosen[group][field] not in allowed:
+            raise StripeError(
+                400,
+                f"Invalid {group}[{field}]: must be one of {', '.join(allowed)}",
+                code="parameter_invalid",
+                param=f"controller[{group}][{field}]",
+            )
+    if chosen["requirement_collection"] not in ("application", "stripe"):
+        raise StripeError(
+            400,
+            "Invalid requirement_collection: must be one of application or stripe",
+            code="parameter_invalid",
+            param="controller[requirement_collection]",
+        )
+    if chosen["losses"]["payments"] == "application" and chosen["fees"]["payer"] != "application":
+        raise StripeError(
+            400,
+            "Setting controller[losses][payments]=application requires "
+            "controller[fees][payer]=application.",
+            code="parameter_invalid",
+            param="controller[fees][payer]",
+        )
+    if chosen["stripe_dashboard"]["type"] != "none" and (
+        chosen["requirement_collection"] == "application"
+    ):
+        raise StripeError(
+            400,
+            "Accounts with access to a Stripe-hosted Dashboard must have "
+            "controller[requirement_collection]=stripe.",
+            code="parameter_invalid",
+            param="controller[requirement_collection]",
+        )
+
+
+def _controller(params: dict[str, Any]) -> dict[str, Any]:
+    """The account's ``controller``: what was asked, with Stripe's defaults."""
+
+    def value(group: str, field: str, default: str) -> Any:
+        section = params.get(group)
+        return section.get(field, default) if isinstance(section, dict) else default
+
+    return {
+        "fees": {"payer": value("fees", "payer", "account")},
+        "is_controller": True,
+        "losses": {"payments": value("losses", "payments", "stripe")},
+        "requirement_collection": params.get("requirement_collection", "stripe"),
+        "stripe_dashboard": {"type": value("stripe_dashboard", "type", "full")},
+        "type": "application",
+    }
+
+
 class Account(StripeObject):
     """A Standard connected account: the recorded body, with what the platform sent."""
 
@@ -402,9 +477,12 @@ class Account(StripeObject):
     def __init__(self, **params: Any) -> None:
         account_id = "acct_" + random_id(16)
         body = json.loads(json.dumps(recorded("account")).replace(PLACEHOLDER_ACCOUNT, account_id))
+        _check_controller(params)
         for field in ("type", "email"):
             if isinstance(params.get(field), str):
                 body[field] = params[field]
+        if isinstance(params.get("controller"), dict):
+            body["controller"] = _controller(params["controller"])
         country = params.get("country")
         if isinstance(country, str) and country:
             body["country"] = country.upper()
@@ -506,6 +584,19 @@ async def create_account_link(request: web.Request) -> web.Response:
             "Invalid type: must be one of account_onboarding or account_update",
             param="type",
         )
+    controller = store.get(f"account:{account_id}")._body["controller"]
+    if params["type"] == "account_update" and (
+        controller["stripe_dashboard"]["type"] != "none"
+        or controller["requirement_collection"] != "application"
+    ):
+        raise StripeError(
+            400,
+            "You can create Account Links of type `account_update` only for connected "
+            "accounts where your platform is responsible for collecting requirements, and "
+            "not for accounts that have access to a Stripe-hosted Dashboard.",
+            param="type",
+        )
+    _check_collection_options(params.get("collection_options"))
     now = int(time.time())
     link = recorded("account_link")
     link.update(
@@ -514,6 +605,23 @@ async def create_account_link(request: web.Request) -> web.Response:
         url=f"https://connect.stripe.com/setup/s/{account_id}/{random_id(12)}",
     )
     return json_response(link)
+
+
+def _check_collection_options(options: object) -> None:
+    if options is None:
+        return
+    if not isinstance(options, dict):
+        raise StripeError(400, "Invalid hash", param="collection_options")
+    for field, allowed in (
+        ("fields", ("currently_due", "eventually_due")),
+        ("future_requirements", ("include", "omit")),
+    ):
+        if field in options and options[field] not in allowed:
+            raise StripeError(
+                400,
+                f"Invalid collection_options[{field}]: must be one of {' or '.join(allowed)}",
+                param=f"collection_options[{field}]",
+            )
 
 
 async def control_account(request: web.Request) -> web.Response:

@@ -144,6 +144,10 @@ class AccountLinkOut(BaseModel):
     object: Literal["account_link"] = "account_link"
     url: str = Field(description="Send the admin here to complete Stripe's onboarding.")
     expires_at: datetime | None
+    purpose: Literal["onboarding", "update"] = Field(
+        description="`onboarding` until the account's details are submitted; then `update`: "
+        "Stripe's onboarding again, asking for what is due now and what will be due next."
+    )
 
 
 # --- Donations ------------------------------------------------------------------------------

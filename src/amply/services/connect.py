@@ -110,13 +110,18 @@ async def create_onboarding_link(
     refresh_url: str,
     return_url: str,
 ) -> AccountLink:
-    account_id = status_of(organisation, gateway=gateway).account_id
-    if account_id is None:
+    """Onboarding until the admin has submitted the account's details; after that, an update
+    of them (what Stripe asks for now and what it will ask for next)."""
+    status = status_of(organisation, gateway=gateway)
+    if status.account_id is None:
         raise Conflict(
             "Create the organisation's Stripe account first.", code="stripe_account_missing"
         )
     return await gateway.create_account_link(
-        account_id=account_id, refresh_url=refresh_url, return_url=return_url
+        account_id=status.account_id,
+        refresh_url=refresh_url,
+        return_url=return_url,
+        purpose="update" if status.details_submitted else "onboarding",
     )
 
 

@@ -49,10 +49,14 @@ class AccountState:
     disabled_reason: str | None = None
 
 
+LinkPurpose = Literal["onboarding", "update"]
+
+
 @dataclass(frozen=True, slots=True)
 class AccountLink:
     url: str
     expires_at: int
+    purpose: LinkPurpose = "onboarding"
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,8 +161,11 @@ class PaymentGateway(Protocol):
     async def retrieve_account(self, *, account_id: str) -> AccountState: ...
 
     async def create_account_link(
-        self, *, account_id: str, refresh_url: str, return_url: str
-    ) -> AccountLink: ...
+        self, *, account_id: str, refresh_url: str, return_url: str, purpose: LinkPurpose
+    ) -> AccountLink:
+        """A link to Stripe's hosted onboarding: to finish it, or (``update``) to give what
+        Stripe asks for later, including what will be due."""
+        ...
 
     async def create_payment(
         self,
@@ -299,7 +306,16 @@ class StripeGateway:
         with _calling_stripe():
             account = await self._client.v1.accounts.create_async(
                 params={
-                    "type": "standard",
+                    # What Stripe's Connect docs recommend instead of the legacy `type:
+                    # standard`, for a platform whose organisations use their own full
+                    # Dashboard, pay Stripe's fees on their direct charges, answer their own
+                    # disputes, and give their details to Stripe itself.
+                    "controller": {
+                        "fees": {"payer": "account"},
+                        "losses": {"payments": "stripe"},
+                        "requirement_collection": "stripe",
+                        "stripe_dashboard": {"type": "full"},
+                    },
                     "country": country,
                     "metadata": {"organisation_id": organisation_id},
                 },
@@ -313,8 +329,11 @@ class StripeGateway:
         return _account_state(account)
 
     async def create_account_link(
-        self, *, account_id: str, refresh_url: str, return_url: str
+        self, *, account_id: str, refresh_url: str, return_url: str, purpose: LinkPurpose
     ) -> AccountLink:
+        # Stripe makes `account_update` links only for accounts whose platform collects
+        # their details; an account with its own Dashboard updates them through onboarding.
+        updating = purpose == "update"
         with _calling_stripe():
             link = await self._client.v1.account_links.create_async(
                 params={
@@ -322,9 +341,13 @@ class StripeGateway:
                     "refresh_url": refresh_url,
                     "return_url": return_url,
                     "type": "account_onboarding",
+                    "collection_options": {
+                        "fields": "eventually_due" if updating else "currently_due",
+                        "future_requirements": "include" if updating else "omit",
+                    },
                 }
             )
-        return AccountLink(url=link.url, expires_at=link.expires_at)
+        return AccountLink(url=link.url, expires_at=link.expires_at, purpose=purpose)
 
     async def create_payment(
         self,
@@ -541,10 +564,10 @@ class SandboxGateway:
         )
 
     async def create_account_link(
-        self, *, account_id: str, refresh_url: str, return_url: str
+        self, *, account_id: str, refresh_url: str, return_url: str, purpose: LinkPurpose
     ) -> AccountLink:
         # Nothing to fill in: the sandbox account is onboarded already.
-        return AccountLink(url=return_url, expires_at=0)
+        return AccountLink(url=return_url, expires_at=0, purpose=purpose)
 
     async def create_payment(
         self,

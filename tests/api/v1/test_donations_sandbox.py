@@ -71,5 +71,6 @@ async def test_links_and_refreshes_need_the_account_first(client: httpx.AsyncCli
         "object": "account_link",
         "url": "https://org.example/",
         "expires_at": None,
+        "purpose": "update",
     }
     assert refreshed.json()["accepts_donations"] is True

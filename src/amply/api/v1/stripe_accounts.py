@@ -77,7 +77,7 @@ async def refresh_stripe_account(
 
 @router.post(
     "/links",
-    summary="A link to Stripe's onboarding for the organisation's admin",
+    summary="A link to Stripe's onboarding, or to update the account's details, for an admin",
     responses=error_responses(401, 403, 404, 409, 422, 502, 503),
 )
 async def create_onboarding_link(
@@ -91,4 +91,4 @@ async def create_onboarding_link(
         return_url=str(body.return_url),
     )
     expires = datetime.fromtimestamp(link.expires_at, UTC) if link.expires_at else None
-    return AccountLinkOut(url=link.url, expires_at=expires)
+    return AccountLinkOut(url=link.url, expires_at=expires, purpose=link.purpose)
