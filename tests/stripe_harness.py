@@ -134,11 +134,73 @@ class StripeServer:
         follows, and Stripe refuses the platform's requests on the account from then on."""
         self._control("POST", f"/_config/accounts/{account_id}", json={"deauthorize": True})
 
+    def set_latency(
+        self, seconds: float, path_prefix: str | None = None, *, after: bool = False
+    ) -> None:
+        """Make Stripe slow: every ``/v1`` request whose path starts with ``path_prefix``
+        (all of them when None) waits ``seconds`` before it runs, or with ``after`` runs at
+        once (its events go out) and waits before it answers; 0 makes it fast again."""
+        self._control(
+            "POST",
+            "/_config/latency",
+            json={"seconds": seconds, "path_prefix": path_prefix, "after": after},
+        )
+
     def reset(self) -> None:
-        """Forget every object, idempotency key, webhook and logged request."""
+        """Forget every object, idempotency key, webhook and logged request; no latency."""
+        self.set_latency(0)
         self._control("DELETE", "/_config/data")
         self._control("DELETE", "/_config/webhooks")
         self.clear_requests()
+
+    def payout(
+        self, account_id: str, amount: int, *, fail: bool = False, currency: str = "usd"
+    ) -> dict[str, Any]:
+        """The connected account pays ``amount`` of its balance out to its bank: its
+        balance transaction, ``payout.created``, then ``payout.paid`` (or ``payout.failed``
+        and a ``payout_failure`` balance transaction). Returns the payout."""
+        body: dict[str, Any] = self._control(
+            "POST",
+            f"/_config/accounts/{account_id}/payouts",
+            json={"amount": amount, "currency": currency, "fail": fail},
+        ).json()
+        return body
+
+    def fail_payout(self, account_id: str, payout_id: str) -> dict[str, Any]:
+        """A payout fails after the fact (a paid one too): ``payout.failed`` follows."""
+        body: dict[str, Any] = self._control(
+            "POST", f"/_config/accounts/{account_id}/payouts/{payout_id}/fail"
+        ).json()
+        return body
+
+    def dispute(
+        self, charge_id: str, *, amount: int | None = None, inquiry: bool = False
+    ) -> dict[str, Any]:
+        """The cardholder disputes the charge (its full amount by default; an inquiry moves
+        nothing): ``charge.dispute.created`` and, for a dispute, the withdrawal's balance
+        transaction and ``charge.dispute.funds_withdrawn``. Returns the dispute."""
+        params: dict[str, Any] = {"inquiry": inquiry}
+        if amount is not None:
+            params["amount"] = amount
+        body: dict[str, Any] = self._control(
+            "POST", f"/_config/charges/{charge_id}/dispute", json=params
+        ).json()
+        return body
+
+    def counter_dispute(self, dispute_id: str) -> dict[str, Any]:
+        """Evidence submitted: Stripe's countered fee, then ``charge.dispute.updated``."""
+        body: dict[str, Any] = self._control(
+            "POST", f"/_config/disputes/{dispute_id}/counter"
+        ).json()
+        return body
+
+    def close_dispute(self, dispute_id: str, outcome: str) -> dict[str, Any]:
+        """The card network decides (``won`` or ``lost``): reinstatement (if any), then
+        ``charge.dispute.closed``. Returns the dispute."""
+        body: dict[str, Any] = self._control(
+            "POST", f"/_config/disputes/{dispute_id}/close", json={"outcome": outcome}
+        ).json()
+        return body
 
 
 # --- The server process -----------------------------------------------------------------------

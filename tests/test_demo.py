@@ -28,9 +28,13 @@ def test_the_demo_fills_a_database_whose_every_chain_verifies_and_runs_again(
         first = capsys.readouterr().out
         assert main(["demo"]) == 0  # idempotent: the second run finds the first's demo
         second = capsys.readouterr().out
+        # Every organisation's chain agrees with the sandbox's simulated Stripe balance.
+        reconciled = main(["reconcile"])
+        reconciliation = capsys.readouterr().out
     finally:
         get_settings.cache_clear()
 
+    assert reconciled == 0, reconciliation
     assert first.startswith("The demo is ready:"), first
     assert second.startswith("The demo was already in this database:"), second
     for output in (first, second):

@@ -14,6 +14,7 @@ import pytest
 from amply.db import Database
 from amply.models import Donation
 from amply.services import donations
+from amply.services.deposit_reversals import BalanceMove
 from tests.conftest import IsolatedDatabase, SuperuserSql
 from tests.factories import (
     create_api_key,
@@ -219,17 +220,22 @@ async def test_a_dispute_withdraws_its_funds_once_for_good(
         donation = await session.get(Donation, donation_id, with_for_update=True)
         assert donation is not None
         dispute = {"id": "dp_guard", "amount": 2500, "status": "needs_response"}
-        assert await donations.record_dispute(session, donation, dispute=dispute)
+        withdrawal = BalanceMove("txn_guard", -2500, 1500, "EUR")
+        assert await donations.record_dispute(
+            session, donation, dispute=dispute, moves=[withdrawal]
+        )
         await session.commit()
 
-    # Reset to NULL, the next event would withdraw the funds a second time.
-    with pytest.raises(psycopg.errors.CheckViolation, match="never change"):
-        run_as_app(
-            test_database,
-            "UPDATE donation_disputes SET withdrawn_entry_id = NULL WHERE id = 'dp_guard'",
-        )
+    # Its record gone, the next event would withdraw the funds a second time.
+    for attack in (
+        "DELETE FROM charge_balance_transactions WHERE id = 'txn_guard'",
+        "UPDATE charge_balance_transactions SET id = 'txn_other' WHERE id = 'txn_guard'",
+    ):
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            run_as_app(test_database, attack)
     assert one(
-        superuser_sql, "SELECT withdrawn_entry_id FROM donation_disputes WHERE id = 'dp_guard'"
+        superuser_sql,
+        "SELECT chain_entry_id FROM charge_balance_transactions WHERE id = 'txn_guard'",
     ).startswith("led_")
 
 
@@ -261,7 +267,8 @@ async def test_a_dispute_fee_rides_only_with_its_disputes_withdrawal(
         donation = await session.get(Donation, donation_id, with_for_update=True)
         assert donation is not None
         dispute = {"id": "dp_fee", "amount": 2500, "status": "needs_response"}
-        await donations.record_dispute(session, donation, dispute=dispute)
+        withdrawal = BalanceMove("txn_fee", -2500, 1500, "EUR")
+        await donations.record_dispute(session, donation, dispute=dispute, moves=[withdrawal])
         await session.commit()
 
     with pytest.raises(psycopg.errors.CheckViolation, match="no record names"):
@@ -269,8 +276,8 @@ async def test_a_dispute_fee_rides_only_with_its_disputes_withdrawal(
             test_database,
             "INSERT INTO ledger_entries (id, chain_id, type, amount, currency, journal_id) "
             "SELECT 'led_fee', chain_id, 'dispute_fee', -1500, 'EUR', journal_id "
-            "FROM ledger_entries WHERE id = (SELECT withdrawn_entry_id FROM donation_disputes "
-            "WHERE id = 'dp_fee')",
+            "FROM ledger_entries WHERE id = (SELECT chain_entry_id "
+            "FROM charge_balance_transactions WHERE id = 'txn_fee')",
         )
 
 

@@ -1,4 +1,4 @@
-"""The ``amply`` command: serve, migrate, verify, verify-receipt, keygen."""
+"""The ``amply`` command: serve, migrate, verify, verify-receipt, keygen, keys, reconcile."""
 
 from __future__ import annotations
 
@@ -212,6 +212,74 @@ def _migrate(_: argparse.Namespace) -> int:
         _install_signing_key(settings, owner_url=urls.migration)
     print(f"database at revision {head_revision()}")
     return EXIT_OK
+
+
+def _reconcile(args: argparse.Namespace) -> int:
+    """Compare chains with Stripe's balance transactions: 0 agree, 1 differ, 2 could not."""
+    import asyncio
+
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from amply.config import get_settings
+    from amply.db import Database
+    from amply.services import reconciliation
+
+    settings = get_settings()
+
+    async def run(url: str) -> list[reconciliation.Report]:
+        database = Database(url, pool_size=2, max_overflow=0)
+        try:
+            source = reconciliation.balance_source(settings, database)
+            return await reconciliation.reconcile(
+                database, source=source, organisation_id=args.organisation
+            )
+        finally:
+            await database.dispose()
+
+    try:
+        with database_urls(settings) as urls:
+            reports = asyncio.run(run(urls.app))
+    except LookupError as error:
+        print(f"amply: {error.args[0]}", file=sys.stderr)
+        return EXIT_UNREADABLE
+    except (OSError, SQLAlchemyError, reconciliation.ReconciliationUnavailable) as error:
+        print(f"amply: could not reconcile: {error}", file=sys.stderr)
+        return EXIT_UNREADABLE
+    for report in reports:
+        if report.error is not None:
+            print(f"amply: {report.organisation_id}: {report.error}", file=sys.stderr)
+    if args.json:
+        print(json.dumps([_report_json(report) for report in reports], indent=2))
+    else:
+        print(reconciliation.table(reports))
+        differences = sum(len(report.differences) for report in reports)
+        print(
+            f"{len(reports)} organisations reconciled, {differences} differences",
+            file=sys.stderr,
+        )
+    if any(report.error is not None for report in reports):
+        return EXIT_UNREADABLE
+    return EXIT_BROKEN if any(report.differences for report in reports) else EXIT_OK
+
+
+def _report_json(report: Any) -> dict[str, Any]:
+    return {
+        "organisation_id": report.organisation_id,
+        "account_id": report.account_id,
+        "balance_transactions": report.balance_transactions,
+        "entries": report.entries,
+        "error": report.error,
+        "differences": [
+            {
+                "kind": d.kind,
+                "group": d.group,
+                "currency": d.currency,
+                "stripe": d.stripe,
+                "chain": d.chain,
+            }
+            for d in report.differences
+        ],
+    }
 
 
 def _install_signing_key(settings: Settings, *, owner_url: str) -> None:
@@ -530,6 +598,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     revoke.add_argument("key", help="the verifier key, as GET /v1/public/keys lists it")
     keys.set_defaults(handler=_keys_command)
+
+    reconcile = commands.add_parser(
+        "reconcile",
+        help="compare each organisation's chain with its Stripe balance transactions (the "
+        "sandbox's in sandbox mode) and print every difference (exit 0 agree, 1 differ, "
+        "2 could not ask)",
+        description="Group Stripe's balance transactions by the charge or payout they belong "
+        "to and compare each group's gross and fee with the chain entries that name it "
+        "(docs/donations.md, Reconciliation).",
+    )
+    reconcile.add_argument(
+        "organisation", nargs="?", metavar="ORG", help="one organisation's id (default: all)"
+    )
+    reconcile.add_argument("--json", action="store_true", help="print the reports as JSON")
+    reconcile.set_defaults(handler=_reconcile)
     return parser
 
 

@@ -206,6 +206,14 @@ class Settings(BaseSettings):
         description="How often each process expires stale transfer holds and money requests "
         "(0: never in the background; they still stop counting once past their time).",
     )
+    reconcile_interval_seconds: int | None = Field(
+        default=None,
+        ge=0,
+        description="How often each process reconciles every organisation's chain with its "
+        "Stripe balance transactions, logging differences and exporting "
+        "amply_reconciliation_* metrics (0: never; `amply reconcile` still does it on demand). "
+        "Unset: hourly with Stripe keys outside tests, never in sandbox mode or in tests.",
+    )
 
     session_lifetime_seconds: int = Field(
         default=7 * 24 * 3600, ge=60, description="Absolute lifetime of a sign-in session."
@@ -251,6 +259,13 @@ class Settings(BaseSettings):
         if self.demo_mode and self.live_mode:
             raise ValueError("demo_mode cannot be on with live Stripe keys")
         return self
+
+    @property
+    def reconcile_interval(self) -> int:
+        """``reconcile_interval_seconds``, or its default for this mode (0: off)."""
+        if self.reconcile_interval_seconds is not None:
+            return self.reconcile_interval_seconds
+        return 0 if self.sandbox_mode or self.environment == "test" else 3600
 
     @property
     def sandbox_mode(self) -> bool:

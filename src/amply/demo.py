@@ -31,6 +31,7 @@ from amply.lib.ids import sandbox_id
 from amply.models import LedgerChain
 from amply.services import donations as donation_service
 from amply.services import ledger, stripe_events
+from amply.services import sandbox as sandbox_service
 
 PASSWORD: Final = "demo horse battery staple"  # noqa: S105 - printed for the demo users
 PEOPLE: Final = (
@@ -275,8 +276,12 @@ class _Builder:
                 session, payment_intent_id=payment_intent_id
             )
             assert donation is not None
+            dispute_id = f"du_sandbox_{secrets.token_hex(12)}"
+            withdrawal = await sandbox_service.dispute_withdrawal(
+                session, donation, dispute_id=dispute_id
+            )
             dispute = {
-                "id": f"du_sandbox_{secrets.token_hex(12)}",
+                "id": dispute_id,
                 "object": "dispute",
                 "amount": donation.amount,
                 "currency": donation.currency.lower(),
@@ -284,6 +289,7 @@ class _Builder:
                 "payment_intent": payment_intent_id,
                 "reason": "fraudulent",
                 "status": "needs_response",
+                "balance_transactions": [withdrawal],
             }
             event_id, created = sandbox_id("evt"), int(time.time())
             event = stripe_events.Event(

@@ -12,7 +12,7 @@ from fastapi import Depends, Header, Path, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from amply.config import Settings
-from amply.db import Database
+from amply.db import Database, UnitOfWork
 from amply.errors import AmplyError, AuthenticationRequired, NotFound, PermissionDenied
 from amply.lib import tokens
 from amply.lib.signing import NoteSigner
@@ -53,6 +53,16 @@ async def get_session(
 # scope="function": the code after ``yield`` (the commit) runs before the response is sent.
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 DatabaseDep = Annotated[Database, Depends(get_database)]
+
+
+def get_unit_of_work(session: SessionDep) -> UnitOfWork:
+    """The request's session as short committed steps, for routes that call Stripe: see
+    :class:`amply.db.UnitOfWork`. Whatever the route does after its last step is committed
+    by :func:`get_session` as usual."""
+    return UnitOfWork(session)
+
+
+UnitOfWorkDep = Annotated[UnitOfWork, Depends(get_unit_of_work)]
 
 
 def get_read_database(request: Request) -> Database:

@@ -35,7 +35,7 @@ from amply.deps import get_caller, get_optional_api_key
 from amply.errors import ERROR_CODES
 from amply.migrate import head_revision
 from amply.observability import RequestContext, configure_logging, json_logs
-from amply.services import checkpoints, housekeeping
+from amply.services import checkpoints, housekeeping, reconciliation
 from amply.services.payments import gateway_for
 from amply.services.verdicts import VerdictCache
 
@@ -89,6 +89,16 @@ def create_app(
                 asyncio.create_task(
                     housekeeping.run_housekeeping(
                         database, interval=settings.housekeeping_interval_seconds
+                    )
+                )
+            )
+        if settings.reconcile_interval:
+            tasks.append(
+                asyncio.create_task(
+                    reconciliation.run_reconciliation(
+                        database,
+                        source=reconciliation.balance_source(settings, database),
+                        interval=settings.reconcile_interval,
                     )
                 )
             )

@@ -53,6 +53,24 @@ STRIPE_EVENTS = Counter(
     "Stripe (and sandbox) events received, by type, source and outcome.",
     ["type", "source", "outcome"],
 )
+RECONCILIATION_DIFFERENCES = Gauge(
+    "amply_reconciliation_differences",
+    "Differences between an organisation's chain and its Stripe balance transactions at the "
+    "last reconciliation that could ask Stripe (0: they agree).",
+    ["organisation"],
+    multiprocess_mode="mostrecent",
+)
+RECONCILIATION_LAST_SUCCESS = Gauge(
+    "amply_reconciliation_last_success_timestamp",
+    "When (Unix time) a reconciliation pass last asked Stripe about every organisation.",
+    multiprocess_mode="max",
+)
+RECONCILIATION_RUNS = Counter(
+    "amply_reconciliation_runs",
+    "Reconciliation passes, by outcome (ok: every account answered; error: one did not, or "
+    "the database was away).",
+    ["outcome"],
+)
 DB_POOL = Gauge(
     "amply_db_pool_connections",
     "Database connections of the pools of all live processes, by state (read at each scrape).",

@@ -301,6 +301,9 @@ async def test_a_dispute_arriving_before_the_success_event_fetches_the_payment_f
         "payment_intent": donation["payment"]["payment_intent_id"],
         "status": "needs_response",
     }
+    # The recorded withdrawal, for this dispute's amount: Stripe's record of what it took.
+    [withdrawal] = dispute["balance_transactions"]
+    dispute["balance_transactions"] = [{**withdrawal, "amount": -10_000, "net": -11_500}]
     event = make_event("charge.dispute.created", dispute, account=world.account_id)
     payload = json.dumps(event).encode()
 

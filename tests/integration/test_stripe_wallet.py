@@ -282,7 +282,7 @@ async def test_a_payment_whose_request_never_committed_is_still_credited(
 ) -> None:
     # Amply asked Stripe for the payment, then failed before committing: Stripe took the
     # money under Idempotency-Key deposit:<id>. The success event records the deposit, and
-    # the client's retry with its key does not charge the card again.
+    # the client's retry with its key gets that deposit without charging the card again.
     user = await sign_up(world.http)
     wallet_id = await wallet_id_of(database, user.user_id)
     await add_card(world, user)
@@ -316,7 +316,8 @@ async def test_a_payment_whose_request_never_committed_is_still_credited(
     await asyncio.sleep(0.2)  # any further event would have arrived
 
     assert (await read_deposit(world, user, deposit_id))["payment_intent_id"] == intent.id
-    assert error_of(retry, 409)["code"] == "idempotency_key_reused"
+    assert retry.status_code == 201, retry.text
+    assert (retry.json()["id"], retry.json()["status"]) == (deposit_id, "completed")
     assert len(world.server.requests("/v1/payment_intents")) == 1
     assert await deposits_on_chain(database, wallet_id) == [3000]
 

@@ -348,9 +348,11 @@ async def test_pages_run_by_seq_with_has_more(database: Database) -> None:
     assert ([e.seq for e in last.entries], last.has_more) == ([5], False)
 
 
-async def test_platform_chains_exist_from_the_first_migration(session: AsyncSession) -> None:
+async def test_platform_chains_exist_from_the_migrations(session: AsyncSession) -> None:
+    # plat_losses since 0012_charge_reversals: refunds and chargebacks of deposits.
     assert sorted(await ledger.select_chain_ids(session, kind="platform")) == [
         "plat_fees",
+        "plat_losses",
         "plat_promotions",
     ]
 

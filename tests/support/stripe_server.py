@@ -36,7 +36,9 @@ e. ``Idempotency-Key``: a POST repeated with the same key (per ``Stripe-Account`
    ``idempotency_error``. As at Stripe, requests that fail validation are not saved.
 f. Control routes for the harness: ``GET`` and ``DELETE /_config/requests`` (a log of every
    ``/v1`` request), and ``DELETE /_config/webhooks``, which drops the registered webhooks and
-   the events still waiting to be delivered.
+   the events still waiting to be delivered; ``POST /_config/latency`` (``seconds``, optional
+   ``path_prefix``, ``after``) makes matching ``/v1`` requests wait that long before they
+   run, or with ``after`` before they answer (a slow Stripe), until set back to 0.
 h. Parameters: a request with a parameter the pinned API version does not accept (read from
    the stripe library's own ``stripe.params`` types, tests/support/stripe_params.py) gets
    Stripe's 400 ``parameter_unknown`` before anything runs; ``payment_method_types`` on
@@ -46,6 +48,11 @@ h. Parameters: a request with a parameter the pinned API version does not accept
 g. Objects belong to the account that created them (the ``Stripe-Account`` header, or the
    platform): any other account gets Stripe's 404 ``resource_missing``, and lists are filtered.
    Connect accounts themselves belong to the platform and are visible to all.
+p. Payouts of connected accounts with their balance transactions, and the balance
+   transactions list's filters and ``expand[]=data.source``: ``tests/support/stripe_payouts.py``.
+i. Disputes (open, counter, close won or lost; inquiries), their balance transactions and
+   ``charge.dispute.*`` events, ``GET /v1/disputes/{id}``, and refunds refused with
+   ``charge_disputed``: ``tests/support/stripe_disputes.py``.
 
 Exports follow current API versions: a PaymentIntent's ``latest_charge`` is an expandable id
 and it has no ``charges`` list; errors and unknown URLs answer in Stripe's error shape.
@@ -91,6 +98,7 @@ from localstripe.resources import (
     try_convert_to_int,
 )
 
+from tests.support import stripe_disputes, stripe_payouts
 from tests.support.stripe_params import params_type, unknown_params
 
 API_VERSION = "2026-10-28.endive"
@@ -938,6 +946,49 @@ async def clear_webhooks(request: web.Request) -> web.Response:
     return web.Response()
 
 
+@dataclasses.dataclass
+class Latency:
+    """How long matching ``/v1`` requests wait before they run (``POST /_config/latency``)."""
+
+    seconds: float = 0.0
+    path_prefix: str = "/v1/"
+    after: bool = False  # wait after running the request (its events go out first)
+
+
+latency = Latency()
+
+
+@web.middleware
+async def slow_stripe(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """A slow Stripe: matching ``/v1`` requests are logged at once, then wait ``latency``
+    before they run (inside the idempotency middleware, so a retry waits too), or, with
+    ``after``, run at once and wait before answering (their events are delivered first)."""
+    slow = latency.seconds > 0 and request.path.startswith(latency.path_prefix)
+    if slow and not latency.after:
+        await asyncio.sleep(latency.seconds)
+    response = await handler(request)
+    if slow and latency.after:
+        await asyncio.sleep(latency.seconds)
+    return response
+
+
+async def set_latency(request: web.Request) -> web.Response:
+    """``POST /_config/latency`` ``{"seconds": 3, "path_prefix": "/v1/refunds"}``: delay the
+    ``/v1`` requests whose path starts with the prefix (all of them when omitted); 0 ends it.
+    With ``"after": true`` the request runs first and its answer is delayed."""
+    body = await request.json()
+    seconds, prefix = body.get("seconds", 0), body.get("path_prefix") or "/v1/"
+    latency.after = body.get("after") is True
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds < 0:
+        return error_response(400, "seconds must be a number >= 0", code="parameter_invalid")
+    if not isinstance(prefix, str) or not prefix.startswith("/v1/"):
+        return error_response(400, "path_prefix must start with /v1/", code="parameter_invalid")
+    latency.seconds, latency.path_prefix = float(seconds), prefix
+    return json_response(
+        {"seconds": latency.seconds, "path_prefix": latency.path_prefix, "after": latency.after}
+    )
+
+
 # --- Assembly and main ------------------------------------------------------------------------
 
 
@@ -955,6 +1006,7 @@ def build_app(*, webhook_delay: float = 0.05) -> web.Application:
 
     app: web.Application = localstripe.app
     app.middlewares.insert(0, stripe_protocol)
+    app.middlewares.insert(1, slow_stripe)
     app.router.add_post("/v1/accounts", create_account)
     app.router.add_get("/v1/accounts/{id}", retrieve_account)
     app.router.add_post("/v1/account_links", create_account_link)
@@ -962,6 +1014,9 @@ def build_app(*, webhook_delay: float = 0.05) -> web.Application:
     app.router.add_get("/_config/requests", get_requests)
     app.router.add_delete("/_config/requests", clear_requests)
     app.router.add_delete("/_config/webhooks", clear_webhooks)
+    app.router.add_post("/_config/latency", set_latency)
+    stripe_payouts.install(app, server=sys.modules[__name__])
+    stripe_disputes.register(app, host=sys.modules[__name__])
     app.on_startup.append(_start_delivery)
     app.on_cleanup.append(_stop_delivery)
     return app

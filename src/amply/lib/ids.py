@@ -59,7 +59,7 @@ def has_prefix(value: str, prefix: IdPrefix) -> bool:
     return match is not None and match.group(1) == prefix
 
 
-SandboxKind = Literal["acct", "pi", "ch", "re", "evt"]
+SandboxKind = Literal["acct", "pi", "ch", "re", "evt", "po", "txn"]
 
 
 def sandbox_id(kind: SandboxKind) -> str:

@@ -2,9 +2,11 @@
 
 from amply.models.api_key import ApiKey
 from amply.models.base import Base
+from amply.models.charge import ChargeBalanceTransaction
 from amply.models.donation import Donation, DonationDispute, DonationRefund, Fund
 from amply.models.ledger import CheckpointKey, LedgerChain, LedgerCheckpoint, LedgerEntry
 from amply.models.organisation import Organisation, OrganisationMember
+from amply.models.payout import ConnectedPayout, SandboxBalanceTransaction
 from amply.models.security import RateLimitCounter, SecurityEvent
 from amply.models.user import AuthSession, User
 from amply.models.wallet import Card, MoneyRequest, Transaction, Wallet
@@ -14,7 +16,9 @@ __all__ = [
     "AuthSession",
     "Base",
     "Card",
+    "ChargeBalanceTransaction",
     "CheckpointKey",
+    "ConnectedPayout",
     "Donation",
     "DonationDispute",
     "DonationRefund",
@@ -26,6 +30,7 @@ __all__ = [
     "Organisation",
     "OrganisationMember",
     "RateLimitCounter",
+    "SandboxBalanceTransaction",
     "SecurityEvent",
     "Transaction",
     "User",

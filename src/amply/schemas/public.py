@@ -22,6 +22,10 @@ class TotalsOut(BaseModel):
     platform_fee: Literal[0] = Field(description="Taken by Amply: always 0.")
     disputed: int = Field(description="Withdrawn by disputes, net of disputes won.")
     dispute_fees: int = Field(description="The processor's dispute fees.")
+    payouts: int = Field(
+        description="Paid out from the processor to the organisation's bank, net of payouts "
+        "that failed or were canceled (0 when there are none)."
+    )
     net: int = Field(description="What the organisation holds: the chain's balance.")
     donations: int = Field(description="How many donations were received.")
 

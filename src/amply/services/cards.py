@@ -25,6 +25,7 @@ from typing import Any, Final
 from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from amply.db import UnitOfWork
 from amply.errors import Conflict, InvalidInput, NotFound, PaymentProviderError
 from amply.lib.ids import generate_id
 from amply.models import Card, Wallet
@@ -60,49 +61,80 @@ async def lock(session: AsyncSession, *, wallet_id: str) -> None:
 # --- Customers and SetupIntents ---------------------------------------------------------------
 
 
-async def ensure_customer(session: AsyncSession, *, wallet: Wallet, gateway: PaymentGateway) -> str:
-    """The wallet's Customer, created (and, at Stripe, stored on the wallet) if it has none."""
+async def ensure_customer(unit: UnitOfWork, *, wallet: Wallet, gateway: PaymentGateway) -> str:
+    """The wallet's Customer, created (and, at Stripe, stored on the wallet) if it has none.
+
+    Call between steps (no transaction open): the Customer is created outside any
+    transaction, then stored in a short step of its own."""
     customer_id = gateway.customer_of(wallet_id=wallet.id, stored=wallet.stripe_customer_id)
     if customer_id is not None:
         return customer_id
-    customer_id = await gateway.create_customer(wallet_id=wallet.id)
-    # Stored once. A concurrent request got the same Customer (Stripe's idempotency key is
-    # derived from the wallet) and finds the column set: both use what the row holds.
-    await session.execute(
-        update(Wallet)
-        .where(Wallet.id == wallet.id, Wallet.stripe_customer_id.is_(None))
-        .values(stripe_customer_id=customer_id)
-    )
-    await session.refresh(wallet, ["stripe_customer_id"])
+    created = await unit.outside(lambda: gateway.create_customer(wallet_id=wallet.id))
+    async with unit.step() as session:
+        # Stored once. A concurrent request got the same Customer (Stripe's idempotency key
+        # is derived from the wallet) and finds the column set: both use what the row holds.
+        await session.execute(
+            update(Wallet)
+            .where(Wallet.id == wallet.id, Wallet.stripe_customer_id.is_(None))
+            .values(stripe_customer_id=created)
+        )
+        await session.refresh(wallet, ["stripe_customer_id"])
     assert wallet.stripe_customer_id is not None
     return wallet.stripe_customer_id
 
 
 async def create_setup_intent(
-    session: AsyncSession, *, user_id: str, gateway: PaymentGateway
+    unit: UnitOfWork, *, user_id: str, gateway: PaymentGateway
 ) -> CreatedSetupIntent:
-    """A SetupIntent (off-session use, cards only) for the user's wallet's Customer."""
-    wallet = await wallets.of_user(session, user_id=user_id)
-    customer_id = await ensure_customer(session, wallet=wallet, gateway=gateway)
-    return await gateway.create_setup_intent(customer_id=customer_id, wallet_id=wallet.id)
+    """A SetupIntent (off-session use, cards only) for the user's wallet's Customer: the
+    wallet read in a short step, then Stripe asked with no transaction open."""
+    async with unit.step() as session:
+        wallet = await wallets.of_user(session, user_id=user_id)
+    customer_id = await ensure_customer(unit, wallet=wallet, gateway=gateway)
+    return await unit.outside(
+        lambda: gateway.create_setup_intent(customer_id=customer_id, wallet_id=wallet.id)
+    )
 
 
 # --- Adding -----------------------------------------------------------------------------------
 
 
 async def add_card(
-    session: AsyncSession, *, user_id: str, setup_intent_id: str, gateway: PaymentGateway
+    unit: UnitOfWork, *, user_id: str, setup_intent_id: str, gateway: PaymentGateway
 ) -> AddedCard:
     """Save the card of a SetupIntent that succeeded for this wallet (once: the same
-    SetupIntent, or the same payment method, gives the card saved before)."""
-    wallet = await wallets.of_user(session, user_id=user_id)
-    await lock(session, wallet_id=wallet.id)
-    saved = await _saved(session, setup_intent_id=setup_intent_id)
-    if saved is not None:
-        return AddedCard(_already_saved(saved, wallet=wallet, gateway=gateway), created=False)
+    SetupIntent, or the same payment method, gives the card saved before).
+
+    Three steps: the wallet and what is saved already; Stripe asked about the SetupIntent
+    and its card with no transaction open and no lock held; the card saved under the
+    wallet's card lock, after looking again (the ``setup_intent.succeeded`` event may have
+    saved it meanwhile)."""
+    async with unit.step() as session:
+        wallet = await wallets.of_user(session, user_id=user_id)
+        saved = await _saved(session, setup_intent_id=setup_intent_id)
+        if saved is not None:
+            return AddedCard(_already_saved(saved, wallet=wallet, gateway=gateway), created=False)
     customer_id = gateway.customer_of(wallet_id=wallet.id, stored=wallet.stripe_customer_id)
     if customer_id is None:  # no Customer yet: no SetupIntent can be this wallet's
         raise no_such_setup_intent()
+    intent, details = await unit.outside(
+        lambda: _succeeded_setup_intent(setup_intent_id, customer_id=customer_id, gateway=gateway)
+    )
+    async with unit.step() as session:
+        await lock(session, wallet_id=wallet.id)
+        saved = await _saved(session, setup_intent_id=setup_intent_id)
+        if saved is None:
+            saved = await _saved(session, payment_method_id=intent.payment_method_id)
+        if saved is not None:
+            return AddedCard(_already_saved(saved, wallet=wallet, gateway=gateway), created=False)
+        card = await _save(session, wallet=wallet, intent=intent, details=details, gateway=gateway)
+    return AddedCard(card, created=True)
+
+
+async def _succeeded_setup_intent(
+    setup_intent_id: str, *, customer_id: str, gateway: PaymentGateway
+) -> tuple[SetupIntentState, CardDetails]:
+    """The SetupIntent, if it succeeded for ``customer_id``, and its card's details."""
     intent = await gateway.retrieve_setup_intent(setup_intent_id=setup_intent_id)
     if intent.customer_id != customer_id:
         raise no_such_setup_intent()
@@ -114,11 +146,7 @@ async def add_card(
             code="setup_intent_not_succeeded",
             param="setup_intent_id",
         )
-    saved = await _saved(session, payment_method_id=intent.payment_method_id)
-    if saved is not None:
-        return AddedCard(_already_saved(saved, wallet=wallet, gateway=gateway), created=False)
-    card = await _save(session, wallet=wallet, intent=intent, gateway=gateway)
-    return AddedCard(card, created=True)
+    return intent, await gateway.retrieve_card(payment_method_id=intent.payment_method_id)
 
 
 async def save_from_setup_intent(
@@ -145,7 +173,8 @@ async def save_from_setup_intent(
         return None
     if await _saved(session, payment_method_id=intent.payment_method_id) is not None:
         return None
-    return await _save(session, wallet=wallet, intent=intent, gateway=gateway)
+    details = await gateway.retrieve_card(payment_method_id=intent.payment_method_id)
+    return await _save(session, wallet=wallet, intent=intent, details=details, gateway=gateway)
 
 
 async def saved_from(session: AsyncSession, *, setup_intent_id: str) -> Card | None:
@@ -182,10 +211,14 @@ def _already_saved(card: Card, *, wallet: Wallet, gateway: PaymentGateway) -> Ca
 
 
 async def _save(
-    session: AsyncSession, *, wallet: Wallet, intent: SetupIntentState, gateway: PaymentGateway
+    session: AsyncSession,
+    *,
+    wallet: Wallet,
+    intent: SetupIntentState,
+    details: CardDetails,
+    gateway: PaymentGateway,
 ) -> Card:
     assert intent.payment_method_id is not None
-    details = await gateway.retrieve_card(payment_method_id=intent.payment_method_id)
     _check_storable(details, payment_method_id=intent.payment_method_id)
     has_default = await session.scalar(
         select(Card.id).where(
@@ -315,29 +348,55 @@ async def set_default(
 
 
 async def remove_card(
-    session: AsyncSession, *, user_id: str, card_id: str, gateway: PaymentGateway
+    unit: UnitOfWork, *, user_id: str, card_id: str, gateway: PaymentGateway
 ) -> Card:
     """Forget the card: detached at the provider, kept here as removed (deposits made with it
-    still name it). If it was the default, the newest remaining card becomes the default."""
-    wallet = await wallets.of_user(session, user_id=user_id)
-    await lock(session, wallet_id=wallet.id)
-    card = await active_card(session, wallet=wallet, card_id=card_id, gateway=gateway)
-    await gateway.detach_payment_method(payment_method_id=card.payment_method_id)
-    was_default = card.is_default
-    card.is_default = False
-    card.removed_at = func.now()
-    await session.flush()
-    if was_default:
-        newest: Card | None = await session.scalar(
-            select(Card)
-            .where(*_active(wallet, gateway))
-            .order_by(Card.created_at.desc(), Card.id.desc())
-            .limit(1)
-        )
-        if newest is not None:
-            newest.is_default = True
-            await session.flush()
-    await session.refresh(card)
+    still name it). If it was the default, the newest remaining card becomes the default.
+
+    Three steps: the card found; detached at Stripe with no transaction open and no lock
+    held (a deposit charging it meanwhile is either charged first or refused by Stripe);
+    marked removed under the wallet's card lock, after reading it afresh. If Stripe fails,
+    the card stays as it was; a retry detaches it again (no error at Stripe)."""
+    async with unit.step() as session:
+        wallet = await wallets.of_user(session, user_id=user_id)
+        card = await active_card(session, wallet=wallet, card_id=card_id, gateway=gateway)
+    await unit.outside(
+        lambda: gateway.detach_payment_method(payment_method_id=card.payment_method_id)
+    )
+    async with unit.step() as session:
+        await lock(session, wallet_id=wallet.id)
+        card = await _card_of(session, wallet=wallet, card_id=card_id, gateway=gateway)
+        if card.removed_at is not None:  # a concurrent request removed it first
+            return card
+        was_default = card.is_default
+        card.is_default = False
+        card.removed_at = func.now()
+        await session.flush()
+        if was_default:
+            newest: Card | None = await session.scalar(
+                select(Card)
+                .where(*_active(wallet, gateway))
+                .order_by(Card.created_at.desc(), Card.id.desc())
+                .limit(1)
+            )
+            if newest is not None:
+                newest.is_default = True
+                await session.flush()
+        await session.refresh(card)
+    return card
+
+
+async def _card_of(
+    session: AsyncSession, *, wallet: Wallet, card_id: str, gateway: PaymentGateway
+) -> Card:
+    """The wallet's card in this mode, removed or not, read afresh."""
+    card: Card | None = await session.scalar(
+        select(Card)
+        .where(Card.id == card_id, Card.wallet_id == wallet.id, Card.provider == gateway.provider)
+        .execution_options(populate_existing=True)
+    )
+    if card is None:
+        raise NotFound("No such card.", param="card_id")
     return card
 
 

@@ -16,6 +16,7 @@ from datetime import datetime
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from amply.db import UnitOfWork
 from amply.errors import Conflict
 from amply.models import Organisation
 from amply.models.organisation import ReconnectReason
@@ -74,36 +75,48 @@ def _reconnect_reason(
 
 
 async def create_account(
-    session: AsyncSession, *, organisation: Organisation, gateway: PaymentGateway, actor: Actor
+    unit: UnitOfWork, *, organisation: Organisation, gateway: PaymentGateway, actor: Actor
 ) -> AccountStatus:
     """Create the organisation's connected account, or return the one it has. An account
-    that no longer counts (another mode, or disconnected) is replaced by a new one."""
-    await organisations.lock_organisation(session, organisation_id=organisation.id)
-    await session.refresh(organisation)
-    current = status_of(organisation, gateway=gateway)
+    that no longer counts (another mode, or disconnected) is replaced by a new one.
+
+    Stripe is asked with no transaction open: its idempotency key names the organisation and
+    the account replaced, so two admins asking at once get the same account, and the one who
+    records it second finds it recorded."""
+    async with unit.step() as session:
+        await session.refresh(organisation)
+        current = status_of(organisation, gateway=gateway)
+        replacing = organisation.stripe_account_id
     if current.account_id is not None:
         return current
-    replacing = organisation.stripe_account_id
-    state = await gateway.create_account(
-        organisation_id=organisation.id, country=organisation.country, replacing=replacing
+    state = await unit.outside(
+        lambda: gateway.create_account(
+            organisation_id=organisation.id, country=organisation.country, replacing=replacing
+        )
     )
-    _apply(organisation, state)
-    organisation.stripe_account_livemode = gateway.live_mode
-    organisation.stripe_account_deauthorized_at = None
-    organisation.stripe_account_event_at = None
-    await session.flush()
-    await security_events.record_by(
-        session,
-        event_type="stripe_account_created",
-        actor=actor,
-        organisation_id=organisation.id,
-        details={"account_id": state.account_id, "replaces": replacing},
-    )
-    return status_of(organisation, gateway=gateway)
+    async with unit.step() as session:
+        await organisations.lock_organisation(session, organisation_id=organisation.id)
+        await session.refresh(organisation)
+        current = status_of(organisation, gateway=gateway)
+        if current.account_id is not None:
+            return current
+        _apply(organisation, state)
+        organisation.stripe_account_livemode = gateway.live_mode
+        organisation.stripe_account_deauthorized_at = None
+        organisation.stripe_account_event_at = None
+        await session.flush()
+        await security_events.record_by(
+            session,
+            event_type="stripe_account_created",
+            actor=actor,
+            organisation_id=organisation.id,
+            details={"account_id": state.account_id, "replaces": replacing},
+        )
+        return status_of(organisation, gateway=gateway)
 
 
 async def create_onboarding_link(
-    session: AsyncSession,
+    unit: UnitOfWork,
     *,
     organisation: Organisation,
     gateway: PaymentGateway,
@@ -112,34 +125,47 @@ async def create_onboarding_link(
 ) -> AccountLink:
     """Onboarding until the admin has submitted the account's details; after that, an update
     of them (what Stripe asks for now and what it will ask for next)."""
+    async with unit.step():
+        status = _connected(organisation, gateway=gateway)
+    account_id = status.account_id
+    assert account_id is not None
+    return await unit.outside(
+        lambda: gateway.create_account_link(
+            account_id=account_id,
+            refresh_url=refresh_url,
+            return_url=return_url,
+            purpose="update" if status.details_submitted else "onboarding",
+        )
+    )
+
+
+async def refresh_account(
+    unit: UnitOfWork, *, organisation: Organisation, gateway: PaymentGateway
+) -> AccountStatus:
+    """Ask Stripe for the account's status now, rather than wait for its next event."""
+    async with unit.step():
+        account_id = _connected(organisation, gateway=gateway).account_id
+    assert account_id is not None
+    state = await unit.outside(lambda: gateway.retrieve_account(account_id=account_id))
+    async with unit.step() as session:
+        await organisations.lock_organisation(session, organisation_id=organisation.id)
+        await session.refresh(organisation)
+        # An account replaced while Stripe answered keeps what its own events said.
+        if status_of(organisation, gateway=gateway).account_id == account_id:
+            _apply(organisation, state)
+            # What Stripe said now outdates every event made before: an older one must not win.
+            organisation.stripe_account_event_at = func.now()
+            await session.flush()
+        return status_of(organisation, gateway=gateway)
+
+
+def _connected(organisation: Organisation, *, gateway: PaymentGateway) -> AccountStatus:
     status = status_of(organisation, gateway=gateway)
     if status.account_id is None:
         raise Conflict(
             "Create the organisation's Stripe account first.", code="stripe_account_missing"
         )
-    return await gateway.create_account_link(
-        account_id=status.account_id,
-        refresh_url=refresh_url,
-        return_url=return_url,
-        purpose="update" if status.details_submitted else "onboarding",
-    )
-
-
-async def refresh_account(
-    session: AsyncSession, *, organisation: Organisation, gateway: PaymentGateway
-) -> AccountStatus:
-    """Ask Stripe for the account's status now, rather than wait for its next event."""
-    account_id = status_of(organisation, gateway=gateway).account_id
-    if account_id is None:
-        raise Conflict(
-            "Create the organisation's Stripe account first.", code="stripe_account_missing"
-        )
-    await organisations.lock_organisation(session, organisation_id=organisation.id)
-    _apply(organisation, await gateway.retrieve_account(account_id=account_id))
-    # What Stripe said now outdates every event made before: an older one must not win.
-    organisation.stripe_account_event_at = func.now()
-    await session.flush()
-    return status_of(organisation, gateway=gateway)
+    return status
 
 
 async def apply_account_update(

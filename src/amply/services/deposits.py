@@ -10,11 +10,14 @@ A sandbox bank deposit completes at once. The wallet is credited only by a payme
 succeeded.
 
 The deposit's id is derived from the request's Idempotency-Key, and Stripe receives
-``Idempotency-Key: deposit:<id>``, so a retry after a crash names the same PaymentIntent. The
-request holds a lock on that id while it asks Stripe and until it commits; an event about
-the PaymentIntent that overtakes the commit waits for it, then finds the deposit. If the
-request failed after Stripe took the money, the success event records the deposit itself
-from the PaymentIntent's metadata, so money taken is never money lost.
+``Idempotency-Key: deposit:<id>``, so a retry after a crash names the same PaymentIntent. A
+card deposit runs in three steps (``api.idempotency.run_in_steps``): checks and the id in a
+short transaction; the charge with no transaction open and no lock held, so a slow Stripe
+delays no other writer to the wallet; the pending deposit recorded in a second short
+transaction, under a lock on the deposit's id. An event about the PaymentIntent takes the
+same lock: if it overtakes step 3, or the request dies after Stripe took the money, the
+success event records the deposit itself from the PaymentIntent's metadata, and step 3 (or
+the retry's) finds it, so money taken is never money lost.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, Final, Literal
 
 from sqlalchemy import func, select, text
@@ -32,11 +36,11 @@ from amply.errors import Conflict, InvalidInput, NotFound
 from amply.lib.ids import derived_id
 from amply.lib.money import Money, minimum_charge_amount
 from amply.models import Card, Transaction, Wallet
-from amply.services import cards, ledger, wallets
+from amply.services import cards, deposit_reversals, ledger, wallets
 from amply.services.idempotency import IdempotentRequest
 from amply.services.ledger import Leg
 from amply.services.pagination import Page, keyset_page
-from amply.services.payments import PaymentGateway
+from amply.services.payments import CreatedPayment, PaymentGateway
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +67,24 @@ class BankDepositsUnavailable(InvalidInput):
 # --- Creating ---------------------------------------------------------------------------------
 
 
-async def create_card_deposit(
+@dataclass(frozen=True, slots=True)
+class CardDepositPlan:
+    """A card deposit that passed its checks, with its id, before Stripe is asked."""
+
+    deposit_id: str
+    wallet_id: str
+    currency: str
+    amount: int
+    card_id: str
+    payment_method_id: str
+    customer_id: str
+    description: str
+    # Set when the deposit is on record already (its success event recorded it after the
+    # first attempt died between steps): step 2 then asks Stripe nothing.
+    payment_intent_id: str | None = None
+
+
+async def prepare_card_deposit(
     session: AsyncSession,
     *,
     user_id: str,
@@ -73,8 +94,10 @@ async def create_card_deposit(
     gateway: PaymentGateway,
     settings: Settings,
     idempotency: IdempotentRequest,
-) -> Transaction:
-    """A pending deposit and its PaymentIntent, charging the card named or the default one."""
+) -> CardDepositPlan:
+    """Step 1 of a card deposit (a short transaction): the terms, the card (read under the
+    wallet's card lock, held for this step only) and the deposit's id, derived from the
+    Idempotency-Key so that a retry names the same PaymentIntent. Nothing is recorded yet."""
     wallet = await wallets.of_user(session, user_id=user_id)
     _check_terms(
         wallet,
@@ -83,28 +106,99 @@ async def create_card_deposit(
         minimum=minimum_charge_amount(wallet.currency),
         maximum=settings.donation_max_amount,
     )
-    # Under the card lock: a card being removed meanwhile is not charged.
     await cards.lock(session, wallet_id=wallet.id)
     card = await cards.card_for_deposit(session, wallet=wallet, card_id=card_id, gateway=gateway)
-    deposit_id = await _new_deposit_id(session, idempotency=idempotency)
-    customer_id = await cards.ensure_customer(session, wallet=wallet, gateway=gateway)
-    payment = await gateway.charge_saved_card(
-        customer_id=customer_id,
-        payment_method_id=card.payment_method_id,
-        amount=amount,
+    # A saved card was saved for the wallet's Customer: it exists already.
+    customer_id = gateway.customer_of(wallet_id=wallet.id, stored=wallet.stripe_customer_id)
+    assert customer_id is not None
+    deposit_id = derived_id("txn", seed=idempotency.seed)
+    await _lock(session, deposit_id)
+    recorded = await session.get(Transaction, deposit_id)
+    if recorded is not None and not await _recorded_by_its_event(
+        session, recorded, wallet_id=wallet.id, amount=amount, settings=settings
+    ):
+        raise _key_reused()
+    return CardDepositPlan(
+        deposit_id=deposit_id,
+        wallet_id=wallet.id,
         currency=wallet.currency,
-        metadata={"amply_deposit": deposit_id, "wallet_id": wallet.id},
-        idempotency_key=f"deposit:{deposit_id}",
+        amount=amount,
+        card_id=card.id,
+        payment_method_id=card.payment_method_id,
+        customer_id=customer_id,
+        description=_card_description(card),
+        payment_intent_id=recorded.payment_intent_id if recorded is not None else None,
     )
+
+
+async def _recorded_by_its_event(
+    session: AsyncSession, deposit: Transaction, *, wallet_id: str, amount: int, settings: Settings
+) -> bool:
+    """Whether ``deposit`` (found under a retried key's derived id) is this request's own
+    deposit, recorded by its success event after the first attempt died before step 3: it
+    is, if it is a card deposit of the same terms made within the key's lifetime (an older
+    one means the key expired and came back: a new request, refused)."""
+    if (deposit.kind, deposit.source, deposit.wallet_id, deposit.amount) != (
+        "deposit",
+        "card",
+        wallet_id,
+        amount,
+    ):
+        return False
+    recent: bool | None = await session.scalar(
+        select(
+            Transaction.created_at
+            > func.now()
+            - func.make_interval(0, 0, 0, 0, 0, 0, settings.idempotency_key_lifetime_seconds)
+        ).where(Transaction.id == deposit.id)
+    )
+    return bool(recent)
+
+
+async def charge_card(plan: CardDepositPlan, *, gateway: PaymentGateway) -> CreatedPayment:
+    """Step 2, with no transaction open and no lock held: the PaymentIntent, confirmed off
+    session, under Stripe's idempotency key ``deposit:<id>``. Its metadata names the deposit
+    and the wallet, from which the success event records the deposit if it overtakes step 3
+    (or the request dies before it). A card removed meanwhile is detached at Stripe, which
+    then refuses the charge."""
+    if plan.payment_intent_id is not None:
+        return CreatedPayment(payment_intent_id=plan.payment_intent_id, client_secret=None)
+    return await gateway.charge_saved_card(
+        customer_id=plan.customer_id,
+        payment_method_id=plan.payment_method_id,
+        amount=plan.amount,
+        currency=plan.currency,
+        metadata={"amply_deposit": plan.deposit_id, "wallet_id": plan.wallet_id},
+        idempotency_key=f"deposit:{plan.deposit_id}",
+    )
+
+
+async def record_card_deposit(
+    session: AsyncSession,
+    plan: CardDepositPlan,
+    payment: CreatedPayment,
+    *,
+    gateway: PaymentGateway,
+) -> Transaction:
+    """Step 3 (a short transaction): the pending deposit, paid by ``payment``, under the
+    deposit's lock (which the payment's events take too). If the success event came first,
+    it recorded the deposit from the PaymentIntent's metadata (:func:`recover`): that row
+    is the result."""
+    await _lock(session, plan.deposit_id)
+    existing = await _locked_deposit(session, Transaction.id == plan.deposit_id)
+    if existing is not None:
+        if existing.payment_intent_id == payment.payment_intent_id:
+            return existing
+        raise _key_reused()
     deposit = Transaction(
-        id=deposit_id,
+        id=plan.deposit_id,
         kind="deposit",
         status="pending",
-        wallet_id=wallet.id,
-        card_id=card.id,
-        amount=amount,
-        currency=wallet.currency,
-        description=_card_description(card),
+        wallet_id=plan.wallet_id,
+        card_id=plan.card_id,
+        amount=plan.amount,
+        currency=plan.currency,
+        description=plan.description,
         source="card",
         provider=gateway.provider,
         payment_intent_id=payment.payment_intent_id,
@@ -190,12 +284,16 @@ async def _new_deposit_id(session: AsyncSession, *, idempotency: IdempotentReque
     # A derived id exists already only if its idempotency key expired and came back (or the
     # first attempt failed after Stripe took the money and its success event recorded it).
     if await session.get(Transaction, deposit_id) is not None:
-        raise Conflict(
-            "This Idempotency-Key was used for an earlier deposit; use a new key.",
-            code="idempotency_key_reused",
-            param="Idempotency-Key",
-        )
+        raise _key_reused()
     return deposit_id
+
+
+def _key_reused() -> Conflict:
+    return Conflict(
+        "This Idempotency-Key was used for an earlier deposit; use a new key.",
+        code="idempotency_key_reused",
+        param="Idempotency-Key",
+    )
 
 
 async def _lock(session: AsyncSession, deposit_id: str) -> None:
@@ -391,6 +489,7 @@ async def complete(session: AsyncSession, deposit: Transaction) -> bool:
     if deposit.status == "completed":
         return False
     assert deposit.source is not None
+    owes = await deposit_reversals.prepare_repayment(session, wallet_id=deposit.wallet_id)
     [entry] = await ledger.append_journal(
         session,
         legs=[
@@ -409,6 +508,9 @@ async def complete(session: AsyncSession, deposit: Transaction) -> bool:
     deposit.completed_at = func.now()
     deposit.failure_code = deposit.failure_message = None
     await session.flush()
+    if owes:
+        # A restricted wallet: the new money repays its shortfall first (deposit_reversals).
+        await deposit_reversals.repay_shortfall(session, deposit)
     return True
 
 

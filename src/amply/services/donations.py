@@ -5,8 +5,9 @@ A donation is created ``pending`` with a PaymentIntent on the organisation's con
 account. Only events move it on: ``payment_intent.succeeded`` completes it and appends
 ``donation_received`` (and Stripe's ``payment_processing_fee``) to the organisation's chain;
 refunds and disputes append their own entries. Every effect is keyed to state held under the
-donation's row lock (``received_entry_id``, ``amount_refunded``, a dispute's entry ids), so
-an event delivered twice, late or out of order never moves money twice.
+donation's row lock (``received_entry_id``, ``amount_refunded``, the record of each dispute
+balance transaction), so an event delivered twice, late or out of order never moves money
+twice.
 """
 
 from __future__ import annotations
@@ -35,12 +36,26 @@ from amply.lib import tokens
 from amply.lib.ids import derived_id, generate_id
 from amply.lib.money import Money, minimum_charge_amount
 from amply.lib.verify import receipt_commitment
-from amply.models import ApiKey, Donation, DonationDispute, DonationRefund, Organisation
+from amply.models import (
+    ApiKey,
+    ChargeBalanceTransaction,
+    Donation,
+    DonationDispute,
+    DonationRefund,
+    Organisation,
+)
 from amply.services import connect, funds, ledger, organisations, rate_limits, security_events
+from amply.services.deposit_reversals import BalanceMove
 from amply.services.idempotency import IdempotentRequest
 from amply.services.ledger import JSONValue, Leg
 from amply.services.pagination import Page, keyset_page
-from amply.services.payments import PaymentGateway, RefundReason
+from amply.services.payments import (
+    CreatedPayment,
+    CreatedRefund,
+    PaymentGateway,
+    PaymentRefused,
+    RefundReason,
+)
 from amply.services.security_events import Actor, Origin
 
 RECEIPT_TOKEN_PREFIX = "rcpt_"  # noqa: S105 - a prefix, not a secret
@@ -77,7 +92,16 @@ class OrganisationNotAccepting(AmplyError):
 # --- Checkout -------------------------------------------------------------------------------
 
 
-async def create_donation(
+@dataclass(frozen=True, slots=True)
+class CheckoutPlan:
+    """A checkout that passed its checks, with its donation id, before Stripe is asked."""
+
+    donation_id: str
+    stripe_account_id: str
+    request: CheckoutRequest
+
+
+async def prepare_checkout(
     session: AsyncSession,
     *,
     request: CheckoutRequest,
@@ -86,8 +110,10 @@ async def create_donation(
     origin: Origin,
     api_key: ApiKey | None,
     idempotency: IdempotentRequest | None,
-) -> Checkout:
-    """Create a pending donation and its PaymentIntent (a direct charge, no platform fee)."""
+) -> CheckoutPlan:
+    """Step 1 of a checkout (a short transaction): the checks, the velocity counts, and the
+    donation's id (derived from the Idempotency-Key, so a retry names the same PaymentIntent).
+    Nothing is recorded as a donation yet: see :func:`record_checkout`."""
     _check_amount(request.amount, request.currency, maximum=settings.donation_max_amount)
     if api_key is not None:
         check_key_may_checkout(api_key, organisation_id=request.organisation_id)
@@ -102,17 +128,42 @@ async def create_donation(
     donation_id = derived_id("don", seed=idempotency.seed) if idempotency else generate_id("don")
     await _refuse_reused_id(session, donation_id=donation_id)
     assert organisation.stripe_account_id is not None
-    payment = await gateway.create_payment(
-        account_id=organisation.stripe_account_id,
-        amount=request.amount,
-        currency=request.currency,
-        metadata=_payment_metadata(donation_id, request=request),
-        idempotency_key=f"donation:{donation_id}",
+    return CheckoutPlan(
+        donation_id=donation_id,
+        stripe_account_id=organisation.stripe_account_id,
+        request=request,
     )
+
+
+async def create_checkout_payment(plan: CheckoutPlan, *, gateway: PaymentGateway) -> CreatedPayment:
+    """Step 2, with no transaction open: the PaymentIntent, a direct charge on the
+    organisation's own account with no platform fee, under Stripe's idempotency key
+    ``donation:<id>``."""
+    return await gateway.create_payment(
+        account_id=plan.stripe_account_id,
+        amount=plan.request.amount,
+        currency=plan.request.currency,
+        metadata=_payment_metadata(plan.donation_id, request=plan.request),
+        idempotency_key=f"donation:{plan.donation_id}",
+    )
+
+
+async def record_checkout(
+    session: AsyncSession, plan: CheckoutPlan, payment: CreatedPayment, *, gateway: PaymentGateway
+) -> Checkout:
+    """Step 3 (a short transaction): the pending donation, paid by ``payment``.
+
+    The row is written only now, once its PaymentIntent exists: no event can overtake it,
+    since the donor confirms the payment with the client secret this step returns. A
+    request that dies between steps 2 and 3 leaves an unconfirmed PaymentIntent and no
+    donation; its retry gets the same PaymentIntent from Stripe and records it here.
+    """
+    await _refuse_reused_id(session, donation_id=plan.donation_id)
+    request = plan.request
     receipt_token = tokens.new_secret(RECEIPT_TOKEN_PREFIX)
     donation = Donation(
-        id=donation_id,
-        organisation_id=organisation.id,
+        id=plan.donation_id,
+        organisation_id=request.organisation_id,
         fund_id=request.fund_id,
         amount=request.amount,
         currency=request.currency,
@@ -124,7 +175,7 @@ async def create_donation(
         receipt_token_hash=tokens.digest(receipt_token),
         receipt_salt=secrets.token_hex(32),
         provider=gateway.provider,
-        stripe_account_id=organisation.stripe_account_id,
+        stripe_account_id=plan.stripe_account_id,
         payment_intent_id=payment.payment_intent_id,
     )
     session.add(donation)
@@ -328,19 +379,33 @@ async def received_entries(
 # --- Refunds asked for through Amply ---------------------------------------------------------
 
 
-async def request_refund(
+@dataclass(frozen=True, slots=True)
+class RefundPlan:
+    """A refund that passed its checks, with its id, before Stripe is asked."""
+
+    refund_id: str
+    donation_id: str
+    stripe_account_id: str
+    payment_intent_id: str
+    amount: int
+    reason: RefundReason
+    note: str | None
+    refunds_as_of: datetime | None  # the donation's, when the refund was asked for
+
+
+async def prepare_refund(
     session: AsyncSession,
     *,
-    donation: Donation,
+    donation_id: str,
     amount: int | None,
     reason: RefundReason,
     note: str | None,
-    gateway: PaymentGateway,
-    actor: Actor,
     idempotency: IdempotentRequest,
-) -> DonationRefund:
-    """Ask Stripe to refund (part of) a donation. The ledger moves when Stripe confirms."""
-    donation = await _locked(session, donation.id)
+) -> RefundPlan:
+    """Step 1 of a refund (a short transaction): what may be refunded, under the donation's
+    row lock for this step only, and the refund's id (derived from the Idempotency-Key, so
+    a retry asks Stripe for the same refund)."""
+    donation = await _locked(session, donation_id)
     if donation.status == "refunded":
         raise Conflict("This donation is refunded in full already.", code="donation_refunded")
     if donation.status != "completed":
@@ -357,6 +422,20 @@ async def request_refund(
             param="amount",
         )
     refund_id = derived_id("rfd", seed=idempotency.seed)
+    await _refuse_reused_refund_id(session, refund_id=refund_id)
+    return RefundPlan(
+        refund_id=refund_id,
+        donation_id=donation.id,
+        stripe_account_id=donation.stripe_account_id,
+        payment_intent_id=donation.payment_intent_id,
+        amount=amount,
+        reason=reason,
+        note=note,
+        refunds_as_of=donation.refunds_as_of,
+    )
+
+
+async def _refuse_reused_refund_id(session: AsyncSession, *, refund_id: str) -> None:
     if await session.get(DonationRefund, refund_id) is not None:
         # Only when the key expired and came back: Stripe might still replay its refund.
         raise Conflict(
@@ -364,20 +443,50 @@ async def request_refund(
             code="idempotency_key_reused",
             param="Idempotency-Key",
         )
-    created = await gateway.create_refund(
-        account_id=donation.stripe_account_id,
-        payment_intent_id=donation.payment_intent_id,
-        amount=amount,
-        reason=reason,
-        metadata={"donation_id": donation.id, "refund_id": refund_id},
-        idempotency_key=f"refund:{refund_id}",
-    )
+
+
+async def create_provider_refund(plan: RefundPlan, *, gateway: PaymentGateway) -> CreatedRefund:
+    """Step 2, with no transaction open and no lock held: ask Stripe for the refund, under
+    its idempotency key ``refund:<id>``. Stripe refuses more than is left on the charge, so
+    two refunds that passed step 1 together cannot refund more than was given."""
+    try:
+        return await gateway.create_refund(
+            account_id=plan.stripe_account_id,
+            payment_intent_id=plan.payment_intent_id,
+            amount=plan.amount,
+            reason=plan.reason,
+            metadata={"donation_id": plan.donation_id, "refund_id": plan.refund_id},
+            idempotency_key=f"refund:{plan.refund_id}",
+        )
+    except PaymentRefused as error:
+        if error.code != "charge_disputed":
+            raise
+        # Stripe refuses refunds while a dispute is open or lost (an inquiry can be refunded).
+        raise Conflict(
+            "This donation's payment is disputed; it cannot be refunded while the dispute is "
+            "open or after it was lost.",
+            code="donation_disputed",
+        ) from error
+
+
+async def record_refund(
+    session: AsyncSession, plan: RefundPlan, created: CreatedRefund, *, actor: Actor
+) -> DonationRefund:
+    """Step 3 (a short transaction): the refund Stripe accepted, under the donation's lock.
+    The ledger moves when Stripe confirms it (``charge.refunded``).
+
+    That event may have overtaken this step: if a refund event was applied since step 1
+    and the chain records at least this refund's amount that no refund row accounts for,
+    the refund is marked as recorded, so it no longer counts against what is refundable.
+    """
+    donation = await _locked(session, plan.donation_id)
+    await _refuse_reused_refund_id(session, refund_id=plan.refund_id)
     refund = DonationRefund(
-        id=refund_id,
+        id=plan.refund_id,
         donation_id=donation.id,
-        amount=amount,
-        reason=reason,
-        note=note,
+        amount=plan.amount,
+        reason=plan.reason,
+        note=plan.note,
         status=_refund_status(created.status),
         provider_refund_id=created.refund_id,
         requested_by_user_id=actor.user_id,
@@ -385,12 +494,23 @@ async def request_refund(
     )
     session.add(refund)
     await session.flush()
+    if donation.refunds_as_of != plan.refunds_as_of and refund.status in ("pending", "succeeded"):
+        accounted = await session.scalar(
+            select(func.coalesce(func.sum(DonationRefund.amount), 0)).where(
+                DonationRefund.donation_id == donation.id,
+                DonationRefund.recorded.is_(True),
+                DonationRefund.reversed_entry_id.is_(None),
+            )
+        )
+        if donation.amount_refunded - int(accounted or 0) >= refund.amount:
+            refund.recorded = True
+            await session.flush()
     await security_events.record_by(
         session,
         event_type="refund_requested",
         actor=actor,
         organisation_id=donation.organisation_id,
-        details={"donation_id": donation.id, "refund_id": refund_id, "amount": amount},
+        details={"donation_id": donation.id, "refund_id": refund.id, "amount": refund.amount},
     )
     await session.refresh(refund)
     return refund
@@ -672,54 +792,99 @@ async def _mark_recorded(
 
 
 async def record_dispute(
-    session: AsyncSession, donation: Donation, *, dispute: dict[str, Any]
+    session: AsyncSession,
+    donation: Donation,
+    *,
+    dispute: dict[str, Any],
+    moves: Sequence[BalanceMove],
 ) -> bool:
-    """Withdraw a disputed amount from the chain once; reinstate it once if the dispute is won.
+    """Record a dispute's balance transactions on the organisation's chain, each exactly once.
 
-    Inquiries (``warning_*``) and disputes ``prevented`` by the card network (resolved by a
-    refund instead) move no funds. A ``closed`` event that arrives before its ``created``
-    withdraws first, so the chain shows both movements. Stripe's dispute fee, when the
-    dispute's balance transactions report one, is withdrawn with the funds.
+    Every dispute event lists all the balance transactions Stripe has made for the dispute so
+    far (``moves``), so each is appended once, keyed by its id, whatever order the events
+    arrive in: its amount as ``dispute_funds_withdrawn`` (< 0) or ``dispute_funds_reinstated``
+    (> 0), its fee as ``dispute_fee`` (-fee) or ``dispute_fee_refunded`` (a fee Stripe
+    returned), in one journal. Inquiries have no balance transactions and append nothing.
+    The dispute's row keeps its status and reason for display. ``amount_disputed`` is what
+    the disputes hold of the donation net of reinstatements, in the donation's currency.
     """
     row = await _dispute_row(session, donation, dispute=dispute)
-    status = str(dispute.get("status") or "")
     moved = False
-    if row.withdrawn_entry_id is None and not _moves_no_funds(status):
-        row.withdrawn_entry_id = await _dispute_entry(
-            session, donation, row, entry_type="dispute_funds_withdrawn", dispute=dispute
-        )
-        donation.amount_disputed += row.amount
-        moved = True
-    if status == "won" and row.withdrawn_entry_id is not None and row.reinstated_entry_id is None:
-        row.reinstated_entry_id = await _dispute_entry(
-            session, donation, row, entry_type="dispute_funds_reinstated", dispute=dispute
-        )
-        donation.amount_disputed -= row.amount
+    for move in sorted(moves, key=lambda move: move.amount):
+        if move.amount == 0 and move.fee == 0:
+            continue
+        if await session.get(ChargeBalanceTransaction, move.id) is not None:
+            continue
+        await _record_dispute_move(session, donation, row, move=move, dispute=dispute)
         moved = True
     await session.flush()
     return moved
 
 
-def _moves_no_funds(status: str) -> bool:
-    return status.startswith("warning_") or status == "prevented"
-
-
-def _dispute_fees(dispute: dict[str, Any]) -> list[tuple[int, str, str]]:
-    """Stripe's fees in the dispute's balance transactions: (fee, currency, txn id)."""
-    transactions = dispute.get("balance_transactions")
-    fees = []
-    for transaction in transactions if isinstance(transactions, list) else []:
-        if not isinstance(transaction, dict):
-            continue
-        fee, currency = transaction.get("fee"), transaction.get("currency")
-        if (
-            isinstance(fee, int)
-            and not isinstance(fee, bool)
-            and fee > 0
-            and isinstance(currency, str)
-        ):
-            fees.append((fee, currency.upper(), str(transaction.get("id"))))
-    return fees
+async def _record_dispute_move(
+    session: AsyncSession,
+    donation: Donation,
+    row: DonationDispute,
+    *,
+    move: BalanceMove,
+    dispute: dict[str, Any],
+) -> None:
+    # The dispute's reason ("fraudulent") stays private: it would be about a named donor.
+    charge = dispute.get("charge")
+    charge_id = charge.get("id") if isinstance(charge, dict) else charge
+    metadata = _public(
+        donation,
+        dispute=row.id,
+        charge=charge_id if isinstance(charge_id, str) else donation.charge_id,
+        balance_transaction=move.id,
+    )
+    legs: list[Leg] = []
+    if move.amount != 0:
+        legs.append(
+            Leg(
+                chain_id=donation.organisation_id,
+                entry_type=(
+                    "dispute_funds_withdrawn" if move.amount < 0 else "dispute_funds_reinstated"
+                ),
+                amount=move.amount,
+                currency=move.currency,
+                metadata=metadata,
+            )
+        )
+    if move.fee != 0:
+        legs.append(
+            Leg(
+                chain_id=donation.organisation_id,
+                entry_type="dispute_fee" if move.fee > 0 else "dispute_fee_refunded",
+                amount=-move.fee,
+                currency=move.currency,
+                metadata=metadata,
+            )
+        )
+    entries = await ledger.append_journal(session, legs=legs)
+    by_type = {entry.type: entry for entry in entries}
+    chain_entry = by_type.get("dispute_funds_withdrawn") or by_type.get("dispute_funds_reinstated")
+    fee_entry = by_type.get("dispute_fee") or by_type.get("dispute_fee_refunded")
+    session.add(
+        ChargeBalanceTransaction(
+            id=move.id,
+            kind="donation_dispute",
+            dispute_id=row.id,
+            donation_id=donation.id,
+            chain_id=donation.organisation_id,
+            currency=move.currency,
+            amount=move.amount,
+            fee=move.fee,
+            chain_amount=move.amount,
+            loss_amount=0,
+            journal_id=entries[0].journal_id,
+            chain_entry_id=chain_entry.id if chain_entry else None,
+            fee_entry_id=fee_entry.id if fee_entry else None,
+        )
+    )
+    if move.currency == donation.currency:
+        donation.amount_disputed = max(0, donation.amount_disputed - move.amount)
+    await session.flush()
 
 
 async def _dispute_row(
@@ -730,7 +895,7 @@ async def _dispute_row(
         row = DonationDispute(
             id=dispute["id"],
             donation_id=donation.id,
-            amount=min(int(dispute["amount"]), donation.amount),
+            amount=int(dispute["amount"]),
             currency=donation.currency,
             status=str(dispute.get("status") or "unknown")[:40],
             reason=(str(dispute["reason"])[:60] if dispute.get("reason") else None),
@@ -741,36 +906,3 @@ async def _dispute_row(
         row.status = str(dispute.get("status") or row.status)[:40]
         row.updated_at = func.now()
     return row
-
-
-async def _dispute_entry(
-    session: AsyncSession,
-    donation: Donation,
-    row: DonationDispute,
-    *,
-    entry_type: Literal["dispute_funds_withdrawn", "dispute_funds_reinstated"],
-    dispute: dict[str, Any],
-) -> str:
-    # The dispute's reason ("fraudulent") stays private: it would be about a named donor.
-    withdrawing = entry_type == "dispute_funds_withdrawn"
-    legs = [
-        Leg(
-            chain_id=donation.organisation_id,
-            entry_type=entry_type,
-            amount=(-1 if withdrawing else 1) * row.amount,
-            currency=donation.currency,
-            metadata=_public(donation, dispute=row.id, charge=donation.charge_id),
-        )
-    ]
-    for fee, currency, transaction_id in _dispute_fees(dispute) if withdrawing else []:
-        legs.append(
-            Leg(
-                chain_id=donation.organisation_id,
-                entry_type="dispute_fee",
-                amount=-fee,
-                currency=currency,
-                metadata=_public(donation, dispute=row.id, balance_transaction=transaction_id),
-            )
-        )
-    entries = await ledger.append_journal(session, legs=legs)
-    return next(entry.id for entry in entries if entry.type == entry_type)

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from amply.errors import InvalidInput
 from amply.lib.ids import generate_id
 from amply.models import Transaction, User, Wallet
-from amply.services import donations, ledger, organisations, wallets
+from amply.services import deposit_reversals, donations, ledger, organisations, wallets
 from amply.services.ledger import Leg
 
 
@@ -41,6 +41,7 @@ async def give(
             param="currency",
         )
     await wallets.lock(session, wallet.id, organisation_id)
+    await deposit_reversals.check_not_restricted(session, wallet_id=wallet.id)
     await wallets.require_available(session, wallet=wallet, amount=amount)
     gift = Transaction(
         id=generate_id("txn"),

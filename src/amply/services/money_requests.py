@@ -23,7 +23,7 @@ from amply.config import Settings
 from amply.errors import Conflict, InvalidInput, NotFound
 from amply.lib.ids import generate_id
 from amply.models import MoneyRequest, Transaction, Wallet
-from amply.services import transfers, wallets
+from amply.services import deposit_reversals, transfers, wallets
 from amply.services.pagination import Page, keyset_page
 
 Role = Literal["payer", "requester"]
@@ -205,6 +205,7 @@ async def pay(
 ) -> tuple[MoneyRequest, Transaction]:
     """Pay a request with a transfer under the usual risk rules: completed (the request is
     paid), held for the payer's confirmation, or blocked (the request stays payable)."""
+    await deposit_reversals.check_not_restricted(session, wallet_id=payer.id)
     request = await _locked(
         session, wallet=payer, request_id=request_id, role="payer", action="paid"
     )

@@ -255,6 +255,13 @@ def _translate(error: stripe.StripeError) -> AmplyError:
             "Stripe saw this Idempotency-Key with a different request; use a new key.",
             code="idempotency_key_reused",
         )
+    # The library keeps a 409's code only in the error object it parsed.
+    if (error.error.code if error.error is not None else error.code) == "idempotency_key_in_use":
+        # Stripe is still running an earlier attempt of this very request (409).
+        return Conflict(
+            "An earlier attempt of this request is still running at Stripe; retry shortly.",
+            code="payment_provider_busy",
+        )
     if isinstance(error, stripe.InvalidRequestError | stripe.CardError):
         message = error.user_message or "Stripe refused the request."
         return PaymentRefused(message, code=error.code or None)

@@ -17,16 +17,28 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from amply.errors import Conflict, InvalidInput, NotFound
 from amply.lib.ids import sandbox_id
-from amply.models import Card, Donation, DonationRefund, Transaction, Wallet
-from amply.services import cards, donations, stripe_events
+from amply.lib.money import fee_for
+from amply.models import (
+    Card,
+    ConnectedPayout,
+    Donation,
+    DonationRefund,
+    Organisation,
+    SandboxBalanceTransaction,
+    Transaction,
+    Wallet,
+)
+from amply.services import cards, donations, organisations, stripe_events
 from amply.services.payments import (
+    SANDBOX_FEE_BASIS_POINTS,
+    SANDBOX_FEE_FIXED,
     PaymentGateway,
     SandboxCard,
     sandbox_customer_id,
@@ -82,6 +94,7 @@ async def succeed(
         raise Conflict("This payment has succeeded already.", code="payment_already_succeeded")
     intent = _intent(donation, status="succeeded")
     await _emit(session, donation, "payment_intent.succeeded", intent, gateway=gateway)
+    await _record_charge(session, donation)
     return donation
 
 
@@ -159,6 +172,8 @@ async def refund(
         "refunds": {"object": "list", "data": refunds},
     }
     await _emit(session, donation, "charge.refunded", charge, gateway=gateway)
+    for refunded in refunds:
+        await _record_refund(session, donation, refund_id=refunded["id"], amount=refunded["amount"])
     return donation
 
 
@@ -320,3 +335,271 @@ async def succeed_setup_intent(
     }
     await _emit_event(session, "setup_intent.succeeded", intent, account=None, gateway=gateway)
     return payment_method_id
+
+
+# --- The simulated Stripe balance, and payouts of it ------------------------------------------
+#
+# What Stripe's balance transactions would be for what the sandbox simulates, kept in
+# ``sandbox_balance_transactions`` (migration 0013) as it simulates them, with Stripe's
+# types, signs and sources: a charge (+amount, the sandbox's fee), each refund (-amount, fee
+# 0, source the refund), a payout (-amount, source the payout) and its failure (+amount).
+# ``amply reconcile`` compares each chain with these in sandbox mode, as it compares it with
+# Stripe's in Stripe mode; they are written beside the events, not derived from the chain.
+
+
+async def _record_balance_transaction(
+    session: AsyncSession,
+    *,
+    account_id: str,
+    type_: str,
+    source: str,
+    charge: str | None,
+    amount: int,
+    fee: int,
+    currency: str,
+) -> str:
+    """Record a balance transaction once (by account, type and source); its id."""
+    exists = await session.scalar(
+        select(SandboxBalanceTransaction.id).where(
+            SandboxBalanceTransaction.stripe_account_id == account_id,
+            SandboxBalanceTransaction.type == type_,
+            SandboxBalanceTransaction.source == source,
+        )
+    )
+    if exists is not None:
+        return exists
+    transaction_id = sandbox_id("txn")
+    session.add(
+        SandboxBalanceTransaction(
+            id=transaction_id,
+            stripe_account_id=account_id,
+            type=type_,
+            source=source,
+            charge=charge,
+            amount=amount,
+            fee=fee,
+            currency=currency,
+        )
+    )
+    await session.flush()
+    return transaction_id
+
+
+SANDBOX_DISPUTE_FEE: Final = 1500  # Stripe's US dispute fee, in cents
+
+
+async def dispute_withdrawal(
+    session: AsyncSession, donation: Donation, *, dispute_id: str
+) -> dict[str, Any]:
+    """The balance transaction of a dispute of the whole donation (-amount, Stripe's dispute
+    fee), recorded in the simulated balance, as Stripe lists it in the dispute's
+    ``balance_transactions``."""
+    transaction_id = await _record_balance_transaction(
+        session,
+        account_id=donation.stripe_account_id,
+        type_="adjustment",
+        source=dispute_id,
+        charge=_charge_id(donation),
+        amount=-donation.amount,
+        fee=SANDBOX_DISPUTE_FEE,
+        currency=donation.currency,
+    )
+    return {
+        "id": transaction_id,
+        "object": "balance_transaction",
+        "amount": -donation.amount,
+        "fee": SANDBOX_DISPUTE_FEE,
+        "net": -donation.amount - SANDBOX_DISPUTE_FEE,
+        "currency": donation.currency.lower(),
+        "type": "adjustment",
+        "reporting_category": "dispute",
+        "source": dispute_id,
+    }
+
+
+async def _record_charge(session: AsyncSession, donation: Donation) -> None:
+    """The charge's balance transaction, once the payment went through: the gross, less the
+    sandbox's card fee (as ``SandboxGateway.processing_fee`` reports it)."""
+    if donation.status != "completed":
+        return
+    charge = _charge_id(donation)
+    await _record_balance_transaction(
+        session,
+        account_id=donation.stripe_account_id,
+        type_="charge",
+        source=charge,
+        charge=charge,
+        amount=donation.amount,
+        fee=fee_for(donation.amount, basis_points=SANDBOX_FEE_BASIS_POINTS) + SANDBOX_FEE_FIXED,
+        currency=donation.currency,
+    )
+
+
+async def _record_refund(
+    session: AsyncSession, donation: Donation, *, refund_id: str, amount: int
+) -> None:
+    await _record_balance_transaction(
+        session,
+        account_id=donation.stripe_account_id,
+        type_="refund",
+        source=refund_id,
+        charge=_charge_id(donation),
+        amount=-amount,
+        fee=0,
+        currency=donation.currency,
+    )
+
+
+async def balance_transactions(
+    session: AsyncSession, *, account_id: str
+) -> list[SandboxBalanceTransaction]:
+    """The simulated balance transactions of a sandbox account, oldest first."""
+    rows = await session.scalars(
+        select(SandboxBalanceTransaction)
+        .where(SandboxBalanceTransaction.stripe_account_id == account_id)
+        .order_by(SandboxBalanceTransaction.created_at, SandboxBalanceTransaction.id)
+    )
+    return list(rows)
+
+
+async def _simulated_balance(session: AsyncSession, *, account_id: str, currency: str) -> int:
+    balance = await session.scalar(
+        select(
+            func.coalesce(
+                func.sum(SandboxBalanceTransaction.amount - SandboxBalanceTransaction.fee), 0
+            )
+        ).where(
+            SandboxBalanceTransaction.stripe_account_id == account_id,
+            SandboxBalanceTransaction.currency == currency,
+        )
+    )
+    return int(balance or 0)
+
+
+async def _sandbox_account(session: AsyncSession, *, organisation_id: str) -> Organisation:
+    """The organisation, locked (one payout at a time takes from its balance)."""
+    await organisations.lock_organisation(session, organisation_id=organisation_id)
+    organisation = await organisations.require_organisation(
+        session, organisation_id=organisation_id
+    )
+    account = organisation.stripe_account_id
+    if account is None or not account.startswith("acct_sandbox_"):
+        raise Conflict(
+            "This organisation has no sandbox Stripe account to pay out from.",
+            code="payouts_unavailable",
+        )
+    return organisation
+
+
+async def create_payout(
+    session: AsyncSession,
+    *,
+    organisation_id: str,
+    amount: int,
+    currency: str | None,
+    gateway: PaymentGateway,
+) -> ConnectedPayout:
+    """Stripe pays ``amount`` of the organisation's simulated balance out to its bank: the
+    payout's balance transaction, then ``payout.created`` (the same handler as Stripe's)."""
+    organisation = await _sandbox_account(session, organisation_id=organisation_id)
+    account = organisation.stripe_account_id
+    assert account is not None
+    currency = currency or organisation.default_currency
+    available = await _simulated_balance(session, account_id=account, currency=currency)
+    if amount > available:
+        raise InvalidInput(
+            f"The organisation's sandbox Stripe balance holds {available} minor units of "
+            f"{currency}; a payout cannot take more.",
+            code="payout_exceeds_balance",
+            param="amount",
+        )
+    payout_id = sandbox_id("po")
+    transaction_id = await _record_balance_transaction(
+        session,
+        account_id=account,
+        type_="payout",
+        source=payout_id,
+        charge=None,
+        amount=-amount,
+        fee=0,
+        currency=currency,
+    )
+    await _emit_event(
+        session,
+        "payout.created",
+        {
+            **_payout_object(payout_id, amount=amount, currency=currency, status="pending"),
+            "balance_transaction": transaction_id,
+        },
+        account=account,
+        gateway=gateway,
+    )
+    return await _payout(session, organisation_id=organisation_id, payout_id=payout_id)
+
+
+async def _payout(
+    session: AsyncSession, *, organisation_id: str, payout_id: str
+) -> ConnectedPayout:
+    payout = await session.get(
+        ConnectedPayout, payout_id, with_for_update=True, populate_existing=True
+    )
+    if payout is None or payout.organisation_id != organisation_id or "_sandbox_" not in payout_id:
+        raise NotFound("No such sandbox payout.", param="payout_id")
+    return payout
+
+
+async def settle_payout(
+    session: AsyncSession,
+    *,
+    organisation_id: str,
+    payout_id: str,
+    paid: bool,
+    gateway: PaymentGateway,
+) -> ConnectedPayout:
+    """The payout reaches the bank (``payout.paid``) or fails (``payout.failed``; a paid
+    payout may still fail, as at Stripe), and its amount returns to the balance."""
+    await _sandbox_account(session, organisation_id=organisation_id)
+    payout = await _payout(session, organisation_id=organisation_id, payout_id=payout_id)
+    if payout.status in ("failed", "canceled") or (paid and payout.status == "paid"):
+        raise Conflict(f"This payout is {payout.status} already.", code="payout_settled")
+    obj = _payout_object(
+        payout.id,
+        amount=payout.amount,
+        currency=payout.currency,
+        status="paid" if paid else "failed",
+    )
+    if not paid:
+        failure = await _record_failure(session, payout)
+        obj.update(failure_code="account_closed", failure_balance_transaction=failure)
+    event_type = "payout.paid" if paid else "payout.failed"
+    await _emit_event(session, event_type, obj, account=payout.stripe_account_id, gateway=gateway)
+    await session.refresh(payout)
+    return payout
+
+
+async def _record_failure(session: AsyncSession, payout: ConnectedPayout) -> str:
+    return await _record_balance_transaction(
+        session,
+        account_id=payout.stripe_account_id,
+        type_="payout_failure",
+        source=payout.id,
+        charge=None,
+        amount=payout.amount,
+        fee=0,
+        currency=payout.currency,
+    )
+
+
+def _payout_object(payout_id: str, *, amount: int, currency: str, status: str) -> dict[str, Any]:
+    return {
+        "id": payout_id,
+        "object": "payout",
+        "amount": amount,
+        "currency": currency.lower(),
+        "status": status,
+        "automatic": True,
+        "method": "standard",
+        "type": "bank_account",
+        "failure_code": None,
+        "failure_balance_transaction": None,
+    }

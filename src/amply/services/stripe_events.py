@@ -12,8 +12,11 @@ completes it first (the charge in the event, or the PaymentIntent fetched fresh,
 payment succeeded), and a completion that arrives afterwards finds it done.
 
 Events of the platform account itself (no ``account``) are about wallets: a PaymentIntent
-that pays a deposit completes or fails it under the deposit's row lock, and a SetupIntent
-that succeeded saves the wallet's card (``services/deposits.py``, ``services/cards.py``).
+that pays a deposit completes or fails it under the deposit's row lock, a SetupIntent
+that succeeded saves the wallet's card (``services/deposits.py``, ``services/cards.py``), and
+a refund or dispute of a deposit's charge takes the money back from the wallet
+(``services/deposit_reversals.py``). Disputes are booked one balance transaction at a time:
+every dispute event lists all of them, so any event, in any order, books what is missing.
 """
 
 from __future__ import annotations
@@ -34,7 +37,16 @@ from amply.config import Settings
 from amply.errors import AmplyError, ServiceUnavailable
 from amply.models import Donation, Transaction
 from amply.observability import STRIPE_EVENTS
-from amply.services import cards, connect, deposits, donations
+from amply.services import (
+    cards,
+    connect,
+    connected_payouts,
+    deposit_reversals,
+    deposits,
+    donations,
+    stripe_reads,
+)
+from amply.services.deposit_reversals import BalanceMove
 from amply.services.payments import AccountState, PaymentGateway, SetupIntentState
 
 logger = logging.getLogger(__name__)
@@ -143,6 +155,23 @@ _STORE_SQL = text("""
 """)
 
 Handler = Callable[[AsyncSession, Event, PaymentGateway], Awaitable[None]]
+
+
+async def receive(
+    session: AsyncSession, *, event: Event, gateway: PaymentGateway, live_mode: bool
+) -> Outcome:
+    """Apply a webhook's event: first read from Stripe what its effects may need, with no
+    transaction open (``services/stripe_reads.py``), then :func:`process` it with no calls."""
+    assert not session.in_transaction(), "Stripe is read before the event's transaction"
+    if gateway.provider == "stripe":
+        reads = await stripe_reads.read_ahead(
+            gateway, event_type=event.type, account=event.account, obj=event.object
+        )
+        gateway = stripe_reads.ReadAhead(gateway, reads)
+    # (The sandbox's gateway calls nothing: it answers in-process.)
+    return await process(
+        session, event=event, source="webhook", gateway=gateway, live_mode=live_mode
+    )
 
 
 async def process(
@@ -360,6 +389,8 @@ async def _charge_updated(session: AsyncSession, event: Event, gateway: PaymentG
 
 async def _charge_refunded(session: AsyncSession, event: Event, gateway: PaymentGateway) -> None:
     charge = event.object
+    if await _deposit_refunded(session, event):
+        return
     donation = await _donation(session, event, payment_intent=charge.get("payment_intent"))
     charge_id = _id_of(charge.get("id"))
     if donation is None or charge_id is None:
@@ -413,18 +444,126 @@ async def _update_refund(session: AsyncSession, refund: object, *, as_of: dateti
         )
 
 
+async def _charged_deposit(
+    session: AsyncSession, event: Event, *, payment_intent: object, metadata: object
+) -> Transaction | None:
+    """The deposit a charge or dispute of the platform account is about, locked, if any."""
+    payment_intent_id = _id_of(payment_intent)
+    if event.account is not None or payment_intent_id is None:
+        return None
+    reference = metadata.get("amply_deposit") if isinstance(metadata, dict) else None
+    return await deposits.find_for_payment(
+        session,
+        payment_intent_id=payment_intent_id,
+        deposit_id=reference if isinstance(reference, str) else None,
+    )
+
+
+async def _deposit_refunded(session: AsyncSession, event: Event) -> bool:
+    """Take a refunded deposit's money back from its wallet; False if no deposit is refunded.
+
+    The refunded charge proves the payment succeeded: a deposit still pending (its success
+    event not here yet) is completed first, after the same check of what was paid."""
+    charge = event.object
+    deposit = await _charged_deposit(
+        session, event, payment_intent=charge.get("payment_intent"), metadata=charge.get("metadata")
+    )
+    charge_id = _id_of(charge.get("id"))
+    if deposit is None or charge_id is None:
+        return False
+    await deposit_reversals.prepare(session, wallet_id=deposit.wallet_id)
+    if deposit.status != "completed":
+        paid = {"amount_received": charge.get("amount"), "currency": charge.get("currency")}
+        _check_payment(paid, kind="deposit", payment=deposit)
+        await deposits.complete(session, deposit)
+    await deposit_reversals.record_refunded_total(
+        session,
+        deposit,
+        charge_id=charge_id,
+        amount_refunded=_count(charge.get("amount_refunded")),
+    )
+    return True
+
+
+def _balance_moves(dispute: dict[str, Any]) -> list[BalanceMove]:
+    """The balance transactions a dispute lists (Stripe expands them in every event)."""
+    listed = dispute.get("balance_transactions")
+    moves = []
+    for item in listed if isinstance(listed, list) else []:
+        if not isinstance(item, dict):
+            continue
+        move_id, amount, fee = item.get("id"), item.get("amount"), item.get("fee")
+        currency = item.get("currency")
+        if not (
+            isinstance(move_id, str)
+            and 0 < len(move_id) <= 255
+            and _signed(amount) is not None
+            and _signed(fee) is not None
+            and isinstance(currency, str)
+            and len(currency) == 3
+        ):
+            raise InvalidWebhook(
+                "A balance transaction of the dispute lacks an id, amount, fee or currency.",
+                code="webhook_payload_invalid",
+            )
+        assert isinstance(amount, int)
+        assert isinstance(fee, int)
+        moves.append(BalanceMove(move_id, amount, fee, currency.upper()))
+    return moves
+
+
+def _signed(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
 async def _dispute(session: AsyncSession, event: Event, gateway: PaymentGateway) -> None:
+    """Any dispute event (``created``, ``updated``, ``funds_withdrawn``, ``funds_reinstated``,
+    ``closed``): every balance transaction it lists is recorded once, in any order."""
     dispute = event.object
     # Whose dispute first: one about a payment Amply does not know is acknowledged, however
     # it looks (refusing it would have Stripe retry it for days).
-    donation = await _donation(session, event, payment_intent=dispute.get("payment_intent"))
-    if donation is None:
-        return
+    deposit = await _charged_deposit(
+        session, event, payment_intent=dispute.get("payment_intent"), metadata=None
+    )
+    donation = None
+    if deposit is None:
+        donation = await _donation(session, event, payment_intent=dispute.get("payment_intent"))
+        if donation is None:
+            return
     dispute_id, amount = dispute.get("id"), dispute.get("amount")
     if not (isinstance(dispute_id, str) and DISPUTE_ID.match(dispute_id)) or _count(amount) == 0:
         raise InvalidWebhook("The dispute lacks an id or amount.", code="webhook_payload_invalid")
+    moves = _balance_moves(dispute)
+    if deposit is not None:
+        await _deposit_disputed(session, deposit, dispute=dispute, moves=moves)
+        return
+    assert donation is not None
     await _ensure_completed(session, donation, charge=None, gateway=gateway)
-    await donations.record_dispute(session, donation, dispute=dispute)
+    await donations.record_dispute(session, donation, dispute=dispute, moves=moves)
+
+
+async def _deposit_disputed(
+    session: AsyncSession,
+    deposit: Transaction,
+    *,
+    dispute: dict[str, Any],
+    moves: list[BalanceMove],
+) -> None:
+    if not moves:
+        return
+    if deposit.status != "completed":
+        # Its success event credits the wallet first; Stripe delivers this one again.
+        raise ServiceUnavailable(
+            f"Deposit {deposit.id} is not completed yet; deliver this event again later.",
+            code="event_out_of_order",
+        )
+    await deposit_reversals.record_dispute(
+        session,
+        deposit,
+        dispute_id=str(dispute["id"]),
+        charge_id=_id_of(dispute.get("charge")),
+        moves=moves,
+    )
 
 
 async def _account_updated(session: AsyncSession, event: Event, gateway: PaymentGateway) -> None:
@@ -481,6 +620,23 @@ async def _setup_intent_succeeded(
     )
 
 
+async def _connected_payout(session: AsyncSession, event: Event, gateway: PaymentGateway) -> None:
+    """A connected account paid its balance out to the organisation's bank (or that payout
+    failed): on the organisation's chain once, in any order (``services/connected_payouts.py``).
+    The platform's own payouts (no ``account``) and strangers' accounts are acknowledged."""
+    if event.account is None:
+        return
+    organisation_id = await connected_payouts.organisation_of_account(
+        session, account_id=event.account
+    )
+    if organisation_id is None:
+        return
+    state = connected_payouts.state_of(
+        event.object, account_id=event.account, event_type=event.type
+    )
+    await connected_payouts.apply(session, organisation_id=organisation_id, state=state)
+
+
 HANDLERS: Final[dict[str, Handler]] = {
     "payment_intent.succeeded": _payment_succeeded,
     "payment_intent.payment_failed": _payment_failed,
@@ -494,7 +650,13 @@ HANDLERS: Final[dict[str, Handler]] = {
     "charge.dispute.created": _dispute,
     "charge.dispute.updated": _dispute,
     "charge.dispute.closed": _dispute,
+    "charge.dispute.funds_withdrawn": _dispute,
+    "charge.dispute.funds_reinstated": _dispute,
     "account.updated": _account_updated,
     "account.application.deauthorized": _account_deauthorized,
     "setup_intent.succeeded": _setup_intent_succeeded,
+    "payout.created": _connected_payout,
+    "payout.paid": _connected_payout,
+    "payout.failed": _connected_payout,
+    "payout.canceled": _connected_payout,
 }

@@ -19,7 +19,7 @@ from amply.config import Settings
 from amply.errors import Conflict, InvalidInput, NotFound
 from amply.lib.ids import generate_id
 from amply.models import MoneyRequest, Transaction, Wallet
-from amply.services import ledger, risk, wallets
+from amply.services import deposit_reversals, ledger, risk, wallets
 from amply.services.ledger import Leg
 from amply.services.pagination import Page, keyset_page
 
@@ -70,6 +70,7 @@ async def create_transfer(
     recipient = await wallets.of_username(session, username=recipient_username, param="recipient")
     _check_parties(sender=sender, recipient=recipient, currency=currency)
     await wallets.lock(session, sender.id, recipient.id)
+    await deposit_reversals.check_not_restricted(session, wallet_id=sender.id)
     await wallets.require_available(session, wallet=sender, amount=amount)
     transfer = Transaction(
         id=generate_id("txn"),
@@ -224,6 +225,7 @@ async def confirm(session: AsyncSession, *, sender: Wallet, transfer_id: str) ->
     transfer = await _locked_pending(
         session, sender=sender, transfer_id=transfer_id, action="confirmed"
     )
+    await deposit_reversals.check_not_restricted(session, wallet_id=sender.id)
     await wallets.require_available(
         session, wallet=sender, amount=transfer.amount, releasing=transfer.amount
     )

@@ -41,6 +41,8 @@ _CATEGORY: Final[dict[str, str]] = {
     "dispute_funds_reinstated": "disputed",
     "dispute_fee": "dispute_fees",
     "dispute_fee_refunded": "dispute_fees",
+    "payout_sent": "payouts",
+    "payout_failed": "payouts",
 }
 _DONATION_TYPES: Final = frozenset({"donation_received", "wallet_donation_received"})
 
@@ -56,6 +58,7 @@ class Totals:
     processing_fees: int = 0
     disputed: int = 0
     dispute_fees: int = 0
+    payouts: int = 0  # paid out to the organisation's bank, net of failed payouts
     platform_fee: int = 0  # Amply takes none, and says so
     net: int = 0
     donations: int = 0
@@ -157,6 +160,10 @@ PLATFORM_CHAINS: Final[dict[str, str]] = {
     ledger.PLATFORM_PROMOTIONS_CHAIN: "Money Amply gives away: each welcome bonus "
     "(`promotion_granted`, -), balanced by a `welcome_bonus` leg of the opposite amount on "
     "the new wallet's chain. Its balance is minus all that was given.",
+    "plat_losses": "What refunds and chargebacks of wallet deposits cost Amply: the part a "
+    "wallet no longer held (`deposit_loss`, -) and Stripe's dispute fees (`deposit_loss`, -), "
+    "and what it recovered (`deposit_loss_recovered`, +) from a won dispute or a later "
+    "deposit into the wallet. Its balance is minus what Amply lost.",
 }
 
 

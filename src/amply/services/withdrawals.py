@@ -37,7 +37,7 @@ from amply.errors import Conflict, InsufficientFunds, InvalidInput, NotFound
 from amply.lib.ids import derived_id, generate_id
 from amply.lib.money import MoneyError, fee_for, normalize_currency, validate_amount
 from amply.models import Transaction, Wallet
-from amply.services import ledger, wallets
+from amply.services import deposit_reversals, ledger, wallets
 from amply.services.idempotency import IdempotentRequest
 from amply.services.ledger import PLATFORM_FEES_CHAIN, JSONValue, Leg
 from amply.services.pagination import Page, keyset_page
@@ -127,6 +127,7 @@ async def request_withdrawal(
 
     # Every chain the journal touches, locked up front in id order ('plat_fees' < 'wal_…').
     await ledger.lock_chains(session, chain_ids=_chains(wallet.id, fee=fee))
+    await deposit_reversals.check_not_restricted(session, wallet_id=wallet.id)
     await _require_available(session, wallet=wallet, amount=amount, fee=fee)
     entries = await ledger.append_journal(
         session,
@@ -153,8 +154,11 @@ async def request_withdrawal(
 
     # After the debit, in the same database transaction: a refused debit never pays out, and
     # a payout whose transaction fails to commit is named again by the retry's key. The chain
-    # locks are held during the call (an instant withdrawal's include 'plat_fees'): a real,
-    # remote provider would serialise instant withdrawals on that chain for its latency.
+    # locks are held during the call (an instant withdrawal's include 'plat_fees'), which is
+    # allowed only because no provider makes a network call here: SandboxPayouts is
+    # in-process and UnavailablePayouts refuses in ensure_available(), before anything moves.
+    # A remote provider must first move this call between two committed steps, as card
+    # deposits do (SPEC §2; docs/wallets.md, "Payout providers").
     payout = await provider.create_payout(
         amount=amount,
         currency=wallet.currency,

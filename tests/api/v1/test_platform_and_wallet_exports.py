@@ -102,7 +102,8 @@ async def test_the_platform_chains_are_listed_with_their_totals_and_heads(
     assert listed.status_code == 200, listed.text
     assert listed.headers["cache-control"].startswith("public")
     chains = {chain["id"]: chain for chain in listed.json()["data"]}
-    assert set(chains) == {PLATFORM_FEES_CHAIN, PLATFORM_PROMOTIONS_CHAIN}
+    # plat_losses: what refunds and chargebacks of deposits cost (docs/wallets.md).
+    assert set(chains) == {PLATFORM_FEES_CHAIN, PLATFORM_PROMOTIONS_CHAIN, "plat_losses"}
     [promotions] = chains[PLATFORM_PROMOTIONS_CHAIN]["totals"]
     assert promotions == {
         "currency": "USD",

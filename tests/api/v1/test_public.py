@@ -71,6 +71,7 @@ async def test_anyone_sees_an_organisations_totals_added_up_from_its_chain(
             "platform_fee": 0,
             "disputed": 0,
             "dispute_fees": 0,
+            "payouts": 0,
             "net": 17_000 - 4_000 - fees,
             "donations": 3,
         }

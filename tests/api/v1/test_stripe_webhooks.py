@@ -74,6 +74,13 @@ class Payment:
         }
 
     def dispute(self, status: str, *, dispute_id: str = "du_1Amply") -> dict[str, Any]:
+        """A dispute as Stripe sends it, with the balance transactions it made so far: the
+        withdrawal (and its 15.00 fee) unless it is an inquiry, the reinstatement once won."""
+        moves = []
+        if not status.startswith("warning_") and status != "prevented":
+            moves.append(self.dispute_move(f"txn_{dispute_id}w", -self.amount, 1_500))
+        if status == "won":
+            moves.append(self.dispute_move(f"txn_{dispute_id}r", self.amount, 0))
         return {
             "id": dispute_id,
             "object": "dispute",
@@ -83,6 +90,20 @@ class Payment:
             "payment_intent": self.payment_intent,
             "reason": "fraudulent",
             "status": status,
+            "balance_transactions": moves,
+        }
+
+    @staticmethod
+    def dispute_move(move_id: str, amount: int, fee: int) -> dict[str, Any]:
+        return {
+            "id": move_id,
+            "object": "balance_transaction",
+            "amount": amount,
+            "fee": fee,
+            "net": amount - fee,
+            "currency": "eur",
+            "type": "adjustment",
+            "reporting_category": "dispute" if amount < 0 else "dispute_reversal",
         }
 
     def event(self, event_type: str, obj: dict[str, Any], **fields: Any) -> dict[str, Any]:
@@ -328,6 +349,7 @@ async def test_a_dispute_withdraws_once_and_a_won_dispute_reinstates_once(
 
     assert (await chain(database, payment.organisation_id))[2:] == [
         ("dispute_funds_withdrawn", -10_000),
+        ("dispute_fee", -1_500),  # Stripe keeps the dispute fee, even when won
         ("dispute_funds_reinstated", 10_000),
     ]
 
@@ -340,7 +362,8 @@ async def test_a_lost_dispute_closed_before_its_creation_event_withdraws_once(
     await deliver(hooks, payment.event("charge.dispute.created", payment.dispute("needs_response")))
 
     assert (await chain(database, payment.organisation_id))[2:] == [
-        ("dispute_funds_withdrawn", -10_000)
+        ("dispute_funds_withdrawn", -10_000),
+        ("dispute_fee", -1_500),
     ]
 
 
@@ -517,12 +540,7 @@ async def test_a_prevented_dispute_moves_nothing_and_a_dispute_fee_is_withdrawn_
 ) -> None:
     await deliver(hooks, payment.event("payment_intent.succeeded", payment.intent()))
     prevented = payment.dispute("prevented", dispute_id="du_prevented")
-    with_fee = {
-        **payment.dispute("needs_response", dispute_id="du_with_fee"),
-        "balance_transactions": [
-            {"id": "txn_dispute", "amount": -10_000, "fee": 1_500, "currency": "eur"}
-        ],
-    }
+    with_fee = payment.dispute("needs_response", dispute_id="du_with_fee")
 
     await deliver(hooks, payment.event("charge.dispute.created", prevented))
     for _ in range(2):

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Path, Response, status
 
 from amply.api.errors import error_responses
 from amply.api.v1.sandbox import require_sandbox
-from amply.deps import CurrentUser, GatewayDep, SessionDep
+from amply.deps import CurrentUser, GatewayDep, SessionDep, UnitOfWorkDep
 from amply.models import Card
 from amply.schemas.cards import (
     CardCreate,
@@ -44,9 +44,9 @@ def card_out(card: Card) -> CardOut:
     responses=error_responses(401, 409, 502, 503),
 )
 async def create_setup_intent(
-    session: SessionDep, user: CurrentUser, gateway: GatewayDep
+    unit: UnitOfWorkDep, user: CurrentUser, gateway: GatewayDep
 ) -> SetupIntentOut:
-    intent = await cards.create_setup_intent(session, user_id=user.user.id, gateway=gateway)
+    intent = await cards.create_setup_intent(unit, user_id=user.user.id, gateway=gateway)
     return SetupIntentOut(
         setup_intent_id=intent.setup_intent_id,
         client_secret=intent.client_secret,
@@ -70,12 +70,12 @@ async def create_setup_intent(
 async def add_card(
     body: CardCreate,
     response: Response,
-    session: SessionDep,
+    unit: UnitOfWorkDep,
     user: CurrentUser,
     gateway: GatewayDep,
 ) -> CardOut:
     added = await cards.add_card(
-        session, user_id=user.user.id, setup_intent_id=body.setup_intent_id, gateway=gateway
+        unit, user_id=user.user.id, setup_intent_id=body.setup_intent_id, gateway=gateway
     )
     if not added.created:
         response.status_code = status.HTTP_200_OK
@@ -133,9 +133,9 @@ async def set_default_card(
     responses=error_responses(401, 404, 409, 502, 503),
 )
 async def remove_card(
-    card_id: CardId, session: SessionDep, user: CurrentUser, gateway: GatewayDep
+    card_id: CardId, unit: UnitOfWorkDep, user: CurrentUser, gateway: GatewayDep
 ) -> CardOut:
-    card = await cards.remove_card(session, user_id=user.user.id, card_id=card_id, gateway=gateway)
+    card = await cards.remove_card(unit, user_id=user.user.id, card_id=card_id, gateway=gateway)
     return card_out(card)
 
 

@@ -10,13 +10,14 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from amply.api.errors import error_responses
-from amply.api.idempotency import idempotent_request, run_idempotently
+from amply.api.idempotency import idempotent_request, run_idempotently, run_in_steps
 from amply.deps import (
     CurrentUser,
     GatewayDep,
     RequiredIdempotencyKey,
     SessionDep,
     SettingsDep,
+    UnitOfWorkDep,
 )
 from amply.errors import InvalidInput
 from amply.models import Transaction
@@ -28,6 +29,7 @@ from amply.schemas.deposits import (
     DepositStatus,
 )
 from amply.services import deposits, ledger
+from amply.services.payments import CreatedPayment
 
 router = APIRouter(tags=["deposits"])
 
@@ -102,7 +104,7 @@ def _deposit_out(deposit: Transaction, entry: ledger.Entry | None) -> DepositOut
 async def create_deposit(
     body: Annotated[DepositCreate, Body(openapi_examples=_EXAMPLES)],
     request: Request,
-    session: SessionDep,
+    unit: UnitOfWorkDep,
     settings: SettingsDep,
     gateway: GatewayDep,
     user: CurrentUser,
@@ -113,33 +115,59 @@ async def create_deposit(
         key=idempotency_key, scope=f"user:{user.user.id}", request=request, body=body
     )
     assert idempotent is not None
+    if body.bank_name is not None:
+        bank_name = body.bank_name
 
-    async def deposit() -> DepositOut:
-        if body.bank_name is not None:
+        async def bank_deposit() -> DepositOut:
             created = await deposits.create_bank_deposit(
-                session,
+                unit.session,
                 user_id=user.user.id,
                 amount=body.amount,
                 currency=body.currency,
-                bank_name=body.bank_name,
+                bank_name=bank_name,
                 settings=settings,
                 idempotency=idempotent,
             )
-        else:
-            created = await deposits.create_card_deposit(
-                session,
-                user_id=user.user.id,
-                amount=body.amount,
-                currency=body.currency,
-                card_id=body.card_id,
-                gateway=gateway,
-                settings=settings,
-                idempotency=idempotent,
-            )
+            return await deposit_out(unit.session, created)
+
+        # The sandbox's simulated bank calls no network: one transaction, as usual.
+        return await run_idempotently(
+            unit.session,
+            idempotent=idempotent,
+            settings=settings,
+            status_code=201,
+            run=bank_deposit,
+        )
+
+    async def prepare(session: AsyncSession) -> deposits.CardDepositPlan:
+        return await deposits.prepare_card_deposit(
+            session,
+            user_id=user.user.id,
+            amount=body.amount,
+            currency=body.currency,
+            card_id=body.card_id,
+            gateway=gateway,
+            settings=settings,
+            idempotency=idempotent,
+        )
+
+    async def charge(plan: deposits.CardDepositPlan) -> CreatedPayment:
+        return await deposits.charge_card(plan, gateway=gateway)
+
+    async def record(
+        session: AsyncSession, plan: deposits.CardDepositPlan, payment: CreatedPayment
+    ) -> DepositOut:
+        created = await deposits.record_card_deposit(session, plan, payment, gateway=gateway)
         return await deposit_out(session, created)
 
-    return await run_idempotently(
-        session, idempotent=idempotent, settings=settings, status_code=201, run=deposit
+    return await run_in_steps(
+        unit,
+        idempotent=idempotent,
+        settings=settings,
+        status_code=201,
+        prepare=prepare,
+        call=charge,
+        record=record,
     )
 
 

@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from amply.api.errors import error_responses
-from amply.api.idempotency import idempotent_request, run_idempotently
+from amply.api.idempotency import idempotent_request, run_in_steps
 from amply.deps import (
     Caller,
     CallerDep,
@@ -25,6 +25,7 @@ from amply.deps import (
     SessionDep,
     SettingsDep,
     SignerDep,
+    UnitOfWorkDep,
     authorize_organisation,
     require_caller,
 )
@@ -49,6 +50,7 @@ from amply.schemas.donations import (
 from amply.services import donations, ledger, receipts
 from amply.services.donations import CheckoutRequest
 from amply.services.organisations import Role
+from amply.services.payments import CreatedPayment, CreatedRefund
 
 router = APIRouter(tags=["donations"])
 
@@ -174,7 +176,7 @@ def refund_out(refund: DonationRefund) -> RefundOut:
 async def create_donation(
     body: DonationCreate,
     request: Request,
-    session: SessionDep,
+    unit: UnitOfWorkDep,
     settings: SettingsDep,
     gateway: GatewayDep,
     origin: OriginDep,
@@ -185,9 +187,10 @@ async def create_donation(
     if api_key is not None:
         # Before any replay: a read-only key must not read back a stored checkout.
         donations.check_key_may_checkout(api_key, organisation_id=body.organisation_id)
+    idempotent = idempotent_request(key=idempotency_key, scope=scope, request=request, body=body)
 
-    async def checkout() -> CheckoutOut:
-        result = await donations.create_donation(
+    async def prepare(session: AsyncSession) -> donations.CheckoutPlan:
+        return await donations.prepare_checkout(
             session,
             request=CheckoutRequest(**body.model_dump()),
             gateway=gateway,
@@ -196,6 +199,14 @@ async def create_donation(
             api_key=api_key,
             idempotency=idempotent,
         )
+
+    async def pay(plan: donations.CheckoutPlan) -> CreatedPayment:
+        return await donations.create_checkout_payment(plan, gateway=gateway)
+
+    async def record(
+        session: AsyncSession, plan: donations.CheckoutPlan, payment: CreatedPayment
+    ) -> CheckoutOut:
+        result = await donations.record_checkout(session, plan, payment, gateway=gateway)
         return CheckoutOut(
             donation=await donation_out(session, result.donation, organisation_view=False),
             payment=PaymentOut(
@@ -208,9 +219,14 @@ async def create_donation(
             receipt_token=result.receipt_token,
         )
 
-    idempotent = idempotent_request(key=idempotency_key, scope=scope, request=request, body=body)
-    return await run_idempotently(
-        session, idempotent=idempotent, settings=settings, status_code=201, run=checkout
+    return await run_in_steps(
+        unit,
+        idempotent=idempotent,
+        settings=settings,
+        status_code=201,
+        prepare=prepare,
+        call=pay,
+        record=record,
     )
 
 
@@ -289,7 +305,7 @@ async def refund_donation(
     donation_id: DonationId,
     body: RefundCreate,
     request: Request,
-    session: SessionDep,
+    unit: UnitOfWorkDep,
     settings: SettingsDep,
     access: DonationAdmin,
     gateway: GatewayDep,
@@ -301,24 +317,35 @@ async def refund_donation(
     )
     assert idempotent is not None
 
-    async def refund() -> RefundOut:
+    async def prepare(session: AsyncSession) -> donations.RefundPlan:
         donation = await donations.get_for_organisation(
             session, donation_id=donation_id, organisation_id=organisation_id
         )
-        created = await donations.request_refund(
+        return await donations.prepare_refund(
             session,
-            donation=donation,
+            donation_id=donation.id,
             amount=body.amount,
             reason=body.reason,
             note=body.note,
-            gateway=gateway,
-            actor=access.actor,
             idempotency=idempotent,
         )
-        return refund_out(created)
 
-    return await run_idempotently(
-        session, idempotent=idempotent, settings=settings, status_code=201, run=refund
+    async def ask_stripe(plan: donations.RefundPlan) -> CreatedRefund:
+        return await donations.create_provider_refund(plan, gateway=gateway)
+
+    async def record(
+        session: AsyncSession, plan: donations.RefundPlan, created: CreatedRefund
+    ) -> RefundOut:
+        return refund_out(await donations.record_refund(session, plan, created, actor=access.actor))
+
+    return await run_in_steps(
+        unit,
+        idempotent=idempotent,
+        settings=settings,
+        status_code=201,
+        prepare=prepare,
+        call=ask_stripe,
+        record=record,
     )
 
 

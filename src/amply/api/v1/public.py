@@ -119,6 +119,7 @@ def _totals_out(totals: list[Totals]) -> list[TotalsOut]:
             platform_fee=0,
             disputed=t.disputed,
             dispute_fees=t.dispute_fees,
+            payouts=t.payouts,
             net=t.net,
             donations=t.donations,
         )

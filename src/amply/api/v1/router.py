@@ -47,3 +47,5 @@ for module in (
 ):
     declare_request_errors(module.router.routes)
     router.include_router(module.router)
+declare_request_errors(sandbox.payouts_router.routes)
+router.include_router(sandbox.payouts_router)

@@ -7,6 +7,10 @@ or fail a donation's payment (its donor has no account: Stripe.js confirms it wi
 secret), only the wallet's owner a card deposit's, and only the donation's organisation (an
 admin, or a write API key, as for ``POST /v1/donations/{id}/refunds``) may have Stripe
 confirm refunds. Another's payment answers 404, as one that does not exist.
+
+Payouts (``/v1/sandbox/organisations/{id}/payouts``): Stripe pays an organisation's sandbox
+balance out to its bank, and the payout is paid or fails; only the organisation's admins (or
+its write API key) may say so.
 """
 
 from __future__ import annotations
@@ -30,9 +34,10 @@ from amply.deps import (
     require_caller,
 )
 from amply.errors import NotFound
-from amply.models import Donation, Transaction
+from amply.models import ConnectedPayout, Donation, Transaction
 from amply.schemas.deposits import DepositOut
 from amply.schemas.donations import LedgerEntryRef, SandboxDonationOut, SandboxRefund
+from amply.schemas.payouts import PayoutOut, SandboxPayoutIn
 from amply.services import donations, sandbox
 
 PaymentId = Annotated[
@@ -180,3 +185,101 @@ async def refund(
         gateway=gateway,
     )
     return await _donation_out(session, donation)
+
+
+# --- Payouts of an organisation's sandbox Stripe balance ---------------------------------------
+
+PayoutId = Annotated[
+    str, Path(max_length=120, description="The sandbox payout's id (`po_sandbox_…`).")
+]
+OrganisationPath = Annotated[str, Path(max_length=100, description="The organisation's id.")]
+
+
+async def _payout_admin(
+    organisation_id: OrganisationPath, caller: CallerDep, session: SessionDep
+) -> None:
+    """Who may have Stripe pay out: an admin (or write API key) of the organisation, as for
+    refunds; another organisation answers 404."""
+    await authorize_organisation(
+        session, caller, organisation_id=organisation_id, role="admin", scope="write"
+    )
+
+
+payouts_router = APIRouter(
+    prefix="/sandbox/organisations/{organisation_id}/payouts",
+    tags=["sandbox"],
+    dependencies=[Depends(require_sandbox), Depends(_payout_admin)],
+)
+
+
+def _payout_out(payout: ConnectedPayout) -> PayoutOut:
+    return PayoutOut(
+        id=payout.id,
+        organisation_id=payout.organisation_id,
+        amount=payout.amount,
+        currency=payout.currency,
+        status=payout.status,
+        failure_code=payout.failure_code,
+        sent_entry_id=payout.sent_entry_id,
+        failed_entry_id=payout.failed_entry_id,
+        created_at=payout.created_at,
+    )
+
+
+@payouts_router.post(
+    "",
+    status_code=201,
+    summary="Stripe pays out the organisation's sandbox balance to its bank",
+    description="As Stripe's automatic payouts do: the payout's balance transaction takes "
+    "`amount` from the organisation's simulated Stripe balance (422 `payout_exceeds_balance` "
+    "beyond it) and `payout.created` puts a `payout_sent` entry on its public chain. Then "
+    "`…/{payout_id}/paid` or `…/{payout_id}/fail`. An admin of the organisation, or its write "
+    "API key.",
+    responses=ERRORS,
+)
+async def create_payout(
+    organisation_id: OrganisationPath,
+    body: SandboxPayoutIn,
+    session: SessionDep,
+    gateway: GatewayDep,
+) -> PayoutOut:
+    payout = await sandbox.create_payout(
+        session,
+        organisation_id=organisation_id,
+        amount=body.amount,
+        currency=body.currency,
+        gateway=gateway,
+    )
+    return _payout_out(payout)
+
+
+@payouts_router.post(
+    "/{payout_id}/paid",
+    summary="The sandbox payout reaches the organisation's bank",
+    description="`payout.paid`: the status becomes `paid`; the chain does not move (the "
+    "balance was debited when the payout was created).",
+    responses=ERRORS,
+)
+async def payout_paid(
+    organisation_id: OrganisationPath, payout_id: PayoutId, session: SessionDep, gateway: GatewayDep
+) -> PayoutOut:
+    payout = await sandbox.settle_payout(
+        session, organisation_id=organisation_id, payout_id=payout_id, paid=True, gateway=gateway
+    )
+    return _payout_out(payout)
+
+
+@payouts_router.post(
+    "/{payout_id}/fail",
+    summary="The sandbox payout fails (even after it was paid)",
+    description="`payout.failed` with its `payout_failure` balance transaction: the amount "
+    "returns to the balance, and a `payout_failed` entry to the chain.",
+    responses=ERRORS,
+)
+async def payout_failed(
+    organisation_id: OrganisationPath, payout_id: PayoutId, session: SessionDep, gateway: GatewayDep
+) -> PayoutOut:
+    payout = await sandbox.settle_payout(
+        session, organisation_id=organisation_id, payout_id=payout_id, paid=False, gateway=gateway
+    )
+    return _payout_out(payout)

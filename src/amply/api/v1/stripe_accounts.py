@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter
 
 from amply.api.errors import error_responses
-from amply.deps import GatewayDep, OrgAccess, OrgMember, OrgMemberOrApiKey, SessionDep
+from amply.deps import GatewayDep, OrgAccess, OrgMember, OrgMemberOrApiKey, UnitOfWorkDep
 from amply.schemas.donations import AccountLinkCreate, AccountLinkOut, StripeAccountOut
 from amply.services import connect
 from amply.services.connect import AccountStatus
@@ -53,10 +53,10 @@ async def get_stripe_account(access: Viewer, gateway: GatewayDep) -> StripeAccou
     responses=error_responses(401, 403, 404, 409, 502, 503),
 )
 async def create_stripe_account(
-    access: Admin, session: SessionDep, gateway: GatewayDep
+    access: Admin, unit: UnitOfWorkDep, gateway: GatewayDep
 ) -> StripeAccountOut:
     account = await connect.create_account(
-        session, organisation=access.organisation, gateway=gateway, actor=access.actor
+        unit, organisation=access.organisation, gateway=gateway, actor=access.actor
     )
     return account_out(account)
 
@@ -67,11 +67,9 @@ async def create_stripe_account(
     responses=error_responses(401, 403, 404, 409, 502, 503),
 )
 async def refresh_stripe_account(
-    access: Admin, session: SessionDep, gateway: GatewayDep
+    access: Admin, unit: UnitOfWorkDep, gateway: GatewayDep
 ) -> StripeAccountOut:
-    account = await connect.refresh_account(
-        session, organisation=access.organisation, gateway=gateway
-    )
+    account = await connect.refresh_account(unit, organisation=access.organisation, gateway=gateway)
     return account_out(account)
 
 
@@ -81,10 +79,10 @@ async def refresh_stripe_account(
     responses=error_responses(401, 403, 404, 409, 422, 502, 503),
 )
 async def create_onboarding_link(
-    body: AccountLinkCreate, access: Admin, session: SessionDep, gateway: GatewayDep
+    body: AccountLinkCreate, access: Admin, unit: UnitOfWorkDep, gateway: GatewayDep
 ) -> AccountLinkOut:
     link = await connect.create_onboarding_link(
-        session,
+        unit,
         organisation=access.organisation,
         gateway=gateway,
         refresh_url=str(body.refresh_url),

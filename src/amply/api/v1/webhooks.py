@@ -26,7 +26,7 @@ async def stripe_webhook(
         await request.body(), signature=request.headers.get("stripe-signature"), settings=settings
     )
     request.state.caller_kind = "stripe"
-    outcome = await stripe_events.process(
-        session, event=event, source="webhook", gateway=gateway, live_mode=settings.live_mode
+    outcome = await stripe_events.receive(
+        session, event=event, gateway=gateway, live_mode=settings.live_mode
     )
     return WebhookAck(outcome=outcome)
