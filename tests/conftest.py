@@ -19,7 +19,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager, context
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import httpx
 import psycopg
@@ -79,6 +79,31 @@ def pytest_configure(config: pytest.Config) -> None:
         base.chmod(0o711)
         config.option.basetemp = str(base / "run")
         config.add_cleanup(partial(shutil.rmtree, base, ignore_errors=True))
+
+
+# The longest tests (tens of seconds to minutes each), started first: with two workers, one
+# that started last would leave the other idle for its whole length at the end of the run.
+SLOW_FIRST: Final = (
+    "tests/test_wallet_stress.py",
+    "tests/api/v1/test_public_export.py::test_a_million_entry_chain",
+    "tests/test_docs_run.py",
+    "tests/test_verify_fuzz.py",
+    "tests/test_deployment.py",
+    "tests/test_faults.py",
+    "tests/test_embedded.py",
+    "tests/test_demo.py",
+    "tests/test_cli.py",
+    "tests/integration/test_reconcile.py",
+    "tests/site/",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        ranks = (i for i, prefix in enumerate(SLOW_FIRST) if item.nodeid.startswith(prefix))
+        return next(ranks, len(SLOW_FIRST))
+
+    items.sort(key=rank)  # stable: the rest keep their order
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -62,7 +62,7 @@ async def world(
         http_client=stripe.HTTPXClient(allow_sync_methods=False),
     )
     try:
-        async with serve_app(app) as url, httpx.AsyncClient(base_url=url) as http:
+        async with serve_app(app) as url, httpx.AsyncClient(base_url=url, timeout=30) as http:
             stripe_server.register_webhook(f"{url}/v1/webhooks/stripe", WEBHOOK_SECRET)
             yield World(http, client, stripe_server)
     finally:
