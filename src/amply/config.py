@@ -101,6 +101,13 @@ class Settings(BaseSettings):
     stripe_timeout_seconds: float = Field(
         default=20.0, gt=0, le=120, description="Timeout of each call to Stripe."
     )
+    stripe_js_url: str = Field(
+        default="https://js.stripe.com/v3/",
+        pattern=r"^https?://[^/?#\s]+/[^?#\s]*$",
+        description="Where the give page loads Stripe.js from (Stripe mode). Stripe requires "
+        "https://js.stripe.com/v3/ in production; tests point it at a stand-in on their "
+        "Stripe-protocol server. The give page's Content-Security-Policy allows its origin.",
+    )
 
     donation_max_amount: int = Field(
         default=99_999_999,

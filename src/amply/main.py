@@ -17,7 +17,7 @@ from fastapi.openapi.docs import (
     get_swagger_ui_oauth2_redirect_html,
 )
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.responses import HTMLResponse
 from fastapi.routing import APIRoute, iter_route_contexts
 from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp
@@ -38,6 +38,7 @@ from amply.observability import RequestContext, configure_logging, json_logs
 from amply.services import checkpoints, housekeeping, reconciliation
 from amply.services.payments import gateway_for
 from amply.services.verdicts import VerdictCache
+from amply.site.routes import router as site_router
 
 DESCRIPTION = """
 Transparent donations and wallets on an append-only, hash-chained ledger.
@@ -142,18 +143,14 @@ def create_app(
         )
     app.include_router(health.router)
     app.include_router(v1_router)
+    app.include_router(site_router)  # the public site, `/` included
     _install_docs(app)
     return app
 
 
 def _install_docs(app: FastAPI) -> None:
-    """``/docs`` (Swagger UI) and ``/redoc`` with their assets served by Amply, and ``GET /``
-    leading to them."""
+    """``/docs`` (Swagger UI) and ``/redoc`` with their assets served by Amply."""
     app.mount(DOCS_ASSETS_URL, StaticFiles(directory=str(_DOCS_ASSETS)), name="docs-assets")
-
-    @app.get("/", include_in_schema=False)
-    async def root(request: Request) -> RedirectResponse:
-        return RedirectResponse(f"{request.scope.get('root_path', '')}{DOCS_URL}", 307)
 
     @app.get(DOCS_URL, include_in_schema=False)
     async def swagger_ui(request: Request) -> HTMLResponse:

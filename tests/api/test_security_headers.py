@@ -141,10 +141,13 @@ async def test_pages_that_run_scripts_get_a_policy_that_allows_only_theirs(
         assert (await client.get(asset)).status_code == 200, asset
 
 
-async def test_the_root_leads_to_the_api_docs(client: httpx.AsyncClient) -> None:
+async def test_the_root_is_the_public_site_which_leads_to_the_api_docs(
+    client: httpx.AsyncClient,
+) -> None:
     response = await client.get("/")
-    assert response.status_code == 307
-    assert response.headers["location"] == "/docs"
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/html")
+    assert 'href="/docs"' in response.text
 
 
 async def test_even_an_unexpected_error_carries_the_security_headers() -> None:

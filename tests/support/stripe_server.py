@@ -53,6 +53,8 @@ p. Payouts of connected accounts with their balance transactions, and the balanc
 i. Disputes (open, counter, close won or lost; inquiries), their balance transactions and
    ``charge.dispute.*`` events, ``GET /v1/disputes/{id}``, and refunds refused with
    ``charge_disputed``: ``tests/support/stripe_disputes.py``.
+j. A strict Stripe.js stand-in with the Payment Element (``GET /js.stripe.com/payment-element/v3/``)
+   and the publishable-key requests it makes: ``tests/support/stripe_js.py``.
 
 Exports follow current API versions: a PaymentIntent's ``latest_charge`` is an expandable id
 and it has no ``charges`` list; errors and unknown URLs answer in Stripe's error shape.
@@ -98,7 +100,7 @@ from localstripe.resources import (
     try_convert_to_int,
 )
 
-from tests.support import stripe_disputes, stripe_payouts
+from tests.support import stripe_disputes, stripe_js, stripe_payouts
 from tests.support.stripe_params import params_type, unknown_params
 
 API_VERSION = "2026-10-28.endive"
@@ -1017,6 +1019,7 @@ def build_app(*, webhook_delay: float = 0.05) -> web.Application:
     app.router.add_post("/_config/latency", set_latency)
     stripe_payouts.install(app, server=sys.modules[__name__])
     stripe_disputes.register(app, host=sys.modules[__name__])
+    stripe_js.install(app)
     app.on_startup.append(_start_delivery)
     app.on_cleanup.append(_stop_delivery)
     return app

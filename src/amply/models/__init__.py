@@ -8,6 +8,7 @@ from amply.models.ledger import CheckpointKey, LedgerChain, LedgerCheckpoint, Le
 from amply.models.organisation import Organisation, OrganisationMember
 from amply.models.payout import ConnectedPayout, SandboxBalanceTransaction
 from amply.models.security import RateLimitCounter, SecurityEvent
+from amply.models.totals import ChainTotal
 from amply.models.user import AuthSession, User
 from amply.models.wallet import Card, MoneyRequest, Transaction, Wallet
 
@@ -16,6 +17,7 @@ __all__ = [
     "AuthSession",
     "Base",
     "Card",
+    "ChainTotal",
     "ChargeBalanceTransaction",
     "CheckpointKey",
     "ConnectedPayout",

@@ -38,7 +38,7 @@ from amply.lib.signing import NoteSigner
 from amply.lib.verify import ChainVerifier, checkpoint_body
 from amply.models import CheckpointKey, LedgerCheckpoint
 from amply.models.ledger import KeyStatus
-from amply.services import ledger
+from amply.services import chain_totals, ledger
 
 logger = logging.getLogger(__name__)
 
@@ -237,10 +237,16 @@ async def sign_chains_behind(database: Database, *, signer: NoteSigner) -> int:
 
 
 async def run_signer(database: Database, *, signer: NoteSigner, interval: float) -> None:
-    """The background signer: a pass every ``interval`` seconds, until cancelled."""
+    """The background signer: a pass every ``interval`` seconds, until cancelled. Each pass
+    also brings the public chains' running totals up to their heads (outside any append:
+    :func:`amply.services.chain_totals.advance_all`)."""
     while True:
         await asyncio.sleep(interval)
         try:
             await sign_chains_behind(database, signer=signer)
         except _DATABASE_AWAY as error:  # try again next time
             logger.warning("checkpoint signer pass failed: %s", error)
+        try:
+            await chain_totals.advance_all(database)
+        except _DATABASE_AWAY as error:  # try again next time
+            logger.warning("chain totals pass failed: %s", error)

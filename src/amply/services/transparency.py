@@ -2,12 +2,14 @@
 about the platform's own chains (``plat_fees``, ``plat_promotions``).
 
 Totals are computed from the public chain itself (entry types and amounts), never from
-private tables, so an auditor who downloads the chain arrives at the same figures.
+private tables, so an auditor who downloads the chain arrives at the same figures. They are
+read from the chain's running totals (``chain_totals``, kept by a background job through some
+seq) plus the entries appended after that seq, so no request sums a whole chain.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Final, Literal
@@ -18,10 +20,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from amply.errors import NotFound
 from amply.models import LedgerChain, Organisation
-from amply.services import ledger
+from amply.services import chain_totals, ledger
 from amply.services.pagination import Page, keyset_page
 
-# Sums of entry types per currency, by chain: $1 the chain ids.
+# Sums of entry types per currency, by chain: $1 the chain ids. The whole chains: what the
+# stored running totals (migration 0015) spare the requests, kept as their reference.
 TOTALS_SQL: Final = """
 SELECT chain_id, currency, type, sum(amount) AS total, count(*) AS entries
   FROM ledger_entries
@@ -69,29 +72,33 @@ class Totals:
 async def totals_by_chain(
     session: AsyncSession, *, chain_ids: Sequence[str]
 ) -> dict[str, list[Totals]]:
-    """Per chain, per currency (sorted): the public totals of its entries."""
-    result: dict[str, dict[str, Totals]] = {chain_id: {} for chain_id in chain_ids}
+    """Per chain, per currency (sorted): the public totals of its entries, from the stored
+    running totals plus the entries appended since (:mod:`amply.services.chain_totals`)."""
     if not chain_ids:
         return {}
-    connection = await session.connection()
-    rows = await connection.exec_driver_sql(TOTALS_SQL, (list(chain_ids),))
-    for row in rows.mappings():
-        totals = result[row["chain_id"]].setdefault(row["currency"], Totals(row["currency"]))
-        amount, entry_type = int(row["total"]), row["type"]
+    kept = await chain_totals.sums(session, upto=dict.fromkeys(chain_ids))
+    return {chain_id: fold_totals(kept[chain_id].groups) for chain_id in chain_ids}
+
+
+def fold_totals(groups: Iterable[chain_totals.Group]) -> list[Totals]:
+    """Per currency (sorted): the public totals of a chain's groups of entries."""
+    result: dict[str, Totals] = {}
+    for group in groups:
+        totals = result.setdefault(group.currency, Totals(group.currency))
+        amount, entry_type = group.total, group.type
         totals.net += amount
-        totals.entries += row["entries"]
-        totals.by_type[entry_type] = amount
+        totals.entries += group.entries
+        totals.by_type[entry_type] = totals.by_type.get(entry_type, 0) + amount
         category = _CATEGORY.get(entry_type)
         if category == "received":
             totals.received += amount
         elif category is not None:
             setattr(totals, category, getattr(totals, category) - amount)
         if entry_type in _DONATION_TYPES:
-            totals.donations += row["entries"]
-    return {
-        chain_id: [by_currency[c] for c in sorted(by_currency)]
-        for chain_id, by_currency in result.items()
-    }
+            totals.donations += group.entries
+    for totals in result.values():
+        totals.by_type = dict(sorted(totals.by_type.items()))
+    return [result[c] for c in sorted(result)]
 
 
 async def list_organisations(

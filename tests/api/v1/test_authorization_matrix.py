@@ -19,6 +19,7 @@ from fastapi.routing import APIRoute
 
 from amply.config import Settings
 from amply.main import create_app
+from amply.site.routes import SITE_PATHS
 from tests.factories import (
     Account,
     bearer,
@@ -82,7 +83,8 @@ def test_no_route_is_hidden_from_the_schema() -> None:
     app = APP
     documented = {path for _, path in _routes(app)}
     # The API docs pages, their assets, and `/` (which leads to them) are not API routes.
-    docs_pages = {"/", "/docs", "/docs/oauth2-redirect", "/redoc", "/docs/assets"}
+    # The public site's pages (amply.site) are not API routes either.
+    docs_pages = {"/docs", "/docs/oauth2-redirect", "/redoc", "/docs/assets"} | SITE_PATHS
     served = {"/openapi.json"} | docs_pages | documented
     pending = list(app.routes)
     while pending:
