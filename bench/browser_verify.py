@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 from typing import ClassVar
 
-from amply.lib.signing import NoteSigner
+from amply.ledger.signing import NoteSigner
 from bench.transparency import prefix_export
 
 STATIC = Path(__file__).resolve().parents[1] / "src" / "amply" / "site" / "static"

@@ -65,8 +65,8 @@ import psutil  # type: ignore[import-untyped]
 import uvloop
 
 from amply.embedded import DatabaseUrls
-from amply.lib.ids import generate_id
-from amply.services.ledger import append_args, append_sql, encode_metadata
+from amply.kit.ids import generate_id
+from amply.ledger.service import append_args, append_sql, encode_metadata
 from bench._common import CpuMeter, CpuUse, free_port, migrated_database, postmaster_pid
 
 WORKERS: Final = 2

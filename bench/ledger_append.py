@@ -5,7 +5,7 @@
 
 Prints entries/s for: (a) plain single-row INSERTs into an unchained table with the ledger's
 columns, one per transaction; (b) appends through the ledger's own statement
-(:func:`amply.services.ledger.append_sql`, the one the service runs) spread over 1,000 chains;
+(:func:`amply.ledger.service.append_sql`, the one the service runs) spread over 1,000 chains;
 (c) the same on ONE hot chain; and the ratio of each to (a). Then it appends a chain of
 ``--verify-entries`` entries and reports how fast Python reads and verifies it.
 """
@@ -20,9 +20,9 @@ import time
 
 import asyncpg
 
-from amply.lib.ids import generate_id
-from amply.lib.verify import verify_entries
-from amply.services.ledger import EXPORT_ROWS_SQL, append_args, append_sql
+from amply.kit.ids import generate_id
+from amply.ledger.service import EXPORT_ROWS_SQL, append_args, append_sql
+from amply.verify import verify_entries
 from bench._common import migrated_database, run_clients
 
 BASELINE_TABLE = """

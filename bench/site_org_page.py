@@ -28,9 +28,9 @@ import time
 import httpx
 import psycopg
 
-from amply.db import Database
-from amply.lib.signing import NoteSigner
-from amply.services import chain_totals
+from amply.kit.db import Database
+from amply.ledger import chain_totals
+from amply.ledger.signing import NoteSigner
 from bench._common import migrated_database
 from bench.transparency import CHAIN, COLUMNS, _entries, serve
 

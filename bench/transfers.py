@@ -8,7 +8,7 @@ the plain-INSERT baseline of the same run (issue 5).
 (a) plain single-row INSERTs, one per transaction: bench.ledger_append's baseline.
 (b) completed double-entry transfers through the ledger's own database path. One transfer is
     one transaction holding what the service writes for a transfer that completes at once: the
-    two-leg journal through :func:`amply.services.ledger.append_sql` (``transfer_out`` on the
+    two-leg journal through :func:`amply.ledger.service.append_sql` (``transfer_out`` on the
     sender's wallet chain, ``transfer_in`` on the recipient's, one journal id) and the
     ``transactions`` row naming it, which the deferred ``transactions_journal_matches`` checks
     at commit. ``--clients`` clients over 1,000 funded wallets (each client a different pair at
@@ -18,7 +18,7 @@ the plain-INSERT baseline of the same run (issue 5).
     For the spread case, two labelled extras: (b') the service's whole statement sequence for
     such a transfer in raw SQL (recipient lookup, chain locks, balance and risk queries, journal,
     row), and (b") the service function ``transfers.create_transfer()`` through SQLAlchemy
-    sessions (``amply.db.Database``): the ORM's and the service's overhead over (b).
+    sessions (``amply.kit.db.Database``): the ORM's and the service's overhead over (b).
 (c) the same through the HTTP API: ``amply serve`` in a subprocess (its database pool sized to
     ``--clients``; ``--http-pool-size 0`` keeps the service's 10 + 10 overflow, which closes and
     reopens connections under 16 concurrent requests), and a client process (httpx.AsyncClient,
@@ -65,13 +65,14 @@ from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ClauseElement
 
-from amply.config import Settings
-from amply.db import Database
 from amply.embedded import DatabaseUrls
-from amply.lib.ids import generate_id
+from amply.kit.db import Database
+from amply.kit.ids import generate_id
+from amply.kit.settings import Settings
+from amply.ledger.service import append_args, append_sql, encode_metadata
 from amply.models import User, Wallet
-from amply.services import risk, transfers, wallets
-from amply.services.ledger import append_args, append_sql, encode_metadata
+from amply.wallets import risk, transfers
+from amply.wallets import service as wallets
 from bench._common import (
     CpuMeter,
     CpuUse,
@@ -638,17 +639,17 @@ def serve(
 # that started it, so that a statement counts for the service function that ran it.
 PHASES: Final = (
     ("sqlalchemy/pool/", None, "connection pool: checkout (pre-ping), return, connect"),
-    ("amply/services/ledger.py", "append_journal", "ledger: the journal (append_sql)"),
-    ("amply/services/ledger.py", "lock_chains", "ledger: chain locks"),
-    ("amply/services/risk.py", None, "risk rules: 3 queries"),
-    ("amply/services/wallets.py", "require_available", "balance and held: 2 queries"),
-    ("amply/services/wallets.py", "of_username", "recipient wallet lookup"),
-    ("amply/services/wallets.py", "of_user", "sender wallet lookup"),
-    ("amply/services/transfers.py", None, "transfer: the rest (transactions row flush)"),
-    ("amply/api/v1/wallet_views.py", None, "response view (usernames query, model)"),
-    ("amply/services/idempotency.py", "begin", "idempotency: lock, lookup, purge"),
-    ("amply/services/idempotency.py", "remember", "idempotency: sweep, store response"),
-    ("amply/services/auth.py", None, "authentication: session and user query"),
+    ("amply/ledger/service.py", "append_journal", "ledger: the journal (append_sql)"),
+    ("amply/ledger/service.py", "lock_chains", "ledger: chain locks"),
+    ("amply/wallets/risk.py", None, "risk rules: 3 queries"),
+    ("amply/wallets/service.py", "require_available", "balance and held: 2 queries"),
+    ("amply/wallets/service.py", "of_username", "recipient wallet lookup"),
+    ("amply/wallets/service.py", "of_user", "sender wallet lookup"),
+    ("amply/wallets/transfers.py", None, "transfer: the rest (transactions row flush)"),
+    ("amply/wallets/views.py", None, "response view (usernames query, model)"),
+    ("amply/kit/idempotency.py", "begin", "idempotency: lock, lookup, purge"),
+    ("amply/kit/idempotency.py", "remember", "idempotency: sweep, store response"),
+    ("amply/identity/auth.py", None, "authentication: session and user query"),
     ("amply/deps.py", "get_session", "session: commit, close"),
     ("starlette/responses.py", None, "response rendering"),
 )

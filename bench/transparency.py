@@ -38,9 +38,9 @@ import httpx
 import psutil  # type: ignore[import-untyped]
 import psycopg
 
-from amply.lib.crypto import canonical_preimage, entry_hash, format_timestamp
-from amply.lib.signing import NoteSigner
-from amply.lib.verify import checkpoint_body, verify_export_file
+from amply.ledger.signing import NoteSigner
+from amply.verify import checkpoint_body, verify_export_file
+from amply.verify.crypto import canonical_preimage, entry_hash, format_timestamp
 from bench._common import free_port, migrated_database
 
 CHAIN = "org_BenchTransparency0000001"

@@ -27,9 +27,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT.parent / "src"))
 
-from amply.lib.crypto import entry_hash  # noqa: E402
-from amply.lib.signing import NoteSigner  # noqa: E402
-from amply.lib.verify import checkpoint_body, receipt_commitment  # noqa: E402
+from amply.ledger.signing import NoteSigner  # noqa: E402
+from amply.verify import checkpoint_body, receipt_commitment  # noqa: E402
+from amply.verify.crypto import entry_hash  # noqa: E402
 
 NAME = "amply.example"
 # The documentation's example key (docs/ledger-format.md §6.4): seed "amply.example".

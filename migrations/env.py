@@ -9,8 +9,8 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine, pool, text
 
-from amply.config import get_settings
-from amply.db import sync_url
+from amply.kit.db import sync_url
+from amply.kit.settings import get_settings
 from amply.migrate import MIGRATION_LOCK_KEY
 
 

@@ -28,8 +28,6 @@ import pytest_asyncio
 from psycopg import sql
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from amply.config import Settings
-from amply.db import Database
 from amply.embedded import (
     APP_ROLE,
     OWNER_ROLE,
@@ -39,8 +37,10 @@ from amply.embedded import (
     role_url,
     start_server,
 )
-from amply.key_custody import install_key
-from amply.lib.signing import NoteSigner
+from amply.kit.db import Database
+from amply.kit.settings import Settings
+from amply.ledger.key_custody import install_key
+from amply.ledger.signing import NoteSigner
 from amply.main import create_app
 from amply.migrate import upgrade_to_head
 from tests.support.postgres import test_binaries
@@ -85,9 +85,9 @@ def pytest_configure(config: pytest.Config) -> None:
 # that started last would leave the other idle for its whole length at the end of the run.
 SLOW_FIRST: Final = (
     "tests/test_wallet_stress.py",
-    "tests/api/v1/test_public_export.py::test_a_million_entry_chain",
+    "tests/transparency/test_public_export.py::test_a_million_entry_chain",
     "tests/test_docs_run.py",
-    "tests/test_verify_fuzz.py",
+    "tests/verify/test_verify_fuzz.py",
     "tests/test_deployment.py",
     "tests/test_faults.py",
     "tests/test_embedded.py",

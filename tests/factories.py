@@ -10,10 +10,10 @@ from typing import Any
 
 import httpx
 
-from amply.db import Database
-from amply.lib.ids import generate_id
-from amply.services import ledger
-from amply.services.ledger import ChainKind, Entry, Leg
+from amply.kit.db import Database
+from amply.kit.ids import generate_id
+from amply.ledger import service as ledger
+from amply.ledger.service import ChainKind, Entry, Leg
 
 _PREFIX = {"organisation": "org", "wallet": "wal", "platform": "plat"}
 
@@ -228,7 +228,7 @@ def error_of(response: httpx.Response, status: int) -> dict[str, Any]:
 
 
 async def wallet_id_of(database: Database, user_id: str) -> str:
-    from amply.services import wallets
+    from amply.wallets import service as wallets
 
     async with database.session() as session:
         wallet = await wallets.of_user(session, user_id=user_id)

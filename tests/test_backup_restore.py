@@ -12,11 +12,9 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from amply.db import Database
 from amply.embedded import APP_ROLE, OWNER_ROLE, role_url
-from amply.services import ledger
-from tests.api.v1.test_history_and_giving import give
-from tests.api.v1.test_transfers import befriend, send
+from amply.kit.db import Database
+from amply.ledger import service as ledger
 from tests.conftest import IsolatedDatabase
 from tests.factories import (
     donate,
@@ -25,6 +23,8 @@ from tests.factories import (
     sign_up,
 )
 from tests.support.postgres import postgres_bin_path
+from tests.wallets.test_history_and_giving import give
+from tests.wallets.test_transfers import befriend, send
 
 HEADS = "SELECT chain_id, max(seq), count(*) FROM ledger_entries GROUP BY chain_id ORDER BY 1"
 

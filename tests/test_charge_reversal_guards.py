@@ -10,10 +10,12 @@ import httpx
 import psycopg
 import pytest
 
-from amply.db import Database
+from amply.donations import service as donations
+from amply.kit.db import Database
+from amply.ledger import service as ledger
 from amply.models import Donation, Transaction
-from amply.services import deposit_reversals, donations, ledger
-from amply.services.deposit_reversals import BalanceMove
+from amply.wallets import deposit_reversals
+from amply.wallets.deposit_reversals import BalanceMove
 from tests.conftest import IsolatedDatabase, SuperuserSql
 from tests.factories import fund_wallet, onboarded_organisation, sign_up, wallet_id_of
 from tests.test_money_row_guards import completed_donation, entry_sql, one

@@ -17,12 +17,12 @@ import psutil
 import pytest
 
 from amply.cli import main
-from amply.lib.verify import EXPORT_FORMAT
 from amply.migrate import head_revision
+from amply.verify import EXPORT_FORMAT
 from tests.conftest import IsolatedDatabase
-from tests.lib.test_verify import build_chain, export_of
 from tests.support.fake_postgres import fake_postgres
 from tests.support.serving import environment_without, free_port, start_serve, wait_until_ready
+from tests.verify.test_verify import build_chain, export_of
 
 
 def write_export(path: Path, *, tamper: bool = False) -> Path:
@@ -81,7 +81,7 @@ def test_migrate_brings_an_external_database_to_head(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from amply.config import get_settings
+    from amply.kit.settings import get_settings
 
     monkeypatch.setenv("DATABASE_URL", test_database.urls.app)
     monkeypatch.setenv("DATABASE_MIGRATION_URL", test_database.urls.migration)
@@ -96,7 +96,7 @@ def test_migrate_brings_an_external_database_to_head(
 def test_migrate_starts_an_embedded_database_and_reuses_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from amply.config import get_settings
+    from amply.kit.settings import get_settings
 
     monkeypatch.delenv("DATABASE_URL", raising=False)
     monkeypatch.setenv("AMPLY_DATA_DIR", str(tmp_path / "data"))
@@ -112,7 +112,7 @@ def test_migrate_starts_an_embedded_database_and_reuses_it(
 
 
 def test_production_refuses_the_embedded_database(monkeypatch: pytest.MonkeyPatch) -> None:
-    from amply.config import get_settings
+    from amply.kit.settings import get_settings
 
     monkeypatch.delenv("DATABASE_URL", raising=False)
     monkeypatch.setenv("AMPLY_ENVIRONMENT", "production")
@@ -125,7 +125,7 @@ def test_production_refuses_the_embedded_database(monkeypatch: pytest.MonkeyPatc
 
 
 def test_production_needs_a_separate_migration_role(monkeypatch: pytest.MonkeyPatch) -> None:
-    from amply.config import get_settings
+    from amply.kit.settings import get_settings
 
     monkeypatch.setenv("DATABASE_URL", "postgresql://amply_app@db.invalid/amply")
     monkeypatch.delenv("DATABASE_MIGRATION_URL", raising=False)
@@ -327,8 +327,8 @@ def test_serve_explains_a_port_in_use_before_touching_the_database() -> None:
 
 
 def test_logs_are_text_on_a_terminal_and_json_otherwise(monkeypatch: pytest.MonkeyPatch) -> None:
-    from amply.config import Settings
-    from amply.observability import json_logs
+    from amply.kit.observability import json_logs
+    from amply.kit.settings import Settings
 
     monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
     assert json_logs(Settings()) is False

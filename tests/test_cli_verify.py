@@ -11,9 +11,9 @@ from typing import Any, Final
 import pytest
 
 from amply.cli import main
-from amply.lib.signing import NoteSigner
-from amply.lib.verify import VerifierKey
-from tests.lib.test_checkpoints import (
+from amply.ledger.signing import NoteSigner
+from amply.verify import VerifierKey
+from tests.ledger.test_signing import (
     GENUINE,
     chain,
     forged_splice,
@@ -348,7 +348,7 @@ def test_verify_json_keeps_its_members(tmp_path: Path, capsys: pytest.CaptureFix
 def test_progress_counts_entries_as_the_stream_is_read(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from amply.lib import verify
+    from amply import verify
 
     monkeypatch.setattr(verify, "_CHUNK", 64)
     monkeypatch.setattr(verify, "_BATCH", 1)

@@ -8,9 +8,9 @@ import psycopg
 import pytest
 
 from amply.cli import main
-from amply.config import get_settings
-from amply.db import Database
-from amply.services import ledger
+from amply.kit.db import Database
+from amply.kit.settings import get_settings
+from amply.ledger import service as ledger
 from tests.conftest import IsolatedDatabase
 
 

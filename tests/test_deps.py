@@ -10,12 +10,12 @@ import psycopg
 import pytest
 from fastapi import FastAPI
 
-from amply.config import Settings
 from amply.deps import SessionDep
-from amply.lib.ids import generate_id
+from amply.kit.ids import generate_id
+from amply.kit.settings import Settings
+from amply.ledger import service as ledger
+from amply.ledger.service import Leg, append_args, append_sql
 from amply.main import create_app
-from amply.services import ledger
-from amply.services.ledger import Leg, append_args, append_sql
 from tests.conftest import IsolatedDatabase
 
 

@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 from pydantic import AliasChoices
 
-from amply.config import Settings
-from amply.lib.verify import VerifierKey, verify_export
-from tests.lib.test_crypto import load_vectors
+from amply.kit.settings import Settings
+from amply.verify import VerifierKey, verify_export
+from tests.verify.test_crypto import load_vectors
 
 ROOT = Path(__file__).parents[1]
 LEDGER_FORMAT = ROOT / "docs" / "ledger-format.md"

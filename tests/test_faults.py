@@ -14,9 +14,9 @@ from contextlib import contextmanager
 
 import httpx
 
-from amply.db import Database
 from amply.embedded import DatabaseUrls
-from amply.services import ledger
+from amply.kit.db import Database
+from amply.ledger import service as ledger
 from tests.conftest import IsolatedDatabase
 from tests.factories import PASSWORD
 from tests.support.postgres import amply_cluster

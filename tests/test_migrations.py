@@ -7,9 +7,9 @@ import pytest
 from alembic import command
 from sqlalchemy.exc import DBAPIError
 
-from amply.db import Database
+from amply.kit.db import Database
+from amply.ledger import service as ledger
 from amply.migrate import alembic_config, upgrade_to_head
-from amply.services import ledger
 from tests.conftest import Cluster, IsolatedDatabase, fresh_database
 from tests.factories import append, make_chain
 

@@ -11,10 +11,10 @@ import httpx
 import psycopg
 import pytest
 
-from amply.db import Database
+from amply.donations import service as donations
+from amply.kit.db import Database
 from amply.models import Donation
-from amply.services import donations
-from amply.services.deposit_reversals import BalanceMove
+from amply.wallets.deposit_reversals import BalanceMove
 from tests.conftest import IsolatedDatabase, SuperuserSql
 from tests.factories import (
     create_api_key,
@@ -430,7 +430,7 @@ async def test_a_removed_card_stays_removed(
 async def test_a_money_request_is_paid_only_by_a_completed_transfer(
     client: httpx.AsyncClient, test_database: IsolatedDatabase, superuser_sql: SuperuserSql
 ) -> None:
-    from tests.api.v1.test_money_requests import ask
+    from tests.wallets.test_money_requests import ask
 
     requester, payer = await sign_up(client), await sign_up(client)
     request = await ask(client, requester, payer)

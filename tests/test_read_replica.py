@@ -11,10 +11,10 @@ from collections.abc import AsyncIterator, Iterator
 import httpx
 import pytest
 
-from amply.config import Settings
-from amply.lib.signing import NoteSigner
-from amply.lib.verify import verify_export
+from amply.kit.settings import Settings
+from amply.ledger.signing import NoteSigner
 from amply.main import create_app
+from amply.verify import verify_export
 from tests.factories import donate, onboarded_organisation, sandbox_succeed
 from tests.support.postgres import Cluster, amply_cluster
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from amply.config import Settings
+from amply.kit.settings import Settings
 from amply.main import create_app
 from tests.conftest import IsolatedDatabase, SuperuserSql
 

@@ -7,11 +7,11 @@ import httpx
 import psycopg
 import pytest
 
-from amply.db import Database
-from tests.api.v1.test_money_requests import ask, call
-from tests.api.v1.test_transfers import act, befriend, send
+from amply.kit.db import Database
 from tests.conftest import IsolatedDatabase
 from tests.factories import Account, sign_up, wallet_id_of
+from tests.wallets.test_money_requests import ask, call
+from tests.wallets.test_transfers import act, befriend, send
 
 
 def run_as_app(test_database: IsolatedDatabase, *statements: str) -> None:

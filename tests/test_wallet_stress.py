@@ -24,8 +24,8 @@ from typing import Any
 
 import httpx
 
-from amply.db import Database
-from amply.services import ledger
+from amply.kit.db import Database
+from amply.ledger import service as ledger
 from tests.factories import Account, create_organisation, sign_up
 
 WALLETS = 20

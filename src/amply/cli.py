@@ -16,8 +16,8 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any, Protocol
 
-from amply.lib.signing import NoteSigner
-from amply.lib.verify import (
+from amply.ledger.signing import NoteSigner
+from amply.verify import (
     CheckpointError,
     ExportFormatError,
     VerifierKey,
@@ -30,8 +30,8 @@ from amply.lib.verify import (
 )
 
 if TYPE_CHECKING:
-    from amply.config import Settings
     from amply.embedded import DatabaseUrls
+    from amply.kit.settings import Settings
 
 # serve and migrate import the server's modules when they run: `amply verify` starts quickly.
 EXIT_OK, EXIT_BROKEN, EXIT_UNREADABLE = 0, 1, 2
@@ -73,8 +73,8 @@ def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:  # also SIGH
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from amply.config import get_settings
-    from amply.observability import configure_logging, json_logs
+    from amply.kit.observability import configure_logging, json_logs
+    from amply.kit.settings import get_settings
     from amply.startup import StartupError, check_port, check_urls
 
     settings = get_settings()
@@ -169,8 +169,8 @@ def _serve_workers(
     """
     import uvicorn
 
+    from amply.ledger.checkpoints import load_signer
     from amply.main import WORKER_DATABASE_URL
-    from amply.services.checkpoints import load_signer
 
     load_signer(settings)
     with tempfile.TemporaryDirectory(prefix="amply-metrics-") as metrics_dir:
@@ -180,8 +180,8 @@ def _serve_workers(
 
 
 def _demo(_: argparse.Namespace) -> int:
-    from amply.config import get_settings
     from amply.demo import DemoRefused, run_demo
+    from amply.kit.settings import get_settings
     from amply.migrate import upgrade_to_head
     from amply.startup import StartupError, check_urls
 
@@ -203,7 +203,7 @@ def _demo(_: argparse.Namespace) -> int:
 
 
 def _migrate(_: argparse.Namespace) -> int:
-    from amply.config import get_settings
+    from amply.kit.settings import get_settings
     from amply.migrate import head_revision, upgrade_to_head
 
     settings = get_settings()
@@ -220,9 +220,9 @@ def _reconcile(args: argparse.Namespace) -> int:
 
     from sqlalchemy.exc import SQLAlchemyError
 
-    from amply.config import get_settings
-    from amply.db import Database
-    from amply.services import reconciliation
+    from amply.kit.db import Database
+    from amply.kit.settings import get_settings
+    from amply.payments import reconciliation
 
     settings = get_settings()
 
@@ -285,8 +285,8 @@ def _report_json(report: Any) -> dict[str, Any]:
 def _install_signing_key(settings: Settings, *, owner_url: str) -> None:
     """Make the configured checkpoint key the active one, as the schema owner (the service
     role may not: migration 0007)."""
-    from amply.key_custody import KeyCustodyError, install_key
-    from amply.services.checkpoints import load_signer
+    from amply.ledger.checkpoints import load_signer
+    from amply.ledger.key_custody import KeyCustodyError, install_key
 
     key = load_signer(settings).verifier_key
     try:
@@ -298,8 +298,8 @@ def _install_signing_key(settings: Settings, *, owner_url: str) -> None:
 
 
 def _keys_command(args: argparse.Namespace) -> int:
-    from amply.config import get_settings
-    from amply.key_custody import KeyCustodyError, revoke_key
+    from amply.kit.settings import get_settings
+    from amply.ledger.key_custody import KeyCustodyError, revoke_key
 
     settings = get_settings()
     try:
@@ -317,7 +317,7 @@ def _keys_command(args: argparse.Namespace) -> int:
 
 
 def _configured_key(settings: Settings) -> str:
-    from amply.services.checkpoints import load_signer
+    from amply.ledger.checkpoints import load_signer
 
     return load_signer(settings).verifier_key.encode()
 

@@ -26,12 +26,13 @@ from typing import Any, Final
 import httpx
 from sqlalchemy import select
 
-from amply.config import Settings
-from amply.lib.ids import sandbox_id
+from amply.donations import service as donation_service
+from amply.kit.ids import sandbox_id
+from amply.kit.settings import Settings
+from amply.ledger import service as ledger
 from amply.models import LedgerChain
-from amply.services import donations as donation_service
-from amply.services import ledger, stripe_events
-from amply.services import sandbox as sandbox_service
+from amply.webhooks import sandbox as sandbox_service
+from amply.webhooks import stripe_events
 
 PASSWORD: Final = "demo horse battery staple"  # noqa: S105 - printed for the demo users
 PEOPLE: Final = (

@@ -11,18 +11,18 @@ from typing import Annotated, Any, Literal, cast
 from fastapi import Depends, Header, Path, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from amply.config import Settings
-from amply.db import Database, UnitOfWork
-from amply.errors import AmplyError, AuthenticationRequired, NotFound, PermissionDenied
-from amply.lib import tokens
-from amply.lib.signing import NoteSigner
+from amply.identity import api_keys, auth, tokens
+from amply.identity.auth import Authenticated
+from amply.identity.security_events import Actor, Origin
+from amply.kit.db import Database, UnitOfWork
+from amply.kit.errors import AmplyError, AuthenticationRequired, NotFound, PermissionDenied
+from amply.kit.settings import Settings
+from amply.ledger.signing import NoteSigner
+from amply.ledger.verdicts import VerdictCache
 from amply.models import ApiKey, Organisation, User
-from amply.services import api_keys, auth, organisations
-from amply.services.auth import Authenticated
-from amply.services.organisations import Role
-from amply.services.payments import PaymentGateway
-from amply.services.security_events import Actor, Origin
-from amply.services.verdicts import VerdictCache
+from amply.organisations import service as organisations
+from amply.organisations.service import Role
+from amply.payments.gateway import PaymentGateway
 
 
 def get_database(request: Request) -> Database:
@@ -57,7 +57,7 @@ DatabaseDep = Annotated[Database, Depends(get_database)]
 
 def get_unit_of_work(session: SessionDep) -> UnitOfWork:
     """The request's session as short committed steps, for routes that call Stripe: see
-    :class:`amply.db.UnitOfWork`. Whatever the route does after its last step is committed
+    :class:`amply.kit.db.UnitOfWork`. Whatever the route does after its last step is committed
     by :func:`get_session` as usual."""
     return UnitOfWork(session)
 

@@ -23,22 +23,23 @@ from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
-from amply import __version__
-from amply.api import health
-from amply.api.boundaries import BodyLimit, SecurityHeaders
-from amply.api.errors import ERROR_COMPONENT, install_error_handlers
-from amply.api.page_cache import PageCache, ServeCachedPages
-from amply.api.v1.router import router as v1_router
-from amply.config import Settings, get_settings
-from amply.db import Database
+from amply import __version__, health
+from amply.api import router as v1_router
 from amply.deps import get_caller, get_optional_api_key
-from amply.errors import ERROR_CODES
+from amply.kit.boundaries import BodyLimit, SecurityHeaders
+from amply.kit.db import Database
+from amply.kit.error_responses import ERROR_COMPONENT, install_error_handlers
+from amply.kit.errors import ERROR_CODES
+from amply.kit.observability import RequestContext, configure_logging, json_logs
+from amply.kit.page_cache import PageCache, ServeCachedPages
+from amply.kit.settings import Settings, get_settings
+from amply.ledger import checkpoints
+from amply.ledger.verdicts import VerdictCache
 from amply.migrate import head_revision
-from amply.observability import RequestContext, configure_logging, json_logs
-from amply.services import checkpoints, housekeeping, reconciliation
-from amply.services.payments import gateway_for
-from amply.services.verdicts import VerdictCache
+from amply.payments import reconciliation
+from amply.payments.gateway import gateway_for
 from amply.site.routes import router as site_router
+from amply.wallets import housekeeping
 
 DESCRIPTION = """
 Transparent donations and wallets on an append-only, hash-chained ledger.

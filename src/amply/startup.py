@@ -19,7 +19,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
 if TYPE_CHECKING:
-    from amply.config import Settings
+    from amply.kit.settings import Settings
 
 #: The oldest PostgreSQL major Amply runs on (docs/operations.md).
 MINIMUM_MAJOR: Final = 15

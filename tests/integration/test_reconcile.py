@@ -17,8 +17,8 @@ import httpx
 import pytest
 from prometheus_client import REGISTRY
 
-from amply.db import Database
-from amply.services import reconciliation
+from amply.kit.db import Database
+from amply.payments import reconciliation
 from tests.conftest import IsolatedDatabase
 from tests.factories import donate, onboarded_organisation, sandbox_succeed
 from tests.integration.test_stripe_payouts import (

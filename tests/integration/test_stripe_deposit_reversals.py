@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from amply.db import Database
-from amply.services import ledger
+from amply.kit.db import Database
+from amply.ledger import service as ledger
 from tests.conftest import SuperuserSql
 from tests.factories import Account, sign_up, wallet_id_of
 from tests.integration.test_stripe_disputes import Capture

@@ -20,8 +20,8 @@ from typing import Any, Literal
 import httpx
 import pytest
 
-from amply.db import Database
-from amply.services import ledger
+from amply.kit.db import Database
+from amply.ledger import service as ledger
 from tests.integration.test_stripe_donations import (
     WEBHOOK_SECRET,
     World,

@@ -17,10 +17,10 @@ import httpx
 import pytest
 import stripe
 
-from amply.config import Settings
-from amply.db import Database
+from amply.kit.db import Database
+from amply.kit.settings import Settings
+from amply.ledger import service as ledger
 from amply.main import create_app
-from amply.services import ledger
 from tests.conftest import ClientFactory, IsolatedDatabase, SuperuserSql
 from tests.factories import Account, create_organisation, sign_up
 from tests.stripe_harness import StripeServer, make_event, recorded, sign_payload

@@ -24,9 +24,9 @@ import stripe
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from amply.config import Settings
-from amply.db import Database, NetworkCallInTransaction, UnitOfWork
-from amply.errors import Conflict
+from amply.kit.db import Database, NetworkCallInTransaction, UnitOfWork
+from amply.kit.errors import Conflict
+from amply.kit.settings import Settings
 from amply.main import create_app
 from tests.conftest import IsolatedDatabase, SuperuserSql
 from tests.factories import Account, create_organisation, fund_wallet, sign_up, wallet_id_of
@@ -533,7 +533,7 @@ async def test_a_webhook_reads_stripes_fee_before_its_transaction_and_locks_noth
     world: World, superuser_sql: SuperuserSql
 ) -> None:
     # payment_intent.succeeded names the charge; its fee (the charge's balance transaction) is
-    # read from Stripe before the event's transaction begins (services/stripe_reads.py).
+    # read from Stripe before the event's transaction begins (payments/stripe_reads.py).
     started = await checkout(world, key="slow-fee-read-000001")
     assert started.status_code == 201, started.text
     donation_id = started.json()["donation"]["id"]

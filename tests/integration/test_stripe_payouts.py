@@ -20,10 +20,10 @@ import pytest
 import stripe
 from sqlalchemy import text
 
-from amply.config import Settings
-from amply.db import Database
+from amply.kit.db import Database
+from amply.kit.settings import Settings
+from amply.ledger import service as ledger
 from amply.main import create_app
-from amply.services import ledger
 from tests.conftest import IsolatedDatabase
 from tests.factories import Account, create_organisation, sign_up
 from tests.stripe_harness import StripeServer, make_event, sign_payload

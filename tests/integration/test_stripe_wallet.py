@@ -16,11 +16,11 @@ import httpx
 import pytest
 import stripe
 
-from amply.config import Settings
-from amply.db import Database
-from amply.lib.ids import derived_id
+from amply.kit.db import Database
+from amply.kit.ids import derived_id
+from amply.kit.settings import Settings
+from amply.ledger import service as ledger
 from amply.main import create_app
-from amply.services import ledger
 from tests.conftest import IsolatedDatabase, SuperuserSql
 from tests.factories import Account, error_of, sign_up, wallet_id_of
 from tests.integration.test_stripe_donations import eventually

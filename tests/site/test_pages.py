@@ -6,8 +6,8 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from amply.config import Settings
-from amply.db import Database
+from amply.kit.db import Database
+from amply.kit.settings import Settings
 from amply.site import routes
 from amply.site.service import summaries, summary_of
 from tests.conftest import cheapest_settings

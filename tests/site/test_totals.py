@@ -11,9 +11,11 @@ from collections import defaultdict
 import psycopg
 import pytest
 
-from amply.db import Database
-from amply.services import chain_totals, checkpoints, ledger, transparency
+from amply.kit.db import Database
+from amply.ledger import chain_totals, checkpoints
+from amply.ledger import service as ledger
 from amply.site.service import summary_of
+from amply.transparency import service as transparency
 from tests.conftest import IsolatedDatabase, run_signer
 from tests.factories import append, make_chain
 

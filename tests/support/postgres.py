@@ -32,8 +32,8 @@ from amply.embedded import (
     role_url,
     service_account,
 )
-from amply.key_custody import install_key
-from amply.lib.signing import NoteSigner
+from amply.ledger.key_custody import install_key
+from amply.ledger.signing import NoteSigner
 from amply.migrate import upgrade_to_head
 
 #: Another PostgreSQL installation's ``bin`` folder for the whole run (CI points it at Debian's

@@ -15,7 +15,7 @@ from amply.models.user import User
 
 class ReconnectReason(StrEnum):
     """Why an organisation's recorded Stripe account no longer counts: connect a new one
-    (``services/connect.py``)."""
+    (``payments/connect.py``)."""
 
     DEAUTHORIZED = "deauthorized"  # its owner disconnected Amply in Stripe
     OTHER_MODE = "other_mode"  # made with test keys and the server has live ones, or back

@@ -1,5 +1,5 @@
 """Running totals of the public chains (migration 0015), kept by
-:mod:`amply.services.chain_totals`."""
+:mod:`amply.ledger.chain_totals`."""
 
 from __future__ import annotations
 

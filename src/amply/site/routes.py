@@ -21,12 +21,13 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from amply.config import Settings
 from amply.deps import ReadSessionDep, SettingsDep
-from amply.lib.crypto import canonical_preimage
-from amply.services import ledger, transparency
+from amply.kit.settings import Settings
+from amply.ledger import service as ledger
 from amply.site.service import ChainSummary, funds_of, latest_checkpoint, summaries, summary_of
 from amply.site.service import organisation_by_slug as find_organisation
+from amply.transparency import service as transparency
+from amply.verify.crypto import canonical_preimage
 
 _PACKAGE: Final = Path(__file__).resolve().parent
 STATIC_DIR: Final = _PACKAGE / "static"

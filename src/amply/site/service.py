@@ -3,10 +3,10 @@
 Totals, giving per month and fund totals are sums over the chain's entries. No page view sums
 a chain: they come from the chain's running totals (``chain_totals``, migration 0015), kept by
 a background job through some seq, plus the entries between that seq and the head the page
-shows (an index range on ``(chain_id, seq)``; :mod:`amply.services.chain_totals`). So even the
+shows (an index range on ``(chain_id, seq)``; :mod:`amply.ledger.chain_totals`). So even the
 first view after a restart reads a few hundred rows at most. The figures are those of
 ``GET /v1/public/organisations/{id}`` (the same entry types,
-:mod:`amply.services.transparency`), which an auditor can recompute from the export.
+:mod:`amply.transparency.service`), which an auditor can recompute from the export.
 """
 
 from __future__ import annotations
@@ -18,9 +18,10 @@ from typing import Final
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from amply.ledger import chain_totals, checkpoints
 from amply.models import Fund, LedgerCheckpoint, Organisation
-from amply.services import chain_totals, checkpoints, transparency
-from amply.services.transparency import Totals
+from amply.transparency import service as transparency
+from amply.transparency.service import Totals
 
 DONATION_TYPES: Final = frozenset({"donation_received", "wallet_donation_received"})
 REFUND_TYPES: Final = frozenset({"donation_refunded", "donation_refund_reversed"})

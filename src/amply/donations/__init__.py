@@ -1,0 +1,1 @@
+"""Donations: checkout, refunds, disputes and receipts."""

@@ -1,0 +1,2 @@
+"""Shared machinery every domain uses: database sessions, errors, pagination, idempotency,
+rate limits, settings, observability."""

@@ -1,0 +1,1 @@
+"""The ledger: appends, chains, checkpoints, exports and signing."""

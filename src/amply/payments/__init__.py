@@ -1,0 +1,1 @@
+"""The Stripe boundary: the payment gateway, Connect accounts, payouts, reads and reconciliation."""

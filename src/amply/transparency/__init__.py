@@ -1,0 +1,1 @@
+"""The public API: organisations, ledgers, checkpoints and receipts anyone may read."""

@@ -1,0 +1,167 @@
+"""The signed-in user's saved cards: added through a SetupIntent, listed, made the default,
+removed; and the sandbox's stand-in for confirming a SetupIntent with a card."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Response, status
+
+from amply.deps import CurrentUser, GatewayDep, SessionDep, UnitOfWorkDep
+from amply.kit.error_responses import error_responses
+from amply.kit.schemas import Limit, ListResponse, StartingAfter
+from amply.models import Card
+from amply.wallets import cards
+from amply.wallets.cards_schemas import (
+    CardCreate,
+    CardOut,
+    SandboxSetupIntentOut,
+    SandboxSetupIntentSucceed,
+    SetupIntentOut,
+)
+from amply.webhooks import sandbox
+from amply.webhooks.sandbox_routes import require_sandbox
+
+router = APIRouter(tags=["cards"])
+
+CardId = Annotated[str, Path(max_length=64, description="The card's id (`card_…`).")]
+SetupIntentPath = Annotated[
+    str, Path(max_length=100, description="The sandbox SetupIntent (`seti_sandbox_…`).")
+]
+
+
+def card_out(card: Card) -> CardOut:
+    return CardOut.model_validate(card, from_attributes=True)
+
+
+@router.post(
+    "/cards/setup-intents",
+    status_code=status.HTTP_201_CREATED,
+    summary="Start adding a card: a SetupIntent for your wallet",
+    description="Collect the card with Stripe.js (`stripe.confirmCardSetup(client_secret)`), "
+    "so that its number goes to Stripe and never to Amply, then save it with "
+    "`POST /v1/cards`. In sandbox mode, confirm it with "
+    "`POST /v1/sandbox/setup-intents/{setup_intent_id}/succeed` (signed in as yourself).",
+    responses=error_responses(401, 409, 502, 503),
+)
+async def create_setup_intent(
+    unit: UnitOfWorkDep, user: CurrentUser, gateway: GatewayDep
+) -> SetupIntentOut:
+    intent = await cards.create_setup_intent(unit, user_id=user.user.id, gateway=gateway)
+    return SetupIntentOut(
+        setup_intent_id=intent.setup_intent_id,
+        client_secret=intent.client_secret,
+        publishable_key=gateway.publishable_key,
+        provider=gateway.provider,
+    )
+
+
+@router.post(
+    "/cards",
+    status_code=status.HTTP_201_CREATED,
+    summary="Save the card of a SetupIntent that succeeded",
+    description="201 with the new card; 200 with the same card if this SetupIntent's card "
+    "was saved already (by an earlier call, or by the `setup_intent.succeeded` event). Your "
+    "first card becomes your default card.",
+    responses={
+        200: {"model": CardOut, "description": "The card was saved already."},
+        **error_responses(401, 404, 409, 422, 502, 503),
+    },
+)
+async def add_card(
+    body: CardCreate,
+    response: Response,
+    unit: UnitOfWorkDep,
+    user: CurrentUser,
+    gateway: GatewayDep,
+) -> CardOut:
+    added = await cards.add_card(
+        unit, user_id=user.user.id, setup_intent_id=body.setup_intent_id, gateway=gateway
+    )
+    if not added.created:
+        response.status_code = status.HTTP_200_OK
+    return card_out(added.card)
+
+
+@router.get(
+    "/cards",
+    summary="Your cards: the default first, then the newest",
+    responses=error_responses(401, 422),
+)
+async def list_cards(
+    session: SessionDep,
+    user: CurrentUser,
+    gateway: GatewayDep,
+    limit: Limit = 20,
+    starting_after: StartingAfter = None,
+) -> ListResponse[CardOut]:
+    page = await cards.list_cards(
+        session,
+        user_id=user.user.id,
+        gateway=gateway,
+        starting_after=starting_after,
+        limit=limit,
+    )
+    return ListResponse(data=[card_out(card) for card in page.items], has_more=page.has_more)
+
+
+@router.get("/cards/{card_id}", summary="One of your cards", responses=error_responses(401, 404))
+async def get_card(
+    card_id: CardId, session: SessionDep, user: CurrentUser, gateway: GatewayDep
+) -> CardOut:
+    card = await cards.get_card(session, user_id=user.user.id, card_id=card_id, gateway=gateway)
+    return card_out(card)
+
+
+@router.post(
+    "/cards/{card_id}/default",
+    summary="Make a card your default card (for deposits that name none)",
+    responses=error_responses(401, 404),
+)
+async def set_default_card(
+    card_id: CardId, session: SessionDep, user: CurrentUser, gateway: GatewayDep
+) -> CardOut:
+    card = await cards.set_default(session, user_id=user.user.id, card_id=card_id, gateway=gateway)
+    return card_out(card)
+
+
+@router.delete(
+    "/cards/{card_id}",
+    summary="Remove a card",
+    description="The card is detached from your Stripe Customer and no longer listed or "
+    "usable; deposits made with it keep naming it. If it was your default card, your newest "
+    "remaining card becomes the default.",
+    responses=error_responses(401, 404, 409, 502, 503),
+)
+async def remove_card(
+    card_id: CardId, unit: UnitOfWorkDep, user: CurrentUser, gateway: GatewayDep
+) -> CardOut:
+    card = await cards.remove_card(unit, user_id=user.user.id, card_id=card_id, gateway=gateway)
+    return card_out(card)
+
+
+@router.post(
+    "/sandbox/setup-intents/{setup_intent_id}/succeed",
+    tags=["sandbox"],
+    dependencies=[Depends(require_sandbox)],
+    summary="Your card's SetupIntent succeeds with a test card (sandbox only)",
+    description="Stands in for Stripe.js confirming the SetupIntent: the test card is saved "
+    "to your wallet as Stripe's `setup_intent.succeeded` event would save it. Only the "
+    "wallet's owner, signed in (401 otherwise; another user's SetupIntent is 404).",
+    responses=error_responses(401, 404, 409, 422),
+)
+async def succeed_sandbox_setup_intent(
+    setup_intent_id: SetupIntentPath,
+    session: SessionDep,
+    user: CurrentUser,
+    gateway: GatewayDep,
+    body: SandboxSetupIntentSucceed | None = None,
+) -> SandboxSetupIntentOut:
+    payment_method_id = await sandbox.succeed_setup_intent(
+        session,
+        user_id=user.user.id,
+        setup_intent_id=setup_intent_id,
+        card=body.card if body else "visa",
+        gateway=gateway,
+    )
+    return SandboxSetupIntentOut(id=setup_intent_id, payment_method_id=payment_method_id)
