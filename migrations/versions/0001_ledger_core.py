@@ -5,11 +5,13 @@ Revises:
 Create Date: 2026-11-21
 
 Every invariant of SPEC.md §4 that PostgreSQL can enforce is created here, each statement
-headed by the invariant it guards. ``docs/ledger-format.md`` describes the same rules for
-auditors. Run as the schema owner; the service connects as ``amply_app``.
+headed by the invariant it guards; each function is defined in its file
+``migrations/sql/<function>/0001.sql``, headed likewise. ``docs/ledger-format.md`` describes
+the same rules for auditors. Run as the schema owner; the service connects as ``amply_app``.
 """
 
 from collections.abc import Sequence
+from pathlib import Path
 
 from alembic import op
 
@@ -34,53 +36,15 @@ BEGIN
 END $$;
 """
 
-# Which entry types exist, and whether each moves money inside Amply ('internal': both legs
-# are on Amply chains and must balance) or across its edge ('external': card payments,
-# refunds, bank deposits, payouts: one leg naming the outside reference in its metadata).
-# A later migration that adds types recreates ledger_entry_flow() from its own lists.
-EXTERNAL_TYPES = (
-    "donation_received",
-    "donation_refunded",
-    "payment_processing_fee",
-    "payment_processing_fee_refunded",
-    "dispute_funds_withdrawn",
-    "dispute_funds_reinstated",
-    "dispute_fee",
-    "deposit",
-    "withdrawal",
-    "withdrawal_reversed",
-)
-INTERNAL_TYPES = (
-    "transfer_out",
-    "transfer_in",
-    "withdrawal_fee",
-    "withdrawal_fee_refunded",
-    "fee_collected",
-    "fee_refunded",
-    "welcome_bonus",
-    "promotion_granted",
-    "wallet_donation_sent",
-    "wallet_donation_received",
-)
+# Each function's definition, one file per version: migrations/sql/<function>/<revision>.sql
+# (migrations/sql/README.md).
+SQL_DIR = Path(__file__).resolve().parents[1] / "sql"
 
 
-def sql_list(values: Sequence[str]) -> str:
-    return ", ".join(f"'{value}'" for value in values)
+def load(name: str) -> str:
+    """The statement of ``migrations/sql/<name>.sql``, e.g. ``load("ledger_entry_flow/0003")``."""
+    return (SQL_DIR / f"{name}.sql").read_text(encoding="utf-8")
 
-
-ENTRY_TYPES = f"""
--- An SQL function, so that PostgreSQL inlines it into the (cached) plan of the trigger
--- function below that calls it; it is deliberately not used in CHECK constraints or trigger
--- WHEN clauses, which PostgreSQL re-plans on every statement.
-CREATE FUNCTION ledger_entry_flow(entry_type text) RETURNS text
-LANGUAGE sql IMMUTABLE PARALLEL SAFE
-AS $$
-    SELECT CASE
-        WHEN entry_type IN ({sql_list(EXTERNAL_TYPES)}) THEN 'external'
-        WHEN entry_type IN ({sql_list(INTERNAL_TYPES)}) THEN 'internal'
-    END
-$$;
-"""
 
 TABLES = """
 -- Rows never change once inserted, so the formats of caller-supplied fields (ids, currency,
@@ -134,212 +98,28 @@ COMMENT ON TABLE ledger_entries IS
     'Append-only, hash-chained ledger entries. See docs/ledger-format.md.';
 """
 
-HASH_FUNCTIONS = """
--- Honest hashes: the canonical encoding of docs/ledger-format.md §2, byte for byte the same as
--- amply.lib.crypto.canonical_preimage(). A netstring is '<UTF-8 byte length>:<text>,'.
--- These are plain SQL functions without SET clauses so that PostgreSQL inlines them (a SET
--- clause would cost a configuration save and restore on every call); every name in them is
--- schema-qualified instead.
-CREATE FUNCTION ledger_netstring(field text) RETURNS text
-LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
-AS $$ SELECT pg_catalog.octet_length(field)::text || ':' || field || ',' $$;
-
-CREATE FUNCTION ledger_format_timestamp(moment timestamptz) RETURNS text
-LANGUAGE sql STABLE STRICT PARALLEL SAFE
-AS $$
-    SELECT pg_catalog.to_char(moment AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
-$$;
-
-CREATE FUNCTION ledger_entry_hash(
-    chain_id text, seq bigint, entry_id text, entry_type text, amount bigint,
-    currency text, balance_after bigint, metadata text, journal_id text,
-    created_at timestamptz, prev_entry_hash text
-) RETURNS text
-LANGUAGE sql STABLE PARALLEL SAFE
-AS $$
-    SELECT 'sha256:' || pg_catalog.encode(pg_catalog.sha256(pg_catalog.convert_to(
-        public.ledger_netstring('amply-ledger-entry/v1')
-        || public.ledger_netstring(chain_id)
-        || public.ledger_netstring(seq::text)
-        || public.ledger_netstring(entry_id)
-        || public.ledger_netstring(entry_type)
-        || public.ledger_netstring(amount::text)
-        || public.ledger_netstring(currency)
-        || public.ledger_netstring(balance_after::text)
-        || public.ledger_netstring(metadata)
-        || public.ledger_netstring(journal_id)
-        || public.ledger_netstring(public.ledger_format_timestamp(created_at))
-        || public.ledger_netstring(coalesce(prev_entry_hash, '')),
-        'UTF8')), 'hex')
-$$;
-"""
-
 ASSIGN_TRIGGER = """
--- Which lock stands for a chain: a transaction-level advisory lock on a 64-bit hash of its id
--- (distinct chains sharing a key would merely queue behind each other). Waiters are served
--- in order and nothing is written to take it.
-CREATE FUNCTION ledger_chain_lock_key(chain_id text) RETURNS bigint
-LANGUAGE sql IMMUTABLE PARALLEL SAFE
-AS $$ SELECT pg_catalog.hashtextextended(chain_id, 1095585868) $$;
-
--- Linear chains, honest hashes, balances: the database, not the caller, assigns seq,
--- prev_entry_hash, balance_after, created_at and entry_hash, holding the chain's lock until
--- the transaction ends. Concurrent appends to one chain queue on that lock and each reads the
--- entries its predecessors committed, so the chain never forks. Multi-chain journals take the
--- locks in chain-id order (the ledger service inserts legs sorted by chain_id, and
--- ledger_lock_chains() below sorts too), so they never deadlock. Wallet chains refuse an
--- entry that would take a balance below zero. The caller-supplied fields are checked first:
--- id and journal id shapes, a known type, an upper-case three-letter currency, and metadata
--- that is a JSON object of at most 8 KiB.
-CREATE FUNCTION ledger_entries_assign() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER
--- pg_temp last: otherwise a caller's temporary table could shadow the ledger's tables.
-SET search_path = pg_catalog, public, pg_temp
-AS $$
-DECLARE
-    flow text;
-    prev_seq bigint;
-    prev_hash text;
-    prev_currency text;
-    prev_balance bigint;
-BEGIN
-    IF NEW.seq IS NOT NULL OR NEW.prev_entry_hash IS NOT NULL OR NEW.balance_after IS NOT NULL
-       OR NEW.entry_hash IS NOT NULL OR NEW.created_at IS NOT NULL
-       OR NEW.internal IS NOT NULL THEN
-        RAISE EXCEPTION 'ledger: seq, prev_entry_hash, balance_after, created_at, '
-            'entry_hash and internal are assigned by the database'
-            USING ERRCODE = 'check_violation', CONSTRAINT = 'ledger_entries_assigned_fields';
-    END IF;
-    -- (Patterns use + and a length limit, never {n} bounds, which PostgreSQL expands into
-    -- large automata.)
-    IF NEW.id !~ '^led_[0-9A-Za-z]+$' OR octet_length(NEW.id) > 80
-       OR NEW.journal_id !~ '^jrn_[0-9A-Za-z]+$' OR octet_length(NEW.journal_id) > 80 THEN
-        RAISE EXCEPTION 'ledger: malformed entry id % or journal id %', NEW.id, NEW.journal_id
-            USING ERRCODE = 'check_violation', CONSTRAINT = 'ledger_entries_ids';
-    END IF;
-    flow := public.ledger_entry_flow(NEW.type);
-    IF flow IS NULL THEN
-        RAISE EXCEPTION 'ledger: unknown entry type %', NEW.type
-            USING ERRCODE = 'check_violation', CONSTRAINT = 'ledger_entries_type';
-    END IF;
-    NEW.internal := flow = 'internal';
-    IF NEW.currency !~ '^[A-Z][A-Z][A-Z]$' THEN
-        RAISE EXCEPTION 'ledger: currency % is not an upper-case ISO 4217 code', NEW.currency
-            USING ERRCODE = 'check_violation', CONSTRAINT = 'ledger_entries_currency';
-    END IF;
-    IF octet_length(NEW.metadata) > 8192 OR json_typeof(NEW.metadata::json) <> 'object' THEN
-        RAISE EXCEPTION 'ledger: metadata must be a JSON object of at most 8192 bytes'
-            USING ERRCODE = 'check_violation', CONSTRAINT = 'ledger_entries_metadata';
-    END IF;
-    -- Each statement below must see what the chain's previous lock holder committed, which
-    -- only READ COMMITTED guarantees; in a snapshot-isolated transaction the append would
-    -- fail on ledger_entries_chain_seq_key, so say why up front.
-    IF current_setting('transaction_isolation') <> 'read committed' THEN
-        RAISE EXCEPTION 'ledger: append in a READ COMMITTED transaction, not %',
-            current_setting('transaction_isolation')
-            USING ERRCODE = 'invalid_transaction_state';
-    END IF;
-
-    PERFORM pg_advisory_xact_lock(public.ledger_chain_lock_key(NEW.chain_id));
-    -- One lookup: the chain must exist, and its last entry (if any) is the predecessor.
-    SELECT last.seq, last.entry_hash, last.currency, last.balance_after
-      INTO prev_seq, prev_hash, prev_currency, prev_balance
-      FROM public.ledger_chains AS chain
-      LEFT JOIN LATERAL (
-            SELECT seq, entry_hash, currency, balance_after
-              FROM public.ledger_entries
-             WHERE chain_id = chain.id
-             ORDER BY seq DESC
-             LIMIT 1
-           ) AS last ON true
-     WHERE chain.id = NEW.chain_id;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'ledger: chain % does not exist', NEW.chain_id
-            USING ERRCODE = 'foreign_key_violation', CONSTRAINT = 'ledger_entries_chain_id_fkey';
-    END IF;
-    IF prev_seq IS NULL THEN
-        prev_seq := 0;
-        prev_balance := 0;
-    ELSIF prev_currency <> NEW.currency THEN
-        SELECT balance_after INTO prev_balance
-          FROM public.ledger_entries
-         WHERE chain_id = NEW.chain_id AND currency = NEW.currency
-         ORDER BY seq DESC
-         LIMIT 1;
-        prev_balance := coalesce(prev_balance, 0);
-    END IF;
-
-    NEW.seq := prev_seq + 1;
-    NEW.prev_entry_hash := prev_hash;
-    NEW.balance_after := prev_balance + NEW.amount;
-    -- A chain's kind is bound to its id's prefix (ledger_chains_guard), so 'wal_' is a wallet.
-    IF starts_with(NEW.chain_id, 'wal_') AND NEW.balance_after < 0 THEN
-        RAISE EXCEPTION 'ledger: insufficient funds on chain % (% % short)',
-            NEW.chain_id, -NEW.balance_after, NEW.currency
-            USING ERRCODE = 'check_violation',
-                  CONSTRAINT = 'ledger_wallet_balance_non_negative';
-    END IF;
-    NEW.created_at := clock_timestamp();
-    NEW.entry_hash := public.ledger_entry_hash(
-        NEW.chain_id, NEW.seq, NEW.id, NEW.type, NEW.amount, NEW.currency,
-        NEW.balance_after, NEW.metadata, NEW.journal_id, NEW.created_at,
-        NEW.prev_entry_hash);
-    RETURN NEW;
-END
-$$;
-
+-- Linear chains, honest hashes, balances: before every insert, ledger_entries_assign() checks
+-- what the caller supplied and assigns the rest, holding the chain's lock.
 CREATE TRIGGER ledger_entries_assign
     BEFORE INSERT ON ledger_entries
     FOR EACH ROW EXECUTE FUNCTION ledger_entries_assign();
 """
 
 IMMUTABILITY = """
--- Append-only: no UPDATE, DELETE or TRUNCATE of an entry, by anyone, the owner included. (A
--- role that may ALTER the table, the owner or a superuser, could disable these triggers
--- first; what such a role changes is caught by verification, which recomputes every hash.)
-CREATE FUNCTION ledger_refuse_change() RETURNS trigger
-LANGUAGE plpgsql
-SET search_path = pg_catalog
-AS $$
-BEGIN
-    RAISE EXCEPTION 'ledger: % on % is forbidden, the ledger is append-only', TG_OP, TG_TABLE_NAME
-        USING ERRCODE = 'insufficient_privilege';
-END
-$$;
-
+-- Append-only: no UPDATE, DELETE or TRUNCATE of an entry, by anyone, the owner included
+-- (ledger_refuse_change()).
 CREATE TRIGGER ledger_entries_no_update_delete
     BEFORE UPDATE OR DELETE ON ledger_entries
     FOR EACH ROW EXECUTE FUNCTION ledger_refuse_change();
 CREATE TRIGGER ledger_entries_no_truncate
     BEFORE TRUNCATE ON ledger_entries
     FOR EACH STATEMENT EXECUTE FUNCTION ledger_refuse_change();
+"""
 
--- A chain never changes and is never deleted. A new chain has a well-formed id whose prefix
--- names its kind (org_, wal_, plat_), so an export cannot relabel a wallet chain to escape
--- the non-negative rule.
-CREATE FUNCTION ledger_chains_guard() RETURNS trigger
-LANGUAGE plpgsql
-SET search_path = pg_catalog
-AS $$
-DECLARE
-    kind_prefix text;
-BEGIN
-    IF NEW.id !~ '^[a-z]+_[0-9A-Za-z]+$' OR octet_length(NEW.id) > 80 THEN
-        RAISE EXCEPTION 'ledger: malformed chain id %', NEW.id
-            USING ERRCODE = 'check_violation', CONSTRAINT = 'ledger_chains_id';
-    END IF;
-    kind_prefix := CASE NEW.kind
-        WHEN 'organisation' THEN 'org' WHEN 'wallet' THEN 'wal' WHEN 'platform' THEN 'plat'
-    END;
-    IF split_part(NEW.id, '_', 1) IS DISTINCT FROM kind_prefix THEN
-        RAISE EXCEPTION 'ledger: a % chain id must start with its kind''s prefix, not %',
-            NEW.kind, NEW.id
-            USING ERRCODE = 'check_violation', CONSTRAINT = 'ledger_chains_kind_prefix';
-    END IF;
-    RETURN NEW;
-END
-$$;
-
+CHAINS_GUARD = """
+-- A chain never changes and is never deleted, and a new one's id names its kind
+-- (ledger_chains_guard()).
 CREATE TRIGGER ledger_chains_guard
     BEFORE INSERT ON ledger_chains
     FOR EACH ROW EXECUTE FUNCTION ledger_chains_guard();
@@ -352,59 +132,14 @@ CREATE TRIGGER ledger_chains_no_truncate
 """
 
 DOUBLE_ENTRY = """
--- Double entry: the internal legs of a journal sum to zero per currency. Checked at commit
--- (deferred), so a journal's legs may be inserted one by one, but a transaction that leaves an
--- internal journal unbalanced, or adds a leg to an already balanced one, is rejected whole.
-CREATE FUNCTION ledger_check_journal_balanced() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, public, pg_temp
-AS $$
-DECLARE
-    unbalanced_currency text;
-    unbalanced_total numeric;
-BEGIN
-    SELECT currency, sum(amount)
-      INTO unbalanced_currency, unbalanced_total
-      FROM public.ledger_entries
-     WHERE journal_id = NEW.journal_id AND internal
-     GROUP BY currency
-    HAVING sum(amount) <> 0
-     LIMIT 1;
-    IF FOUND THEN
-        RAISE EXCEPTION 'ledger: internal journal % does not balance (% % left over)',
-            NEW.journal_id, unbalanced_total, unbalanced_currency
-            USING ERRCODE = 'check_violation', CONSTRAINT = 'ledger_journal_balanced';
-    END IF;
-    RETURN NULL;
-END
-$$;
-
+-- Double entry: the internal legs of a journal sum to zero per currency, checked at commit
+-- (ledger_check_journal_balanced()).
 CREATE CONSTRAINT TRIGGER ledger_entries_journal_balanced
     AFTER INSERT ON ledger_entries
     DEFERRABLE INITIALLY DEFERRED
     FOR EACH ROW
     WHEN (NEW.internal)
     EXECUTE FUNCTION ledger_check_journal_balanced();
-"""
-
-LOCKING = """
--- No deadlocks across journals: a transaction that appends several journals takes all their
--- chains' locks first, in id order. Returns how many of the chains exist.
-CREATE FUNCTION ledger_lock_chains(chain_ids text[]) RETURNS integer
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, public, pg_temp
-AS $$
-DECLARE
-    chain text;
-    locked_count integer := 0;
-BEGIN
-    FOR chain IN SELECT id FROM public.ledger_chains WHERE id = ANY (chain_ids) ORDER BY id LOOP
-        PERFORM pg_advisory_xact_lock(public.ledger_chain_lock_key(chain));
-        locked_count := locked_count + 1;
-    END LOOP;
-    RETURN locked_count;
-END
-$$;
 """
 
 ALWAYS_FIRE = """
@@ -455,13 +190,21 @@ END $$;
 def upgrade() -> None:
     for block in (
         PRECONDITIONS,
-        ENTRY_TYPES,
+        load("ledger_entry_flow/0001"),
         TABLES,
-        HASH_FUNCTIONS,
+        load("ledger_netstring/0001"),
+        load("ledger_format_timestamp/0001"),
+        load("ledger_entry_hash/0001"),
+        load("ledger_chain_lock_key/0001"),
+        load("ledger_entries_assign/0001"),
         ASSIGN_TRIGGER,
+        load("ledger_refuse_change/0001"),
         IMMUTABILITY,
+        load("ledger_chains_guard/0001"),
+        CHAINS_GUARD,
+        load("ledger_check_journal_balanced/0001"),
         DOUBLE_ENTRY,
-        LOCKING,
+        load("ledger_lock_chains/0001"),
         ALWAYS_FIRE,
         PLATFORM_CHAINS,
         PRIVILEGES,

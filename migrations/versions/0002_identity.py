@@ -10,6 +10,7 @@ passwords only their argon2id hash. Each rule the database enforces is headed by
 """
 
 from collections.abc import Sequence
+from pathlib import Path
 
 from alembic import op
 
@@ -17,6 +18,16 @@ revision: str = "0002_identity"
 down_revision: str | None = "0001_ledger_core"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
+
+# Each function's definition, one file per version: migrations/sql/<function>/<revision>.sql
+# (migrations/sql/README.md).
+SQL_DIR = Path(__file__).resolve().parents[1] / "sql"
+
+
+def load(name: str) -> str:
+    """The statement of ``migrations/sql/<name>.sql``, e.g. ``load("ledger_entry_flow/0003")``."""
+    return (SQL_DIR / f"{name}.sql").read_text(encoding="utf-8")
+
 
 USERS = """
 CREATE TABLE users (
@@ -77,43 +88,7 @@ CREATE INDEX organisation_members_user ON organisation_members (user_id);
 
 KEEP_AN_OWNER = """
 -- Every organisation keeps at least one owner: checked at commit, after every change to
--- its members and when it is created. The service also locks the organisation row while it
--- changes members, so that two concurrent demotions cannot each see the other's owner;
--- this trigger is the backstop that turns any bug into a failed commit.
-CREATE FUNCTION organisation_assert_has_owner(org text) RETURNS void
-LANGUAGE plpgsql
-SET search_path = pg_catalog, public, pg_temp
-AS $$
-BEGIN
-    IF EXISTS (SELECT FROM public.organisations WHERE id = org)
-       AND NOT EXISTS (SELECT FROM public.organisation_members
-                       WHERE organisation_id = org AND role = 'owner') THEN
-        RAISE EXCEPTION 'organisation % would have no owner', org
-            USING ERRCODE = 'integrity_constraint_violation';
-    END IF;
-END
-$$;
-
-CREATE FUNCTION organisation_members_check_owner() RETURNS trigger
-LANGUAGE plpgsql
-SET search_path = pg_catalog, public, pg_temp
-AS $$
-BEGIN
-    PERFORM public.organisation_assert_has_owner(OLD.organisation_id);
-    RETURN NULL;
-END
-$$;
-
-CREATE FUNCTION organisations_check_owner() RETURNS trigger
-LANGUAGE plpgsql
-SET search_path = pg_catalog, public, pg_temp
-AS $$
-BEGIN
-    PERFORM public.organisation_assert_has_owner(NEW.id);
-    RETURN NULL;
-END
-$$;
-
+-- its members and when it is created (organisation_assert_has_owner()).
 CREATE CONSTRAINT TRIGGER organisation_members_keep_an_owner
     AFTER UPDATE OR DELETE ON organisation_members
     DEFERRABLE INITIALLY DEFERRED
@@ -194,6 +169,9 @@ def upgrade() -> None:
     for block in (
         USERS,
         ORGANISATIONS,
+        load("organisation_assert_has_owner/0002"),
+        load("organisation_members_check_owner/0002"),
+        load("organisations_check_owner/0002"),
         KEEP_AN_OWNER,
         API_KEYS,
         SECURITY_EVENTS,

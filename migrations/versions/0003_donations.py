@@ -11,6 +11,7 @@ the database enforces is headed by what it guards.
 """
 
 from collections.abc import Sequence
+from pathlib import Path
 
 from alembic import op
 
@@ -19,49 +20,15 @@ down_revision: str | None = "0002_identity"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-# The entry types of 0001_ledger_core plus donation_refund_reversed: a refund that Stripe
-# recorded and then reported as failed returns the money to the organisation.
-EXTERNAL_TYPES = (
-    "donation_received",
-    "donation_refunded",
-    "donation_refund_reversed",
-    "payment_processing_fee",
-    "payment_processing_fee_refunded",
-    "dispute_funds_withdrawn",
-    "dispute_funds_reinstated",
-    "dispute_fee",
-    "deposit",
-    "withdrawal",
-    "withdrawal_reversed",
-)
-INTERNAL_TYPES = (
-    "transfer_out",
-    "transfer_in",
-    "withdrawal_fee",
-    "withdrawal_fee_refunded",
-    "fee_collected",
-    "fee_refunded",
-    "welcome_bonus",
-    "promotion_granted",
-    "wallet_donation_sent",
-    "wallet_donation_received",
-)
+# Each function's definition, one file per version: migrations/sql/<function>/<revision>.sql
+# (migrations/sql/README.md).
+SQL_DIR = Path(__file__).resolve().parents[1] / "sql"
 
 
-def sql_list(values: Sequence[str]) -> str:
-    return ", ".join(f"'{value}'" for value in values)
+def load(name: str) -> str:
+    """The statement of ``migrations/sql/<name>.sql``, e.g. ``load("ledger_entry_flow/0003")``."""
+    return (SQL_DIR / f"{name}.sql").read_text(encoding="utf-8")
 
-
-ENTRY_TYPES = f"""
-CREATE OR REPLACE FUNCTION ledger_entry_flow(entry_type text) RETURNS text
-LANGUAGE sql IMMUTABLE PARALLEL SAFE
-AS $$
-    SELECT CASE
-        WHEN entry_type IN ({sql_list(EXTERNAL_TYPES)}) THEN 'external'
-        WHEN entry_type IN ({sql_list(INTERNAL_TYPES)}) THEN 'internal'
-    END
-$$;
-"""
 
 CONNECT = """
 -- An organisation is paid on its own Stripe connected account (direct charges). Two
@@ -141,38 +108,11 @@ CREATE TABLE donations (
 );
 CREATE INDEX donations_organisation_created ON donations (organisation_id, created_at DESC, id);
 CREATE INDEX donations_fund ON donations (fund_id) WHERE fund_id IS NOT NULL;
+"""
 
--- What a donation is never changes once created: its organisation, fund, amount, currency
--- and PaymentIntent. Its status only moves forward: pending -> completed | failed,
--- failed -> completed (the donor retried with another card), completed -> refunded, and
--- refunded -> completed only when a refund fails after it was recorded.
-CREATE FUNCTION donations_guard_update() RETURNS trigger
-    LANGUAGE plpgsql AS $$
-BEGIN
-    IF (NEW.organisation_id, NEW.fund_id, NEW.amount, NEW.currency, NEW.payment_intent_id,
-        NEW.provider, NEW.stripe_account_id, NEW.receipt_token_hash, NEW.created_at)
-       IS DISTINCT FROM
-       (OLD.organisation_id, OLD.fund_id, OLD.amount, OLD.currency, OLD.payment_intent_id,
-        OLD.provider, OLD.stripe_account_id, OLD.receipt_token_hash, OLD.created_at) THEN
-        RAISE EXCEPTION 'donations: % may not change what was given, or to whom', OLD.id
-            USING ERRCODE = 'check_violation', CONSTRAINT = 'donations_immutable';
-    END IF;
-    IF OLD.received_entry_id IS NOT NULL
-       AND NEW.received_entry_id IS DISTINCT FROM OLD.received_entry_id THEN
-        RAISE EXCEPTION 'donations: % is already on the ledger', OLD.id
-            USING ERRCODE = 'check_violation', CONSTRAINT = 'donations_immutable';
-    END IF;
-    IF NEW.status IS DISTINCT FROM OLD.status AND (OLD.status, NEW.status) NOT IN (
-        ('pending', 'completed'), ('pending', 'failed'), ('failed', 'completed'),
-        ('completed', 'refunded'), ('refunded', 'completed')
-    ) THEN
-        RAISE EXCEPTION 'donations: % cannot go from % to %', OLD.id, OLD.status, NEW.status
-            USING ERRCODE = 'check_violation', CONSTRAINT = 'donations_status_transition';
-    END IF;
-    NEW.updated_at := now();
-    RETURN NEW;
-END;
-$$;
+DONATIONS_GUARD = """
+-- What a donation is never changes once created, and its status only moves forward
+-- (donations_guard_update()).
 CREATE TRIGGER donations_guard_update BEFORE UPDATE ON donations
     FOR EACH ROW EXECUTE FUNCTION donations_guard_update();
 """
@@ -270,10 +210,13 @@ REVOKE ALL ON FUNCTION donations_guard_update() FROM PUBLIC;
 
 def upgrade() -> None:
     for block in (
-        ENTRY_TYPES,
+        # The entry types of 0001_ledger_core plus donation_refund_reversed.
+        load("ledger_entry_flow/0003"),
         CONNECT,
         FUNDS,
         DONATIONS,
+        load("donations_guard_update/0003"),
+        DONATIONS_GUARD,
         REFUNDS_AND_DISPUTES,
         EVENTS,
         IDEMPOTENCY,

@@ -11,6 +11,7 @@ is headed by what it guards.
 """
 
 from collections.abc import Sequence
+from pathlib import Path
 
 from alembic import op
 
@@ -18,6 +19,16 @@ revision: str = "0004_checkpoints"
 down_revision: str | None = "0003_donations"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
+
+# Each function's definition, one file per version: migrations/sql/<function>/<revision>.sql
+# (migrations/sql/README.md).
+SQL_DIR = Path(__file__).resolve().parents[1] / "sql"
+
+
+def load(name: str) -> str:
+    """The statement of ``migrations/sql/<name>.sql``, e.g. ``load("ledger_entry_flow/0003")``."""
+    return (SQL_DIR / f"{name}.sql").read_text(encoding="utf-8")
+
 
 TABLES = r"""
 -- Every key that ever signed a checkpoint stays listed, for good: after a rotation, auditors
@@ -48,42 +59,8 @@ COMMENT ON TABLE ledger_checkpoints IS
 """
 
 CONSISTENCY = r"""
--- Never sign what the chain does not hold: a checkpoint names an entry that exists at that
--- position with that hash, and its signed text says exactly that chain, size and hash. Since
--- the ledger is append-only, two checkpoints that each match the chain agree with each
--- other: Amply can never have published two inconsistent ones. Checkpoints only move
--- forward, so the latest one always covers every earlier one.
-CREATE FUNCTION ledger_checkpoints_guard() RETURNS trigger
-LANGUAGE plpgsql
-SET search_path = pg_catalog, public
-AS $$
-DECLARE
-    lines text[] := string_to_array(NEW.note, E'\n');
-BEGIN
-    IF NOT EXISTS (SELECT 1 FROM ledger_entries
-                    WHERE chain_id = NEW.chain_id AND seq = NEW.size
-                      AND entry_hash = NEW.root_hash) THEN
-        RAISE EXCEPTION 'ledger_checkpoints: chain % has no entry % with hash %',
-            NEW.chain_id, NEW.size, NEW.root_hash
-            USING ERRCODE = 'check_violation', CONSTRAINT = 'ledger_checkpoints_match_chain';
-    END IF;
-    IF right(lines[1], length(NEW.chain_id) + 1) <> '/' || NEW.chain_id
-       OR lines[2] <> NEW.size::text
-       OR lines[3] <> encode(decode(substr(NEW.root_hash, 8), 'hex'), 'base64') THEN
-        RAISE EXCEPTION 'ledger_checkpoints: the note does not say chain %, size %, hash %',
-            NEW.chain_id, NEW.size, NEW.root_hash
-            USING ERRCODE = 'check_violation', CONSTRAINT = 'ledger_checkpoints_note_matches';
-    END IF;
-    IF EXISTS (SELECT 1 FROM ledger_checkpoints
-                WHERE chain_id = NEW.chain_id AND size >= NEW.size) THEN
-        RAISE EXCEPTION 'ledger_checkpoints: chain % already has a checkpoint at or past %',
-            NEW.chain_id, NEW.size
-            USING ERRCODE = 'check_violation', CONSTRAINT = 'ledger_checkpoints_forward';
-    END IF;
-    RETURN NEW;
-END
-$$;
-
+-- Never sign what the chain does not hold, and checkpoints only move forward
+-- (ledger_checkpoints_guard()).
 CREATE TRIGGER ledger_checkpoints_guard BEFORE INSERT ON ledger_checkpoints
     FOR EACH ROW EXECUTE FUNCTION ledger_checkpoints_guard();
 
@@ -110,17 +87,10 @@ RECEIPTS = r"""
 -- would take from the donor the means to prove the entry is theirs. (NULL for donations
 -- created before receipts carried commitments.)
 ALTER TABLE donations ADD COLUMN receipt_salt text CHECK (receipt_salt ~ '^[0-9a-f]{64}$');
+"""
 
-CREATE FUNCTION donations_keep_receipt_salt() RETURNS trigger
-LANGUAGE plpgsql AS $$
-BEGIN
-    IF NEW.receipt_salt IS DISTINCT FROM OLD.receipt_salt THEN
-        RAISE EXCEPTION 'donations: the receipt salt of % never changes', OLD.id
-            USING ERRCODE = 'check_violation', CONSTRAINT = 'donations_immutable';
-    END IF;
-    RETURN NEW;
-END
-$$;
+RECEIPT_SALT_GUARD = """
+-- The receipt salt never changes (donations_keep_receipt_salt()).
 CREATE TRIGGER donations_keep_receipt_salt BEFORE UPDATE OF receipt_salt ON donations
     FOR EACH ROW EXECUTE FUNCTION donations_keep_receipt_salt();
 """
@@ -134,7 +104,15 @@ REVOKE ALL ON FUNCTION ledger_checkpoints_guard(), donations_keep_receipt_salt()
 
 
 def upgrade() -> None:
-    for block in (TABLES, CONSISTENCY, RECEIPTS, PRIVILEGES):
+    for block in (
+        TABLES,
+        load("ledger_checkpoints_guard/0004"),
+        CONSISTENCY,
+        RECEIPTS,
+        load("donations_keep_receipt_salt/0004"),
+        RECEIPT_SALT_GUARD,
+        PRIVILEGES,
+    ):
         op.execute(block)
 
 

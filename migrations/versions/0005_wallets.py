@@ -13,6 +13,7 @@ when the ledger holds its journal, with the amount it says.
 """
 
 from collections.abc import Sequence
+from pathlib import Path
 
 from alembic import op
 
@@ -20,6 +21,16 @@ revision: str = "0005_wallets"
 down_revision: str | None = "0004_checkpoints"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
+
+# Each function's definition, one file per version: migrations/sql/<function>/<revision>.sql
+# (migrations/sql/README.md).
+SQL_DIR = Path(__file__).resolve().parents[1] / "sql"
+
+
+def load(name: str) -> str:
+    """The statement of ``migrations/sql/<name>.sql``, e.g. ``load("ledger_entry_flow/0003")``."""
+    return (SQL_DIR / f"{name}.sql").read_text(encoding="utf-8")
+
 
 WALLETS = """
 -- One wallet per user, whose id is its ledger chain's id (a 'wal_' chain: never below zero).
@@ -39,39 +50,13 @@ WITH new_wallets AS (
     INSERT INTO ledger_chains (id, kind) SELECT id, 'wallet' FROM new_wallets
 )
 INSERT INTO wallets (id, user_id, currency) SELECT id, user_id, 'USD' FROM new_wallets;
+"""
 
--- What a wallet is never changes: its chain, its owner, its currency. Only the Stripe
--- Customer may be set, once.
-CREATE FUNCTION wallets_guard_update() RETURNS trigger
-    LANGUAGE plpgsql AS $$
-BEGIN
-    IF (NEW.id, NEW.user_id, NEW.currency, NEW.created_at)
-       IS DISTINCT FROM (OLD.id, OLD.user_id, OLD.currency, OLD.created_at)
-       OR (OLD.stripe_customer_id IS NOT NULL
-           AND NEW.stripe_customer_id IS DISTINCT FROM OLD.stripe_customer_id) THEN
-        RAISE EXCEPTION 'wallets: % may not change its chain, owner or currency', OLD.id
-            USING ERRCODE = 'check_violation', CONSTRAINT = 'wallets_immutable';
-    END IF;
-    RETURN NEW;
-END;
-$$;
+WALLET_GUARDS = """
+-- What a wallet is never changes (wallets_guard_update()), and every user gets one wallet at
+-- sign-up, checked at commit (users_assert_has_wallet()).
 CREATE TRIGGER wallets_guard_update BEFORE UPDATE ON wallets
     FOR EACH ROW EXECUTE FUNCTION wallets_guard_update();
-
--- Every user gets one wallet at sign-up: checked when the transaction that created the user
--- commits.
-CREATE FUNCTION users_assert_has_wallet() RETURNS trigger
-    LANGUAGE plpgsql SECURITY DEFINER
-    SET search_path = pg_catalog, public, pg_temp
-    AS $$
-BEGIN
-    IF NOT EXISTS (SELECT FROM public.wallets WHERE user_id = NEW.id) THEN
-        RAISE EXCEPTION 'users: % was created without a wallet', NEW.id
-            USING ERRCODE = 'check_violation', CONSTRAINT = 'users_have_wallets';
-    END IF;
-    RETURN NULL;
-END;
-$$;
 CREATE CONSTRAINT TRIGGER users_have_wallets
     AFTER INSERT ON users
     DEFERRABLE INITIALLY DEFERRED
@@ -127,28 +112,11 @@ CREATE INDEX money_requests_requester
     ON money_requests (requester_wallet_id, created_at DESC, id);
 CREATE INDEX money_requests_pending_expiry ON money_requests (expires_at)
     WHERE status = 'pending';
+"""
 
--- A request's terms never change, and it leaves 'pending' once, for good.
-CREATE FUNCTION money_requests_guard_update() RETURNS trigger
-    LANGUAGE plpgsql AS $$
-BEGIN
-    IF (NEW.requester_wallet_id, NEW.payer_wallet_id, NEW.amount, NEW.currency,
-        NEW.description, NEW.expires_at, NEW.created_at)
-       IS DISTINCT FROM
-       (OLD.requester_wallet_id, OLD.payer_wallet_id, OLD.amount, OLD.currency,
-        OLD.description, OLD.expires_at, OLD.created_at) THEN
-        RAISE EXCEPTION 'money_requests: the terms of % never change', OLD.id
-            USING ERRCODE = 'check_violation', CONSTRAINT = 'money_requests_immutable';
-    END IF;
-    IF NEW.status IS DISTINCT FROM OLD.status AND OLD.status <> 'pending' THEN
-        RAISE EXCEPTION 'money_requests: % cannot go from % to %', OLD.id, OLD.status,
-            NEW.status
-            USING ERRCODE = 'check_violation', CONSTRAINT = 'money_requests_status_transition';
-    END IF;
-    NEW.updated_at := now();
-    RETURN NEW;
-END;
-$$;
+MONEY_REQUEST_GUARD = """
+-- A request's terms never change, and it leaves 'pending' once, for good
+-- (money_requests_guard_update()).
 CREATE TRIGGER money_requests_guard_update BEFORE UPDATE ON money_requests
     FOR EACH ROW EXECUTE FUNCTION money_requests_guard_update();
 """
@@ -245,124 +213,16 @@ CREATE INDEX transactions_organisation ON transactions (organisation_id)
 -- confirmation or completed.
 CREATE UNIQUE INDEX transactions_one_payment_per_request ON transactions (money_request_id)
     WHERE money_request_id IS NOT NULL AND status IN ('pending_confirmation', 'completed');
+"""
 
--- A transaction's terms never change, and its status moves only along these arrows:
---   transfer:   pending_confirmation -> completed | cancelled | expired
---   deposit:    pending -> completed | failed, failed -> completed (paid on a retry)
---   withdrawal: pending -> paid | failed
--- (A transfer is created completed, pending_confirmation or blocked; gifts and bonuses are
--- created completed.) Journals, once named, stay.
-CREATE FUNCTION transactions_guard_update() RETURNS trigger
-    LANGUAGE plpgsql AS $$
-BEGIN
-    IF (NEW.kind, NEW.wallet_id, NEW.counterparty_wallet_id, NEW.organisation_id, NEW.fund_id,
-        NEW.money_request_id, NEW.card_id, NEW.amount, NEW.fee, NEW.currency, NEW.description,
-        NEW.risk_flags, NEW.blocked_reason, NEW.hold_expires_at, NEW.source, NEW.bank_name,
-        NEW.speed, NEW.provider, NEW.public_name, NEW.created_at)
-       IS DISTINCT FROM
-       (OLD.kind, OLD.wallet_id, OLD.counterparty_wallet_id, OLD.organisation_id, OLD.fund_id,
-        OLD.money_request_id, OLD.card_id, OLD.amount, OLD.fee, OLD.currency, OLD.description,
-        OLD.risk_flags, OLD.blocked_reason, OLD.hold_expires_at, OLD.source, OLD.bank_name,
-        OLD.speed, OLD.provider, OLD.public_name, OLD.created_at)
-       OR (OLD.payment_intent_id IS NOT NULL
-           AND NEW.payment_intent_id IS DISTINCT FROM OLD.payment_intent_id)
-       OR (OLD.payout_id IS NOT NULL AND NEW.payout_id IS DISTINCT FROM OLD.payout_id)
-       OR (OLD.journal_id IS NOT NULL AND NEW.journal_id IS DISTINCT FROM OLD.journal_id)
-       OR (OLD.reversal_journal_id IS NOT NULL
-           AND NEW.reversal_journal_id IS DISTINCT FROM OLD.reversal_journal_id) THEN
-        RAISE EXCEPTION 'transactions: the terms of % never change', OLD.id
-            USING ERRCODE = 'check_violation', CONSTRAINT = 'transactions_immutable';
-    END IF;
-    IF NEW.status IS DISTINCT FROM OLD.status AND (OLD.kind, OLD.status, NEW.status) NOT IN (
-        ('transfer', 'pending_confirmation', 'completed'),
-        ('transfer', 'pending_confirmation', 'cancelled'),
-        ('transfer', 'pending_confirmation', 'expired'),
-        ('deposit', 'pending', 'completed'),
-        ('deposit', 'pending', 'failed'),
-        ('deposit', 'failed', 'completed'),
-        ('withdrawal', 'pending', 'paid'),
-        ('withdrawal', 'pending', 'failed')
-    ) THEN
-        RAISE EXCEPTION 'transactions: % (%) cannot go from % to %', OLD.id, OLD.kind,
-            OLD.status, NEW.status
-            USING ERRCODE = 'check_violation', CONSTRAINT = 'transactions_status_transition';
-    END IF;
-    NEW.updated_at := now();
-    RETURN NEW;
-END;
-$$;
+TRANSACTION_GUARDS = """
+-- A transaction's terms never change and its status moves only along its arrows
+-- (transactions_guard_update()), from what it may start as (transactions_guard_insert());
+-- at commit, the ledger holds what it says moved (transactions_check_journals()).
 CREATE TRIGGER transactions_guard_update BEFORE UPDATE ON transactions
     FOR EACH ROW EXECUTE FUNCTION transactions_guard_update();
-
--- Creation is the other arrow: what a transaction may start as.
-CREATE FUNCTION transactions_guard_insert() RETURNS trigger
-    LANGUAGE plpgsql AS $$
-BEGIN
-    IF (NEW.kind, NEW.status) NOT IN (
-        ('transfer', 'completed'), ('transfer', 'pending_confirmation'),
-        ('transfer', 'blocked'), ('deposit', 'pending'), ('deposit', 'completed'),
-        ('withdrawal', 'pending'), ('donation', 'completed'), ('welcome_bonus', 'completed')
-    ) THEN
-        RAISE EXCEPTION 'transactions: a % cannot start %', NEW.kind, NEW.status
-            USING ERRCODE = 'check_violation', CONSTRAINT = 'transactions_status_transition';
-    END IF;
-    RETURN NEW;
-END;
-$$;
 CREATE TRIGGER transactions_guard_insert BEFORE INSERT ON transactions
     FOR EACH ROW EXECUTE FUNCTION transactions_guard_insert();
-
--- The ledger holds what a transaction says moved: at commit, the legs of its journal on the
--- wallet's chain sum to what the wallet sends (-(amount + fee)) or receives (+amount), a
--- transfer's recipient or a gift's organisation received the amount, and a reversal
--- returns exactly what was sent. A transaction cannot claim a journal that moved other
--- money, or another wallet's.
-CREATE FUNCTION transactions_check_journals() RETURNS trigger
-    LANGUAGE plpgsql SECURITY DEFINER
-    SET search_path = pg_catalog, public, pg_temp
-    AS $$
-DECLARE
-    expected bigint;
-    moved numeric;
-BEGIN
-    expected := CASE WHEN NEW.kind IN ('deposit', 'welcome_bonus') THEN NEW.amount
-                     ELSE -(NEW.amount + NEW.fee) END;
-    IF NEW.journal_id IS NOT NULL THEN
-        SELECT sum(amount) INTO moved FROM public.ledger_entries
-         WHERE journal_id = NEW.journal_id AND chain_id = NEW.wallet_id
-           AND currency = NEW.currency;
-        IF moved IS DISTINCT FROM expected THEN
-            RAISE EXCEPTION 'transactions: journal % moved % on %, not %', NEW.journal_id,
-                coalesce(moved, 0), NEW.wallet_id, expected
-                USING ERRCODE = 'check_violation', CONSTRAINT = 'transactions_journal_matches';
-        END IF;
-    END IF;
-    -- A transfer's recipient, or a gift's organisation, received exactly the amount.
-    IF NEW.journal_id IS NOT NULL AND NEW.kind IN ('transfer', 'donation') THEN
-        SELECT sum(amount) INTO moved FROM public.ledger_entries
-         WHERE journal_id = NEW.journal_id
-           AND chain_id = coalesce(NEW.counterparty_wallet_id, NEW.organisation_id)
-           AND currency = NEW.currency;
-        IF moved IS DISTINCT FROM NEW.amount THEN
-            RAISE EXCEPTION 'transactions: journal % gave % to %, not %', NEW.journal_id,
-                coalesce(moved, 0), coalesce(NEW.counterparty_wallet_id, NEW.organisation_id),
-                NEW.amount
-                USING ERRCODE = 'check_violation', CONSTRAINT = 'transactions_journal_matches';
-        END IF;
-    END IF;
-    IF NEW.reversal_journal_id IS NOT NULL THEN
-        SELECT sum(amount) INTO moved FROM public.ledger_entries
-         WHERE journal_id = NEW.reversal_journal_id AND chain_id = NEW.wallet_id
-           AND currency = NEW.currency;
-        IF moved IS DISTINCT FROM -expected THEN
-            RAISE EXCEPTION 'transactions: reversal % returned % on %, not %',
-                NEW.reversal_journal_id, coalesce(moved, 0), NEW.wallet_id, -expected
-                USING ERRCODE = 'check_violation', CONSTRAINT = 'transactions_journal_matches';
-        END IF;
-    END IF;
-    RETURN NULL;
-END;
-$$;
 CREATE CONSTRAINT TRIGGER transactions_journal_matches
     AFTER INSERT OR UPDATE OF journal_id, reversal_journal_id ON transactions
     DEFERRABLE INITIALLY DEFERRED
@@ -383,7 +243,22 @@ REVOKE ALL ON FUNCTION wallets_guard_update(), users_assert_has_wallet(),
 
 
 def upgrade() -> None:
-    for block in (WALLETS, CARDS, MONEY_REQUESTS, TRANSACTIONS, PRIVILEGES):
+    for block in (
+        WALLETS,
+        load("wallets_guard_update/0005"),
+        load("users_assert_has_wallet/0005"),
+        WALLET_GUARDS,
+        CARDS,
+        MONEY_REQUESTS,
+        load("money_requests_guard_update/0005"),
+        MONEY_REQUEST_GUARD,
+        TRANSACTIONS,
+        load("transactions_guard_update/0005"),
+        load("transactions_guard_insert/0005"),
+        load("transactions_check_journals/0005"),
+        TRANSACTION_GUARDS,
+        PRIVILEGES,
+    ):
         op.execute(block)
 
 

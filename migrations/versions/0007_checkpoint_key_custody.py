@@ -15,6 +15,7 @@ what it guards.
 """
 
 from collections.abc import Sequence
+from pathlib import Path
 
 from alembic import op
 
@@ -22,6 +23,16 @@ revision: str = "0007_checkpoint_key_custody"
 down_revision: str | None = "0006_faster_appends"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
+
+# Each function's definition, one file per version: migrations/sql/<function>/<revision>.sql
+# (migrations/sql/README.md).
+SQL_DIR = Path(__file__).resolve().parents[1] / "sql"
+
+
+def load(name: str) -> str:
+    """The statement of ``migrations/sql/<name>.sql``, e.g. ``load("ledger_entry_flow/0003")``."""
+    return (SQL_DIR / f"{name}.sql").read_text(encoding="utf-8")
+
 
 STATUS = r"""
 -- A key's status tells verifiers which checkpoints it vouches for (docs/ledger-format.md §6):
@@ -53,32 +64,8 @@ CREATE UNIQUE INDEX checkpoint_keys_one_active ON checkpoint_keys ((true))
 """
 
 TRANSITIONS = r"""
--- A key is never deleted and its identity never changes; its status only moves forward:
--- active -> retired -> revoked, or active -> revoked, each time set once when it happens.
-CREATE FUNCTION checkpoint_keys_guard_update() RETURNS trigger
-LANGUAGE plpgsql
-SET search_path = pg_catalog
-AS $$
-BEGIN
-    IF (NEW.verifier_key, NEW.created_at, NEW.activated_at)
-       IS DISTINCT FROM (OLD.verifier_key, OLD.created_at, OLD.activated_at) THEN
-        RAISE EXCEPTION 'checkpoint_keys: the key % and when it was installed never change',
-            OLD.verifier_key
-            USING ERRCODE = 'insufficient_privilege';
-    END IF;
-    IF NOT ((OLD.status, NEW.status) IN (('active', 'active'), ('retired', 'retired'),
-                                         ('revoked', 'revoked'), ('active', 'retired'),
-                                         ('active', 'revoked'), ('retired', 'revoked')))
-       OR (OLD.retired_at IS NOT NULL AND NEW.retired_at IS DISTINCT FROM OLD.retired_at)
-       OR (OLD.revoked_at IS NOT NULL AND NEW.revoked_at IS DISTINCT FROM OLD.revoked_at) THEN
-        RAISE EXCEPTION 'checkpoint_keys: % may only move from active to retired to revoked',
-            OLD.verifier_key
-            USING ERRCODE = 'check_violation', CONSTRAINT = 'checkpoint_keys_transitions';
-    END IF;
-    RETURN NEW;
-END
-$$;
-
+-- A key is never deleted (ledger_refuse_change()), and its identity never changes and its
+-- status only moves forward (checkpoint_keys_guard_update()).
 CREATE TRIGGER checkpoint_keys_no_delete BEFORE DELETE ON checkpoint_keys
     FOR EACH ROW EXECUTE FUNCTION ledger_refuse_change();
 CREATE TRIGGER checkpoint_keys_guard_update BEFORE UPDATE ON checkpoint_keys
@@ -88,54 +75,8 @@ ALTER TABLE checkpoint_keys ENABLE ALWAYS TRIGGER checkpoint_keys_guard_update;
 """
 
 SIGNED_BY_THE_ACTIVE_KEY = r"""
--- A checkpoint is Amply's only if the active key signed it: its row names that key, its
--- origin starts with the key's name, its one signature line carries the key's name and id
--- and 68 bytes (id and Ed25519 signature), and it was issued now (within five minutes), so
--- that a retired key's checkpoints all predate its retirement.
-CREATE FUNCTION ledger_checkpoints_signed_by_active_key() RETURNS trigger
-LANGUAGE plpgsql
-SET search_path = pg_catalog, public
-AS $$
-DECLARE
-    active text := (SELECT verifier_key FROM checkpoint_keys WHERE status = 'active');
-    key_name text := split_part(active, '+', 1);
-    key_id text := split_part(active, '+', 2);
-    body_and_signatures text[] := string_to_array(NEW.note, E'\n\n');
-    signature_lines text[] := string_to_array(rtrim(body_and_signatures[2], E'\n'), E'\n');
-    signature bytea;
-BEGIN
-    IF active IS NULL OR NEW.verifier_key IS DISTINCT FROM active THEN
-        RAISE EXCEPTION 'ledger_checkpoints: % is not the active signing key', NEW.verifier_key
-            USING ERRCODE = 'check_violation', CONSTRAINT = 'ledger_checkpoints_active_key';
-    END IF;
-    IF cardinality(body_and_signatures) <> 2
-       OR cardinality(signature_lines) <> 1
-       OR split_part(signature_lines[1], ' ', 1) <> U&'\2014'
-       OR split_part(signature_lines[1], ' ', 2) <> key_name
-       OR split_part(NEW.note, E'\n', 1) NOT LIKE key_name || '/ledger/%' THEN
-        RAISE EXCEPTION 'ledger_checkpoints: the note is not signed by % alone', active
-            USING ERRCODE = 'check_violation', CONSTRAINT = 'ledger_checkpoints_active_key';
-    END IF;
-    BEGIN
-        signature := decode(split_part(signature_lines[1], ' ', 3), 'base64');
-    EXCEPTION WHEN invalid_parameter_value THEN
-        signature := NULL;
-    END;
-    IF signature IS NULL OR length(signature) <> 68
-       OR encode(substr(signature, 1, 4), 'hex') <> key_id THEN
-        RAISE EXCEPTION 'ledger_checkpoints: the signature is not by key id %', key_id
-            USING ERRCODE = 'check_violation', CONSTRAINT = 'ledger_checkpoints_active_key';
-    END IF;
-    IF NEW.issued_at NOT BETWEEN now() - interval '5 minutes' AND now() + interval '5 minutes'
-       OR split_part(body_and_signatures[1], E'\n', 4)
-          <> 'time ' || ledger_format_timestamp(NEW.issued_at) THEN
-        RAISE EXCEPTION 'ledger_checkpoints: a checkpoint is issued now, as its time line says'
-            USING ERRCODE = 'check_violation', CONSTRAINT = 'ledger_checkpoints_issued_now';
-    END IF;
-    RETURN NEW;
-END
-$$;
-
+-- A checkpoint is Amply's only if the active key signed it
+-- (ledger_checkpoints_signed_by_active_key()).
 CREATE TRIGGER ledger_checkpoints_signed_by_active_key BEFORE INSERT ON ledger_checkpoints
     FOR EACH ROW EXECUTE FUNCTION ledger_checkpoints_signed_by_active_key();
 ALTER TABLE ledger_checkpoints ENABLE ALWAYS TRIGGER ledger_checkpoints_signed_by_active_key;
@@ -151,7 +92,14 @@ REVOKE ALL ON FUNCTION checkpoint_keys_guard_update(), ledger_checkpoints_signed
 
 
 def upgrade() -> None:
-    for block in (STATUS, TRANSITIONS, SIGNED_BY_THE_ACTIVE_KEY, PRIVILEGES):
+    for block in (
+        STATUS,
+        load("checkpoint_keys_guard_update/0007"),
+        TRANSITIONS,
+        load("ledger_checkpoints_signed_by_active_key/0007"),
+        SIGNED_BY_THE_ACTIVE_KEY,
+        PRIVILEGES,
+    ):
         op.execute(block)
 
 

@@ -33,6 +33,7 @@ with something the chain was not derived from.
 """
 
 from collections.abc import Sequence
+from pathlib import Path
 
 from alembic import op
 
@@ -40,6 +41,16 @@ revision: str = "0013_connected_payouts"
 down_revision: str | None = "0012_charge_reversals"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
+
+# Each function's definition, one file per version: migrations/sql/<function>/<revision>.sql
+# (migrations/sql/README.md).
+SQL_DIR = Path(__file__).resolve().parents[1] / "sql"
+
+
+def load(name: str) -> str:
+    """The statement of ``migrations/sql/<name>.sql``, e.g. ``load("ledger_entry_flow/0003")``."""
+    return (SQL_DIR / f"{name}.sql").read_text(encoding="utf-8")
+
 
 TABLES = """
 CREATE TABLE connected_payouts (
@@ -82,77 +93,14 @@ CREATE INDEX sandbox_balance_transactions_account
 """
 
 GUARD = """
--- Payouts: terms immutable, entry references write-once and naming the right entries.
-CREATE FUNCTION connected_payouts_guard() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, public, pg_temp
-AS $$
-BEGIN
-    IF TG_OP = 'INSERT' THEN
-        -- No money without its record: a payout starts with no entry, so its entries are
-        -- checked below as they are named.
-        IF num_nonnulls(NEW.sent_entry_id, NEW.failed_entry_id) > 0 THEN
-            RAISE EXCEPTION 'connected_payouts: % starts with no ledger entry', NEW.id
-                USING ERRCODE = 'check_violation', CONSTRAINT = 'connected_payouts_start';
-        END IF;
-        RETURN NEW;
-    END IF;
-    -- Honest records: what Stripe paid out, to whom, never changes.
-    IF (NEW.id, NEW.organisation_id, NEW.stripe_account_id, NEW.amount, NEW.currency,
-        NEW.created_at)
-       IS DISTINCT FROM
-       (OLD.id, OLD.organisation_id, OLD.stripe_account_id, OLD.amount, OLD.currency,
-        OLD.created_at) THEN
-        RAISE EXCEPTION 'connected_payouts: the terms of % never change', OLD.id
-            USING ERRCODE = 'check_violation', CONSTRAINT = 'connected_payouts_terms';
-    END IF;
-    -- Append-only money: an entry, once named, stays named.
-    IF (OLD.sent_entry_id IS NOT NULL AND NEW.sent_entry_id IS DISTINCT FROM OLD.sent_entry_id)
-       OR (OLD.failed_entry_id IS NOT NULL
-           AND NEW.failed_entry_id IS DISTINCT FROM OLD.failed_entry_id) THEN
-        RAISE EXCEPTION 'connected_payouts: the ledger entries of % are set once', OLD.id
-            USING ERRCODE = 'check_violation', CONSTRAINT = 'connected_payouts_write_once';
-    END IF;
-    -- Balances: the payout's entries move exactly its amount, on its organisation's chain.
-    IF NEW.sent_entry_id IS DISTINCT FROM OLD.sent_entry_id
-       AND NOT public.ledger_entry_matches(NEW.sent_entry_id, 'payout_sent',
-                                           NEW.organisation_id, -NEW.amount, NEW.currency) THEN
-        RAISE EXCEPTION 'connected_payouts: % must be sent by a payout_sent entry of -% % on %',
-            OLD.id, NEW.amount, NEW.currency, NEW.organisation_id
-            USING ERRCODE = 'check_violation', CONSTRAINT = 'connected_payouts_entry_matches';
-    END IF;
-    IF NEW.failed_entry_id IS DISTINCT FROM OLD.failed_entry_id
-       AND NOT public.ledger_entry_matches(NEW.failed_entry_id, 'payout_failed',
-                                           NEW.organisation_id, NEW.amount, NEW.currency) THEN
-        RAISE EXCEPTION 'connected_payouts: % must fail by a payout_failed entry of % % on %',
-            OLD.id, NEW.amount, NEW.currency, NEW.organisation_id
-            USING ERRCODE = 'check_violation', CONSTRAINT = 'connected_payouts_entry_matches';
-    END IF;
-    RETURN NEW;
-END
-$$;
+-- Payouts: terms immutable, entry references write-once and naming the right entries
+-- (connected_payouts_guard()).
 CREATE TRIGGER connected_payouts_guard BEFORE INSERT OR UPDATE ON connected_payouts
     FOR EACH ROW EXECUTE FUNCTION connected_payouts_guard();
 REVOKE ALL ON FUNCTION connected_payouts_guard() FROM PUBLIC;
+"""
 
--- No money without its record, for payouts: each payout entry is named by its payout's row,
--- on that payout's organisation's chain (the row's guard checks type, amount and currency).
-CREATE OR REPLACE FUNCTION ledger_entry_recorded_by_payout(entry public.ledger_entries)
-RETURNS boolean
-LANGUAGE plpgsql STABLE SECURITY INVOKER
-AS $$
-BEGIN
-    IF entry.type = 'payout_sent' THEN
-        RETURN EXISTS (SELECT FROM public.connected_payouts
-                        WHERE sent_entry_id = entry.id AND organisation_id = entry.chain_id);
-    ELSIF entry.type = 'payout_failed' THEN
-        RETURN EXISTS (SELECT FROM public.connected_payouts
-                        WHERE failed_entry_id = entry.id AND organisation_id = entry.chain_id);
-    END IF;
-    RETURN false;
-END
-$$;
-
+PRIVILEGES = """
 -- Least privilege: the service reads and records payouts, and changes only their status and
 -- entry references; the sandbox's balance transactions are written once. Nothing is deleted.
 REVOKE ALL ON connected_payouts, sandbox_balance_transactions FROM PUBLIC;
@@ -162,23 +110,19 @@ GRANT UPDATE (status, failure_code, sent_entry_id, failed_entry_id, updated_at)
 GRANT SELECT, INSERT ON sandbox_balance_transactions TO amply_app;
 """
 
-PREVIOUS_RECORDED_BY_PAYOUT = """
-CREATE OR REPLACE FUNCTION ledger_entry_recorded_by_payout(entry public.ledger_entries)
-RETURNS boolean
-LANGUAGE sql STABLE SECURITY INVOKER
-AS $$ SELECT false $$;
-"""
-
 
 def upgrade() -> None:
     op.execute(TABLES)
+    op.execute(load("connected_payouts_guard/0013"))
     op.execute(GUARD)
+    op.execute(load("ledger_entry_recorded_by_payout/0013"))
+    op.execute(PRIVILEGES)
 
 
 def downgrade() -> None:
     # Payout entries already on chains stay (the ledger is append-only); from here on 0011's
     # rule refuses new ones again.
-    op.execute(PREVIOUS_RECORDED_BY_PAYOUT)
+    op.execute(load("ledger_entry_recorded_by_payout/0011"))
     op.execute("DROP TABLE sandbox_balance_transactions")
     op.execute("DROP TABLE connected_payouts")
     op.execute("DROP FUNCTION connected_payouts_guard()")

@@ -24,6 +24,7 @@ its writer is. Hence:
 """
 
 from collections.abc import Sequence
+from pathlib import Path
 
 from alembic import op
 
@@ -31,6 +32,16 @@ revision: str = "0015_chain_totals"
 down_revision: str | None = "0014_stripe_outside_transactions"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
+
+# Each function's definition, one file per version: migrations/sql/<function>/<revision>.sql
+# (migrations/sql/README.md).
+SQL_DIR = Path(__file__).resolve().parents[1] / "sql"
+
+
+def load(name: str) -> str:
+    """The statement of ``migrations/sql/<name>.sql``, e.g. ``load("ledger_entry_flow/0003")``."""
+    return (SQL_DIR / f"{name}.sql").read_text(encoding="utf-8")
+
 
 TABLE = """
 CREATE TABLE chain_totals (
@@ -44,25 +55,10 @@ CREATE TABLE chain_totals (
     through_seq bigint NOT NULL CHECK (through_seq > 0),
     PRIMARY KEY (chain_id, currency, type, month, fund_id)
 );
+"""
 
--- A row's key never changes and its sums only move forward.
-CREATE FUNCTION chain_totals_guard() RETURNS trigger
-LANGUAGE plpgsql
-AS $$
-BEGIN
-    IF (NEW.chain_id, NEW.currency, NEW.type, NEW.month, NEW.fund_id)
-       IS DISTINCT FROM (OLD.chain_id, OLD.currency, OLD.type, OLD.month, OLD.fund_id) THEN
-        RAISE EXCEPTION 'chain_totals: a row''s key never changes'
-            USING ERRCODE = 'check_violation', CONSTRAINT = 'chain_totals_forward';
-    END IF;
-    IF NEW.through_seq <= OLD.through_seq OR NEW.entries < OLD.entries THEN
-        RAISE EXCEPTION 'chain_totals: % moves only forward (through % to %)',
-            OLD.chain_id, OLD.through_seq, NEW.through_seq
-            USING ERRCODE = 'check_violation', CONSTRAINT = 'chain_totals_forward';
-    END IF;
-    RETURN NEW;
-END
-$$;
+GUARD = """
+-- A row's key never changes and its sums only move forward (chain_totals_guard()).
 CREATE TRIGGER chain_totals_guard BEFORE UPDATE ON chain_totals
     FOR EACH ROW EXECUTE FUNCTION chain_totals_guard();
 REVOKE ALL ON FUNCTION chain_totals_guard() FROM PUBLIC;
@@ -75,6 +71,8 @@ GRANT SELECT, INSERT, UPDATE ON chain_totals TO amply_app;
 
 def upgrade() -> None:
     op.execute(TABLE)
+    op.execute(load("chain_totals_guard/0015"))
+    op.execute(GUARD)
 
 
 def downgrade() -> None:
