@@ -348,10 +348,10 @@ def test_verify_json_keeps_its_members(tmp_path: Path, capsys: pytest.CaptureFix
 def test_progress_counts_entries_as_the_stream_is_read(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from amply import verify
+    from amply.verify import parse
 
-    monkeypatch.setattr(verify, "_CHUNK", 64)
-    monkeypatch.setattr(verify, "_BATCH", 1)
+    monkeypatch.setattr(parse, "_CHUNK", 64)
+    monkeypatch.setattr(parse, "_BATCH", 1)
     assert main(["verify", "--progress", str(honest(tmp_path)), "--key", VKEY]) == 0
     err = capsys.readouterr().err
     assert err.count("verifying [") >= len(AMOUNTS)

@@ -13,8 +13,9 @@ from typing import Any, Final
 
 import pytest
 
-from amply import verify
 from amply.cli import main
+from amply.verify import export as export_module
+from amply.verify import parse as parse_module
 
 ROOT: Final = Path(__file__).resolve().parents[2] / "conformance"
 MANIFEST: Final = json.loads((ROOT / "manifest.json").read_text(encoding="utf-8"))
@@ -63,18 +64,18 @@ def test_the_verdicts_do_not_depend_on_how_the_file_is_read(
     monkeypatch.chdir(ROOT)
     merged: list[int] = []
     if reading == "in 7-byte chunks":
-        monkeypatch.setattr(verify, "_CHUNK", 7)
+        monkeypatch.setattr(parse_module, "_CHUNK", 7)
     else:
-        monkeypatch.setattr(verify, "_CHUNK", 64)
-        monkeypatch.setattr(verify, "PARALLEL_FILE_MINIMUM", 0)
-        monkeypatch.setattr(verify.os, "cpu_count", lambda: 2)
-        merge = verify._StreamedExport._merge
+        monkeypatch.setattr(parse_module, "_CHUNK", 64)
+        monkeypatch.setattr(export_module, "PARALLEL_FILE_MINIMUM", 0)
+        monkeypatch.setattr(os, "cpu_count", lambda: 2)
+        merge = export_module._StreamedExport._merge
 
         def counted(self: Any, verifier: Any, state: Any, *, first: int) -> bool:
             merged.append(first)
             return merge(self, verifier, state, first=first)
 
-        monkeypatch.setattr(verify._StreamedExport, "_merge", counted)
+        monkeypatch.setattr(export_module._StreamedExport, "_merge", counted)
     for case in CASES:
         code = main([case["command"], "--json", "--no-progress", *case["args"]])
         verdict = json.loads(capsys.readouterr().out)

@@ -8,7 +8,6 @@ from typing import Any
 
 import pytest
 
-from amply import verify as verify_module
 from amply.ledger.signing import NoteSigner
 from amply.verify import (
     EXPORT_FORMAT,
@@ -19,6 +18,9 @@ from amply.verify import (
     verify_export,
     verify_export_file,
 )
+from amply.verify import chain as chain_module
+from amply.verify import export as export_module
+from amply.verify import parse as parse_module
 from amply.verify.crypto import entry_hash
 
 CHAIN = "org_Verify1"
@@ -280,7 +282,7 @@ def test_the_fast_loop_and_the_plain_rules_always_agree() -> None:
 def test_two_processes_reach_the_verdict_of_one(
     monkeypatch: pytest.MonkeyPatch, broken: int | None
 ) -> None:
-    monkeypatch.setattr(verify_module, "PARALLEL_MINIMUM", 4)
+    monkeypatch.setattr(chain_module, "PARALLEL_MINIMUM", 4)
     entries = build_chain([500, 250, -100, 75, 60, 40, 30, 20, 10, 5, 1])
     if broken is not None:
         entries[broken - 1]["metadata"] = '{"forged":true}'
@@ -299,7 +301,7 @@ def test_two_processes_reach_the_verdict_of_one(
 def test_two_processes_cope_with_an_entry_the_child_cannot_read(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(verify_module, "PARALLEL_MINIMUM", 4)
+    monkeypatch.setattr(chain_module, "PARALLEL_MINIMUM", 4)
     entries: list[Any] = build_chain([500, 250, -100, 75, 60, 40])
     entries[1]["currency"] = ["EUR"]  # unhashable: the child gives up, the parent decides
 
@@ -309,7 +311,7 @@ def test_two_processes_cope_with_an_entry_the_child_cannot_read(
 
 
 def test_verify_entries_in_two_processes_matches_one(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(verify_module, "PARALLEL_MINIMUM", 4)
+    monkeypatch.setattr(chain_module, "PARALLEL_MINIMUM", 4)
     entries = build_chain([500, 250, -100, 75, 60, 40, 30, 20])
     entries[6]["amount"] = 31
 
@@ -342,7 +344,7 @@ class Row:
 def test_database_rows_read_by_position_get_the_verdict_of_names() -> None:
     rng = random.Random(20261122)  # noqa: S311 - reproducible test data, not secrets
     export_order = list(build_chain([1])[0])
-    assert verify_module._row_type([Row(build_chain([1])[0], export_order)]) is Row
+    assert chain_module._row_type([Row(build_chain([1])[0], export_order)]) is Row
     for _ in range(500):
         entries = build_chain([rng.randrange(-50, 500) or 1 for _ in range(6)])
         position = rng.randrange(len(entries))
@@ -392,8 +394,8 @@ def _tamperings(entries: list[dict[str, Any]]) -> list[tuple[str, list[dict[str,
 def test_a_file_read_in_two_processes_gets_the_verdict_of_one(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(verify_module, "_CHUNK", 512)
-    monkeypatch.setattr(verify_module, "PARALLEL_FILE_MINIMUM", 0)
+    monkeypatch.setattr(parse_module, "_CHUNK", 512)
+    monkeypatch.setattr(export_module, "PARALLEL_FILE_MINIMUM", 0)
     amounts = [((-1) ** n) * (n % 7 + 1) * 10 + 100 for n in range(60)]
     entries = build_chain(amounts)
     for n in range(1, len(entries), 3):  # several currencies, each with its own balance
@@ -405,13 +407,13 @@ def test_a_file_read_in_two_processes_gets_the_verdict_of_one(
         entry["prev_entry_hash"] = entries[n - 1]["entry_hash"] if n else None
         entry["entry_hash"] = rehash(entry)
     merged: list[int] = []
-    merge = verify_module._StreamedExport._merge
+    merge = export_module._StreamedExport._merge
 
     def counted(self: Any, verifier: Any, state: Any, *, first: int) -> bool:
         merged.append(first)
         return merge(self, verifier, state, first=first)
 
-    monkeypatch.setattr(verify_module._StreamedExport, "_merge", counted)
+    monkeypatch.setattr(export_module._StreamedExport, "_merge", counted)
     for name, changed in _tamperings(entries):
         path = tmp_path / f"{name}.json"
         path.write_text(json.dumps(export_of(changed), separators=(",", ":")), "utf-8")
@@ -434,7 +436,7 @@ def test_a_file_is_read_in_small_chunks_with_the_same_verdict(
     path.write_text(json.dumps(export_of(entries), ensure_ascii=False, indent=1), "utf-8")
     expected = verify_export_file(path).as_dict()
     for size in (1, 2, 3, 5):  # chunk edges inside multi-byte characters and every token
-        monkeypatch.setattr(verify_module, "_CHUNK", size)
+        monkeypatch.setattr(parse_module, "_CHUNK", size)
         assert verify_export_file(path).as_dict() == expected
     assert expected["ok"]
 
@@ -442,8 +444,8 @@ def test_a_file_is_read_in_small_chunks_with_the_same_verdict(
 def test_an_export_larger_than_a_value_limit_is_fine_but_a_huge_value_is_not(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(verify_module, "MAX_VALUE_CHARS", 2000)
-    monkeypatch.setattr(verify_module, "_CHUNK", 256)
+    monkeypatch.setattr(parse_module, "MAX_VALUE_CHARS", 2000)
+    monkeypatch.setattr(parse_module, "_CHUNK", 256)
     entries = build_chain([5] * 40)  # about 20 kB in all, no value over 2,000 characters
     path = tmp_path / "export.json"
     path.write_text(json.dumps(export_of(entries)), "utf-8")

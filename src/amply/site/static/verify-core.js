@@ -1,6 +1,6 @@
 // Amply's in-browser ledger verifier: docs/ledger-format.md §2-§4, §6 and §7, with the same
 // rules, the same first broken seq and the same verdicts (OK / broken / unreadable, exits
-// 0 / 1 / 2) as `amply verify` and `amply verify-receipt` (src/amply/verify/__init__.py).
+// 0 / 1 / 2) as `amply verify` and `amply verify-receipt` (src/amply/verify/, by section).
 // Hand-written, no dependencies: SHA-256 and Ed25519 are the browser's WebCrypto.
 //
 // Exact integers: every JSON integer is read exactly, never rounded through a double: as a
