@@ -6,18 +6,14 @@
 // redirect (3D Secure, a bank's page), on the return to this page: until then the token is
 // kept in this tab's sessionStorage, keyed by the PaymentIntent, and nowhere else.
 
+import { donationBody, readAmount } from "./give-form.js";
+
 const form = document.getElementById("give-form");
 const status = document.getElementById("give-status");
 const returned = document.getElementById("give-returned");
 const continueButton = document.getElementById("give-continue");
 const payButton = document.getElementById("give-pay");
 const KEPT = "amply.give.";
-
-function minorUnits(text) {
-  const m = /^\s*(\d{1,12})(?:[.,](\d{1,2}))?\s*$/.exec(text);
-  if (!m) return null;
-  return Number(m[1]) * 100 + Number((m[2] ?? "").padEnd(2, "0"));
-}
 
 function receiptLink(donation, token) {
   const link = document.createElement("a");
@@ -53,20 +49,12 @@ let checkout = null;
 form.addEventListener("submit", async (event) => {
   event.preventDefault();
   if (checkout) return;
-  const amount = minorUnits(form.amount.value);
-  if (amount === null || amount < 1) {
-    status.textContent = "Enter an amount such as 25.00.";
-    form.amount.setAttribute("aria-invalid", "true");
-    form.amount.focus();
-    return;
-  }
-  form.amount.removeAttribute("aria-invalid");
+  const amount = readAmount(form, status);
+  if (amount === null) return;
   continueButton.disabled = true;
   status.textContent = "Preparing the payment…";
   try {
-    const body = { organisation_id: form.dataset.organisation, amount, currency: form.dataset.currency, anonymous: form.anonymous.checked };
-    if (form.donor_name.value.trim()) body.donor_name = form.donor_name.value.trim();
-    if (form.fund && form.fund.value) body.fund_id = form.fund.value;
+    const body = donationBody(form, amount);
     const response = await fetch("/v1/donations", {
       method: "POST",
       headers: { "Content-Type": "application/json", "Idempotency-Key": crypto.randomUUID() },

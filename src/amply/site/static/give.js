@@ -3,14 +3,10 @@
 // receipt, the token in the URL's fragment (never sent to a server). No card data leaves
 // the page: the sandbox needs none.
 
+import { donationBody, readAmount } from "./give-form.js";
+
 const form = document.getElementById("give-form");
 const status = document.getElementById("give-status");
-
-function minorUnits(text) {
-  const m = /^\s*(\d{1,12})(?:[.,](\d{1,2}))?\s*$/.exec(text);
-  if (!m) return null;
-  return Number(m[1]) * 100 + Number((m[2] ?? "").padEnd(2, "0"));
-}
 
 async function post(url, body, key) {
   const response = await fetch(url, {
@@ -25,21 +21,13 @@ async function post(url, body, key) {
 
 form.addEventListener("submit", async (event) => {
   event.preventDefault();
-  const amount = minorUnits(form.amount.value);
-  if (amount === null || amount < 1) {
-    status.textContent = "Enter an amount such as 25.00.";
-    form.amount.setAttribute("aria-invalid", "true");
-    form.amount.focus();
-    return;
-  }
-  form.amount.removeAttribute("aria-invalid");
+  const amount = readAmount(form, status);
+  if (amount === null) return;
   const button = form.querySelector("button[type=submit]");
   button.disabled = true;
   status.textContent = "Giving…";
   try {
-    const body = { organisation_id: form.dataset.organisation, amount, currency: form.dataset.currency, anonymous: form.anonymous.checked };
-    if (form.donor_name.value.trim()) body.donor_name = form.donor_name.value.trim();
-    if (form.fund && form.fund.value) body.fund_id = form.fund.value;
+    const body = donationBody(form, amount);
     const checkout = await post("/v1/donations", body, crypto.randomUUID());
     status.textContent = "Simulating the card payment…";
     await post(`/v1/sandbox/payments/${encodeURIComponent(checkout.payment.payment_intent_id)}/succeed`, null, crypto.randomUUID());
