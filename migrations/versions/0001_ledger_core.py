@@ -6,8 +6,10 @@ Create Date: 2026-11-21
 
 Every invariant of SPEC.md §4 that PostgreSQL can enforce is created here, each statement
 headed by the invariant it guards; each function is defined in its file
-``migrations/sql/<function>/0001.sql``, headed likewise. ``docs/ledger-format.md`` describes
-the same rules for auditors. Run as the schema owner; the service connects as ``amply_app``.
+``migrations/sql/<function>/0001.sql`` and each trigger in
+``migrations/sql/triggers/<trigger>/0001.sql``, headed likewise. ``docs/ledger-format.md``
+describes the same rules for auditors. Run as the schema owner; the service connects as
+``amply_app``.
 """
 
 from collections.abc import Sequence
@@ -36,7 +38,8 @@ BEGIN
 END $$;
 """
 
-# Each function's definition, one file per version: migrations/sql/<function>/<revision>.sql
+# Each function's and trigger's definition, one file per version:
+# migrations/sql/<function>/<revision>.sql, migrations/sql/triggers/<trigger>/<revision>.sql
 # (migrations/sql/README.md).
 SQL_DIR = Path(__file__).resolve().parents[1] / "sql"
 
@@ -98,61 +101,6 @@ COMMENT ON TABLE ledger_entries IS
     'Append-only, hash-chained ledger entries. See docs/ledger-format.md.';
 """
 
-ASSIGN_TRIGGER = """
--- Linear chains, honest hashes, balances: before every insert, ledger_entries_assign() checks
--- what the caller supplied and assigns the rest, holding the chain's lock.
-CREATE TRIGGER ledger_entries_assign
-    BEFORE INSERT ON ledger_entries
-    FOR EACH ROW EXECUTE FUNCTION ledger_entries_assign();
-"""
-
-IMMUTABILITY = """
--- Append-only: no UPDATE, DELETE or TRUNCATE of an entry, by anyone, the owner included
--- (ledger_refuse_change()).
-CREATE TRIGGER ledger_entries_no_update_delete
-    BEFORE UPDATE OR DELETE ON ledger_entries
-    FOR EACH ROW EXECUTE FUNCTION ledger_refuse_change();
-CREATE TRIGGER ledger_entries_no_truncate
-    BEFORE TRUNCATE ON ledger_entries
-    FOR EACH STATEMENT EXECUTE FUNCTION ledger_refuse_change();
-"""
-
-CHAINS_GUARD = """
--- A chain never changes and is never deleted, and a new one's id names its kind
--- (ledger_chains_guard()).
-CREATE TRIGGER ledger_chains_guard
-    BEFORE INSERT ON ledger_chains
-    FOR EACH ROW EXECUTE FUNCTION ledger_chains_guard();
-CREATE TRIGGER ledger_chains_no_update_delete
-    BEFORE UPDATE OR DELETE ON ledger_chains
-    FOR EACH ROW EXECUTE FUNCTION ledger_refuse_change();
-CREATE TRIGGER ledger_chains_no_truncate
-    BEFORE TRUNCATE ON ledger_chains
-    FOR EACH STATEMENT EXECUTE FUNCTION ledger_refuse_change();
-"""
-
-DOUBLE_ENTRY = """
--- Double entry: the internal legs of a journal sum to zero per currency, checked at commit
--- (ledger_check_journal_balanced()).
-CREATE CONSTRAINT TRIGGER ledger_entries_journal_balanced
-    AFTER INSERT ON ledger_entries
-    DEFERRABLE INITIALLY DEFERRED
-    FOR EACH ROW
-    WHEN (NEW.internal)
-    EXECUTE FUNCTION ledger_check_journal_balanced();
-"""
-
-ALWAYS_FIRE = """
--- The guards fire in every session_replication_role, so a 'replica' session cannot skip them.
-ALTER TABLE ledger_entries ENABLE ALWAYS TRIGGER ledger_entries_assign;
-ALTER TABLE ledger_entries ENABLE ALWAYS TRIGGER ledger_entries_no_update_delete;
-ALTER TABLE ledger_entries ENABLE ALWAYS TRIGGER ledger_entries_no_truncate;
-ALTER TABLE ledger_entries ENABLE ALWAYS TRIGGER ledger_entries_journal_balanced;
-ALTER TABLE ledger_chains ENABLE ALWAYS TRIGGER ledger_chains_guard;
-ALTER TABLE ledger_chains ENABLE ALWAYS TRIGGER ledger_chains_no_update_delete;
-ALTER TABLE ledger_chains ENABLE ALWAYS TRIGGER ledger_chains_no_truncate;
-"""
-
 PLATFORM_CHAINS = """
 -- The platform's own chains: fees Amply collects, and the promotions budget that funds
 -- welcome bonuses (it may go negative: it records money Amply has given away).
@@ -197,15 +145,17 @@ def upgrade() -> None:
         load("ledger_entry_hash/0001"),
         load("ledger_chain_lock_key/0001"),
         load("ledger_entries_assign/0001"),
-        ASSIGN_TRIGGER,
+        load("triggers/ledger_entries_assign/0001"),
         load("ledger_refuse_change/0001"),
-        IMMUTABILITY,
+        load("triggers/ledger_entries_no_update_delete/0001"),
+        load("triggers/ledger_entries_no_truncate/0001"),
         load("ledger_chains_guard/0001"),
-        CHAINS_GUARD,
+        load("triggers/ledger_chains_guard/0001"),
+        load("triggers/ledger_chains_no_update_delete/0001"),
+        load("triggers/ledger_chains_no_truncate/0001"),
         load("ledger_check_journal_balanced/0001"),
-        DOUBLE_ENTRY,
+        load("triggers/ledger_entries_journal_balanced/0001"),
         load("ledger_lock_chains/0001"),
-        ALWAYS_FIRE,
         PLATFORM_CHAINS,
         PRIVILEGES,
     ):

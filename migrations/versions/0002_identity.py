@@ -19,7 +19,8 @@ down_revision: str | None = "0001_ledger_core"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-# Each function's definition, one file per version: migrations/sql/<function>/<revision>.sql
+# Each function's and trigger's definition, one file per version:
+# migrations/sql/<function>/<revision>.sql, migrations/sql/triggers/<trigger>/<revision>.sql
 # (migrations/sql/README.md).
 SQL_DIR = Path(__file__).resolve().parents[1] / "sql"
 
@@ -84,22 +85,6 @@ CREATE TABLE organisation_members (
     PRIMARY KEY (organisation_id, user_id)
 );
 CREATE INDEX organisation_members_user ON organisation_members (user_id);
-"""
-
-KEEP_AN_OWNER = """
--- Every organisation keeps at least one owner: checked at commit, after every change to
--- its members and when it is created (organisation_assert_has_owner()).
-CREATE CONSTRAINT TRIGGER organisation_members_keep_an_owner
-    AFTER UPDATE OR DELETE ON organisation_members
-    DEFERRABLE INITIALLY DEFERRED
-    FOR EACH ROW WHEN (OLD.role = 'owner')
-    EXECUTE FUNCTION organisation_members_check_owner();
-
-CREATE CONSTRAINT TRIGGER organisations_created_with_an_owner
-    AFTER INSERT ON organisations
-    DEFERRABLE INITIALLY DEFERRED
-    FOR EACH ROW
-    EXECUTE FUNCTION organisations_check_owner();
 """
 
 API_KEYS = """
@@ -172,7 +157,8 @@ def upgrade() -> None:
         load("organisation_assert_has_owner/0002"),
         load("organisation_members_check_owner/0002"),
         load("organisations_check_owner/0002"),
-        KEEP_AN_OWNER,
+        load("triggers/organisation_members_keep_an_owner/0002"),
+        load("triggers/organisations_created_with_an_owner/0002"),
         API_KEYS,
         SECURITY_EVENTS,
         RATE_LIMITS,

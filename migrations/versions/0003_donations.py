@@ -20,7 +20,8 @@ down_revision: str | None = "0002_identity"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-# Each function's definition, one file per version: migrations/sql/<function>/<revision>.sql
+# Each function's and trigger's definition, one file per version:
+# migrations/sql/<function>/<revision>.sql, migrations/sql/triggers/<trigger>/<revision>.sql
 # (migrations/sql/README.md).
 SQL_DIR = Path(__file__).resolve().parents[1] / "sql"
 
@@ -108,13 +109,6 @@ CREATE TABLE donations (
 );
 CREATE INDEX donations_organisation_created ON donations (organisation_id, created_at DESC, id);
 CREATE INDEX donations_fund ON donations (fund_id) WHERE fund_id IS NOT NULL;
-"""
-
-DONATIONS_GUARD = """
--- What a donation is never changes once created, and its status only moves forward
--- (donations_guard_update()).
-CREATE TRIGGER donations_guard_update BEFORE UPDATE ON donations
-    FOR EACH ROW EXECUTE FUNCTION donations_guard_update();
 """
 
 REFUNDS_AND_DISPUTES = """
@@ -216,7 +210,7 @@ def upgrade() -> None:
         FUNDS,
         DONATIONS,
         load("donations_guard_update/0003"),
-        DONATIONS_GUARD,
+        load("triggers/donations_guard_update/0003"),
         REFUNDS_AND_DISPUTES,
         EVENTS,
         IDEMPOTENCY,

@@ -20,7 +20,8 @@ down_revision: str | None = "0003_donations"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-# Each function's definition, one file per version: migrations/sql/<function>/<revision>.sql
+# Each function's and trigger's definition, one file per version:
+# migrations/sql/<function>/<revision>.sql, migrations/sql/triggers/<trigger>/<revision>.sql
 # (migrations/sql/README.md).
 SQL_DIR = Path(__file__).resolve().parents[1] / "sql"
 
@@ -58,41 +59,12 @@ COMMENT ON TABLE ledger_checkpoints IS
     'Signed checkpoints of chain heads (c2sp.org/tlog-checkpoint). Insert-only.';
 """
 
-CONSISTENCY = r"""
--- Never sign what the chain does not hold, and checkpoints only move forward
--- (ledger_checkpoints_guard()).
-CREATE TRIGGER ledger_checkpoints_guard BEFORE INSERT ON ledger_checkpoints
-    FOR EACH ROW EXECUTE FUNCTION ledger_checkpoints_guard();
-
--- What was signed and published is never changed or withdrawn, by anyone.
-CREATE TRIGGER ledger_checkpoints_no_update_delete BEFORE UPDATE OR DELETE ON ledger_checkpoints
-    FOR EACH ROW EXECUTE FUNCTION ledger_refuse_change();
-CREATE TRIGGER ledger_checkpoints_no_truncate BEFORE TRUNCATE ON ledger_checkpoints
-    FOR EACH STATEMENT EXECUTE FUNCTION ledger_refuse_change();
-CREATE TRIGGER checkpoint_keys_no_update_delete BEFORE UPDATE OR DELETE ON checkpoint_keys
-    FOR EACH ROW EXECUTE FUNCTION ledger_refuse_change();
-CREATE TRIGGER checkpoint_keys_no_truncate BEFORE TRUNCATE ON checkpoint_keys
-    FOR EACH STATEMENT EXECUTE FUNCTION ledger_refuse_change();
-
-ALTER TABLE ledger_checkpoints ENABLE ALWAYS TRIGGER ledger_checkpoints_guard;
-ALTER TABLE ledger_checkpoints ENABLE ALWAYS TRIGGER ledger_checkpoints_no_update_delete;
-ALTER TABLE ledger_checkpoints ENABLE ALWAYS TRIGGER ledger_checkpoints_no_truncate;
-ALTER TABLE checkpoint_keys ENABLE ALWAYS TRIGGER checkpoint_keys_no_update_delete;
-ALTER TABLE checkpoint_keys ENABLE ALWAYS TRIGGER checkpoint_keys_no_truncate;
-"""
-
 RECEIPTS = r"""
 -- A donor's receipt opens the salted commitment on the donation's public entry
 -- (docs/ledger-format.md §7). The salt is fixed when the donation is created: changing it
 -- would take from the donor the means to prove the entry is theirs. (NULL for donations
 -- created before receipts carried commitments.)
 ALTER TABLE donations ADD COLUMN receipt_salt text CHECK (receipt_salt ~ '^[0-9a-f]{64}$');
-"""
-
-RECEIPT_SALT_GUARD = """
--- The receipt salt never changes (donations_keep_receipt_salt()).
-CREATE TRIGGER donations_keep_receipt_salt BEFORE UPDATE OF receipt_salt ON donations
-    FOR EACH ROW EXECUTE FUNCTION donations_keep_receipt_salt();
 """
 
 PRIVILEGES = """
@@ -107,10 +79,14 @@ def upgrade() -> None:
     for block in (
         TABLES,
         load("ledger_checkpoints_guard/0004"),
-        CONSISTENCY,
+        load("triggers/ledger_checkpoints_guard/0004"),
+        load("triggers/ledger_checkpoints_no_update_delete/0004"),
+        load("triggers/ledger_checkpoints_no_truncate/0004"),
+        load("triggers/checkpoint_keys_no_update_delete/0004"),
+        load("triggers/checkpoint_keys_no_truncate/0004"),
         RECEIPTS,
         load("donations_keep_receipt_salt/0004"),
-        RECEIPT_SALT_GUARD,
+        load("triggers/donations_keep_receipt_salt/0004"),
         PRIVILEGES,
     ):
         op.execute(block)

@@ -22,7 +22,8 @@ down_revision: str | None = "0004_checkpoints"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-# Each function's definition, one file per version: migrations/sql/<function>/<revision>.sql
+# Each function's and trigger's definition, one file per version:
+# migrations/sql/<function>/<revision>.sql, migrations/sql/triggers/<trigger>/<revision>.sql
 # (migrations/sql/README.md).
 SQL_DIR = Path(__file__).resolve().parents[1] / "sql"
 
@@ -50,17 +51,6 @@ WITH new_wallets AS (
     INSERT INTO ledger_chains (id, kind) SELECT id, 'wallet' FROM new_wallets
 )
 INSERT INTO wallets (id, user_id, currency) SELECT id, user_id, 'USD' FROM new_wallets;
-"""
-
-WALLET_GUARDS = """
--- What a wallet is never changes (wallets_guard_update()), and every user gets one wallet at
--- sign-up, checked at commit (users_assert_has_wallet()).
-CREATE TRIGGER wallets_guard_update BEFORE UPDATE ON wallets
-    FOR EACH ROW EXECUTE FUNCTION wallets_guard_update();
-CREATE CONSTRAINT TRIGGER users_have_wallets
-    AFTER INSERT ON users
-    DEFERRABLE INITIALLY DEFERRED
-    FOR EACH ROW EXECUTE FUNCTION users_assert_has_wallet();
 """
 
 CARDS = """
@@ -112,13 +102,6 @@ CREATE INDEX money_requests_requester
     ON money_requests (requester_wallet_id, created_at DESC, id);
 CREATE INDEX money_requests_pending_expiry ON money_requests (expires_at)
     WHERE status = 'pending';
-"""
-
-MONEY_REQUEST_GUARD = """
--- A request's terms never change, and it leaves 'pending' once, for good
--- (money_requests_guard_update()).
-CREATE TRIGGER money_requests_guard_update BEFORE UPDATE ON money_requests
-    FOR EACH ROW EXECUTE FUNCTION money_requests_guard_update();
 """
 
 TRANSACTIONS = """
@@ -215,22 +198,6 @@ CREATE UNIQUE INDEX transactions_one_payment_per_request ON transactions (money_
     WHERE money_request_id IS NOT NULL AND status IN ('pending_confirmation', 'completed');
 """
 
-TRANSACTION_GUARDS = """
--- A transaction's terms never change and its status moves only along its arrows
--- (transactions_guard_update()), from what it may start as (transactions_guard_insert());
--- at commit, the ledger holds what it says moved (transactions_check_journals()).
-CREATE TRIGGER transactions_guard_update BEFORE UPDATE ON transactions
-    FOR EACH ROW EXECUTE FUNCTION transactions_guard_update();
-CREATE TRIGGER transactions_guard_insert BEFORE INSERT ON transactions
-    FOR EACH ROW EXECUTE FUNCTION transactions_guard_insert();
-CREATE CONSTRAINT TRIGGER transactions_journal_matches
-    AFTER INSERT OR UPDATE OF journal_id, reversal_journal_id ON transactions
-    DEFERRABLE INITIALLY DEFERRED
-    FOR EACH ROW
-    WHEN (NEW.journal_id IS NOT NULL)
-    EXECUTE FUNCTION transactions_check_journals();
-"""
-
 PRIVILEGES = """
 -- Least privilege: the service may create and update these rows (under the guards above),
 -- never delete them.
@@ -247,16 +214,19 @@ def upgrade() -> None:
         WALLETS,
         load("wallets_guard_update/0005"),
         load("users_assert_has_wallet/0005"),
-        WALLET_GUARDS,
+        load("triggers/wallets_guard_update/0005"),
+        load("triggers/users_have_wallets/0005"),
         CARDS,
         MONEY_REQUESTS,
         load("money_requests_guard_update/0005"),
-        MONEY_REQUEST_GUARD,
+        load("triggers/money_requests_guard_update/0005"),
         TRANSACTIONS,
         load("transactions_guard_update/0005"),
         load("transactions_guard_insert/0005"),
         load("transactions_check_journals/0005"),
-        TRANSACTION_GUARDS,
+        load("triggers/transactions_guard_update/0005"),
+        load("triggers/transactions_guard_insert/0005"),
+        load("triggers/transactions_journal_matches/0005"),
         PRIVILEGES,
     ):
         op.execute(block)

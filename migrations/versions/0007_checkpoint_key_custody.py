@@ -24,7 +24,8 @@ down_revision: str | None = "0006_faster_appends"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-# Each function's definition, one file per version: migrations/sql/<function>/<revision>.sql
+# Each function's and trigger's definition, one file per version:
+# migrations/sql/<function>/<revision>.sql, migrations/sql/triggers/<trigger>/<revision>.sql
 # (migrations/sql/README.md).
 SQL_DIR = Path(__file__).resolve().parents[1] / "sql"
 
@@ -40,7 +41,6 @@ STATUS = r"""
 -- 'revoked' (none: it may be in someone else's hands). Keys listed before this migration
 -- signed checkpoints until now: the one that signed the newest checkpoint (or, with none, the
 -- newest key) stays active; the others retire now.
-DROP TRIGGER checkpoint_keys_no_update_delete ON checkpoint_keys;
 ALTER TABLE checkpoint_keys
     ADD COLUMN status text NOT NULL DEFAULT 'active'
         CHECK (status IN ('active', 'retired', 'revoked')),
@@ -63,25 +63,6 @@ CREATE UNIQUE INDEX checkpoint_keys_one_active ON checkpoint_keys ((true))
     WHERE status = 'active';
 """
 
-TRANSITIONS = r"""
--- A key is never deleted (ledger_refuse_change()), and its identity never changes and its
--- status only moves forward (checkpoint_keys_guard_update()).
-CREATE TRIGGER checkpoint_keys_no_delete BEFORE DELETE ON checkpoint_keys
-    FOR EACH ROW EXECUTE FUNCTION ledger_refuse_change();
-CREATE TRIGGER checkpoint_keys_guard_update BEFORE UPDATE ON checkpoint_keys
-    FOR EACH ROW EXECUTE FUNCTION checkpoint_keys_guard_update();
-ALTER TABLE checkpoint_keys ENABLE ALWAYS TRIGGER checkpoint_keys_no_delete;
-ALTER TABLE checkpoint_keys ENABLE ALWAYS TRIGGER checkpoint_keys_guard_update;
-"""
-
-SIGNED_BY_THE_ACTIVE_KEY = r"""
--- A checkpoint is Amply's only if the active key signed it
--- (ledger_checkpoints_signed_by_active_key()).
-CREATE TRIGGER ledger_checkpoints_signed_by_active_key BEFORE INSERT ON ledger_checkpoints
-    FOR EACH ROW EXECUTE FUNCTION ledger_checkpoints_signed_by_active_key();
-ALTER TABLE ledger_checkpoints ENABLE ALWAYS TRIGGER ledger_checkpoints_signed_by_active_key;
-"""
-
 PRIVILEGES = """
 -- The service reads keys and stores checkpoints; only the owner installs, retires or revokes.
 REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON checkpoint_keys FROM amply_app;
@@ -93,11 +74,13 @@ REVOKE ALL ON FUNCTION checkpoint_keys_guard_update(), ledger_checkpoints_signed
 
 def upgrade() -> None:
     for block in (
+        load("triggers/checkpoint_keys_no_update_delete/0007"),
         STATUS,
         load("checkpoint_keys_guard_update/0007"),
-        TRANSITIONS,
+        load("triggers/checkpoint_keys_no_delete/0007"),
+        load("triggers/checkpoint_keys_guard_update/0007"),
         load("ledger_checkpoints_signed_by_active_key/0007"),
-        SIGNED_BY_THE_ACTIVE_KEY,
+        load("triggers/ledger_checkpoints_signed_by_active_key/0007"),
         PRIVILEGES,
     ):
         op.execute(block)
@@ -110,9 +93,10 @@ def downgrade() -> None:
         DROP TRIGGER checkpoint_keys_guard_update ON checkpoint_keys;
         DROP TRIGGER checkpoint_keys_no_delete ON checkpoint_keys;
         DROP FUNCTION checkpoint_keys_guard_update();
-        CREATE TRIGGER checkpoint_keys_no_update_delete BEFORE UPDATE OR DELETE ON checkpoint_keys
-            FOR EACH ROW EXECUTE FUNCTION ledger_refuse_change();
-        ALTER TABLE checkpoint_keys ENABLE ALWAYS TRIGGER checkpoint_keys_no_update_delete;
+    """)
+    # The trigger this migration replaced, as 0004 installed it.
+    op.execute(load("triggers/checkpoint_keys_no_update_delete/0004"))
+    op.execute("""
         DROP INDEX checkpoint_keys_one_active;
         ALTER TABLE checkpoint_keys DROP CONSTRAINT checkpoint_keys_status_times,
             DROP COLUMN status, DROP COLUMN activated_at, DROP COLUMN retired_at,

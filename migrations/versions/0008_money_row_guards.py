@@ -34,7 +34,8 @@ down_revision: str | None = "0007_checkpoint_key_custody"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-# Each function's definition, one file per version: migrations/sql/<function>/<revision>.sql
+# Each function's and trigger's definition, one file per version:
+# migrations/sql/<function>/<revision>.sql, migrations/sql/triggers/<trigger>/<revision>.sql
 # (migrations/sql/README.md).
 SQL_DIR = Path(__file__).resolve().parents[1] / "sql"
 
@@ -62,85 +63,10 @@ CREATE UNIQUE INDEX donation_disputes_reinstated_entry_key
     ON donation_disputes (reinstated_entry_id);
 """
 
-DONATIONS = """
--- Donations start pending; their ledger references are write-once and name the right
--- entries (donations_guard_money()).
-CREATE TRIGGER donations_guard_money BEFORE INSERT OR UPDATE ON donations
-    FOR EACH ROW EXECUTE FUNCTION donations_guard_money();
-"""
-
-REFUNDS = """
--- Refunds: what was asked never changes, the status moves along Stripe's arrows, and the
--- ledger markers are set once (donation_refunds_guard()).
-CREATE TRIGGER donation_refunds_guard BEFORE INSERT OR UPDATE ON donation_refunds
-    FOR EACH ROW EXECUTE FUNCTION donation_refunds_guard();
-"""
-
-DISPUTES = """
--- Disputes: the terms never change, and the ledger markers are write-once and name the
--- right entries (donation_disputes_guard()).
-CREATE TRIGGER donation_disputes_guard BEFORE INSERT OR UPDATE ON donation_disputes
-    FOR EACH ROW EXECUTE FUNCTION donation_disputes_guard();
-"""
-
-TRANSACTIONS = """
--- Deposits and withdrawals say where the money came from and went
--- (transactions_guard_origin()).
-CREATE TRIGGER transactions_guard_origin BEFORE INSERT OR UPDATE ON transactions
-    FOR EACH ROW EXECUTE FUNCTION transactions_guard_origin();
-
+ONE_WELCOME_BONUS = """
 -- One welcome bonus per wallet, ever.
 CREATE UNIQUE INDEX transactions_one_welcome_bonus ON transactions (wallet_id)
     WHERE kind = 'welcome_bonus';
-"""
-
-NO_MONEY_WITHOUT_RECORD = """
--- No money without its record: at commit, every entry on a chain that belongs to someone is
--- named by the business row that records it (ledger_check_entry_recorded()).
-CREATE CONSTRAINT TRIGGER ledger_entries_recorded
-    AFTER INSERT ON ledger_entries
-    DEFERRABLE INITIALLY DEFERRED
-    FOR EACH ROW
-    EXECUTE FUNCTION ledger_check_entry_recorded();
-ALTER TABLE ledger_entries ENABLE ALWAYS TRIGGER ledger_entries_recorded;
-
--- And a chain cannot be given to a wallet or an organisation once it holds entries
--- (ledger_chain_starts_empty()).
-CREATE TRIGGER wallets_start_empty BEFORE INSERT ON wallets
-    FOR EACH ROW EXECUTE FUNCTION ledger_chain_starts_empty();
-CREATE TRIGGER organisations_start_empty BEFORE INSERT ON organisations
-    FOR EACH ROW EXECUTE FUNCTION ledger_chain_starts_empty();
-"""
-
-CARDS = """
--- Cards never change, and stay removed once removed (cards_guard()).
-CREATE TRIGGER cards_guard BEFORE INSERT OR UPDATE ON cards
-    FOR EACH ROW EXECUTE FUNCTION cards_guard();
-"""
-
-MONEY_REQUESTS = """
--- Money requests: created pending and resolved once (money_requests_guard()), and paid only
--- by a completed transfer of their amount, checked at commit (money_requests_check_paid()).
-CREATE TRIGGER money_requests_guard BEFORE INSERT OR UPDATE ON money_requests
-    FOR EACH ROW EXECUTE FUNCTION money_requests_guard();
-CREATE CONSTRAINT TRIGGER money_requests_paid_by_transfer
-    AFTER UPDATE OF status ON money_requests
-    DEFERRABLE INITIALLY DEFERRED
-    FOR EACH ROW
-    WHEN (NEW.status = 'paid')
-    EXECUTE FUNCTION money_requests_check_paid();
-"""
-
-API_KEYS = """
--- API keys never change, and stay revoked once revoked (api_keys_guard_update()).
-CREATE TRIGGER api_keys_guard_update BEFORE UPDATE ON api_keys
-    FOR EACH ROW EXECUTE FUNCTION api_keys_guard_update();
-"""
-
-IDEMPOTENCY_KEYS = """
--- Idempotency keys are deleted only once expired (idempotency_keys_guard_delete()).
-CREATE TRIGGER idempotency_keys_guard_delete BEFORE DELETE ON idempotency_keys
-    FOR EACH ROW EXECUTE FUNCTION idempotency_keys_guard_delete();
 """
 
 PRIVILEGES = """
@@ -184,25 +110,29 @@ def upgrade() -> None:
         ENTRY_REFERENCES,
         load("ledger_entry_matches/0008"),
         load("donations_guard_money/0008"),
-        DONATIONS,
+        load("triggers/donations_guard_money/0008"),
         load("donation_refunds_guard/0008"),
-        REFUNDS,
+        load("triggers/donation_refunds_guard/0008"),
         load("donation_disputes_guard/0008"),
-        DISPUTES,
+        load("triggers/donation_disputes_guard/0008"),
         load("transactions_guard_origin/0008"),
-        TRANSACTIONS,
+        load("triggers/transactions_guard_origin/0008"),
+        ONE_WELCOME_BONUS,
         load("ledger_check_entry_recorded/0008"),
         load("ledger_chain_starts_empty/0008"),
-        NO_MONEY_WITHOUT_RECORD,
+        load("triggers/ledger_entries_recorded/0008"),
+        load("triggers/wallets_start_empty/0008"),
+        load("triggers/organisations_start_empty/0008"),
         load("cards_guard/0008"),
-        CARDS,
+        load("triggers/cards_guard/0008"),
         load("money_requests_guard/0008"),
         load("money_requests_check_paid/0008"),
-        MONEY_REQUESTS,
+        load("triggers/money_requests_guard/0008"),
+        load("triggers/money_requests_paid_by_transfer/0008"),
         load("api_keys_guard_update/0008"),
-        API_KEYS,
+        load("triggers/api_keys_guard_update/0008"),
         load("idempotency_keys_guard_delete/0008"),
-        IDEMPOTENCY_KEYS,
+        load("triggers/idempotency_keys_guard_delete/0008"),
         PRIVILEGES,
     ):
         op.execute(block)

@@ -40,7 +40,8 @@ down_revision: str | None = "0011_reversal_entry_types"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-# Each function's definition, one file per version: migrations/sql/<function>/<revision>.sql
+# Each function's and trigger's definition, one file per version:
+# migrations/sql/<function>/<revision>.sql, migrations/sql/triggers/<trigger>/<revision>.sql
 # (migrations/sql/README.md).
 SQL_DIR = Path(__file__).resolve().parents[1] / "sql"
 
@@ -101,14 +102,7 @@ CREATE INDEX charge_balance_transactions_deposit ON charge_balance_transactions 
 CREATE INDEX charge_balance_transactions_chain ON charge_balance_transactions (chain_id);
 """
 
-GUARD = """
--- A record says truly what it records, and is written once
--- (charge_balance_transactions_guard()).
-CREATE TRIGGER charge_balance_transactions_guard
-    BEFORE INSERT OR UPDATE OR DELETE ON charge_balance_transactions
-    FOR EACH ROW EXECUTE FUNCTION charge_balance_transactions_guard();
-ALTER TABLE charge_balance_transactions ENABLE ALWAYS TRIGGER charge_balance_transactions_guard;
-
+PRIVILEGES = """
 -- Written once, by the service: it may read and add records, never change or remove them.
 REVOKE ALL ON charge_balance_transactions FROM PUBLIC;
 GRANT SELECT, INSERT ON charge_balance_transactions TO amply_app;
@@ -132,7 +126,8 @@ def upgrade() -> None:
     op.execute(TABLE)
     op.execute(load("charge_balance_transaction_entry_matches/0012"))
     op.execute(load("charge_balance_transactions_guard/0012"))
-    op.execute(GUARD)
+    op.execute(load("triggers/charge_balance_transactions_guard/0012"))
+    op.execute(PRIVILEGES)
     op.execute(load("ledger_entry_recorded_by_dispute/0012"))
     op.execute(load("ledger_entry_recorded_by_deposit_reversal/0012"))
     # 0008's dispute guard without the cap at the donation's amount.

@@ -42,7 +42,8 @@ down_revision: str | None = "0012_charge_reversals"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-# Each function's definition, one file per version: migrations/sql/<function>/<revision>.sql
+# Each function's and trigger's definition, one file per version:
+# migrations/sql/<function>/<revision>.sql, migrations/sql/triggers/<trigger>/<revision>.sql
 # (migrations/sql/README.md).
 SQL_DIR = Path(__file__).resolve().parents[1] / "sql"
 
@@ -92,11 +93,8 @@ CREATE INDEX sandbox_balance_transactions_account
     ON sandbox_balance_transactions (stripe_account_id, created_at, id);
 """
 
-GUARD = """
--- Payouts: terms immutable, entry references write-once and naming the right entries
--- (connected_payouts_guard()).
-CREATE TRIGGER connected_payouts_guard BEFORE INSERT OR UPDATE ON connected_payouts
-    FOR EACH ROW EXECUTE FUNCTION connected_payouts_guard();
+GUARD_PRIVILEGES = """
+-- connected_payouts_guard() runs only as a trigger.
 REVOKE ALL ON FUNCTION connected_payouts_guard() FROM PUBLIC;
 """
 
@@ -114,7 +112,8 @@ GRANT SELECT, INSERT ON sandbox_balance_transactions TO amply_app;
 def upgrade() -> None:
     op.execute(TABLES)
     op.execute(load("connected_payouts_guard/0013"))
-    op.execute(GUARD)
+    op.execute(load("triggers/connected_payouts_guard/0013"))
+    op.execute(GUARD_PRIVILEGES)
     op.execute(load("ledger_entry_recorded_by_payout/0013"))
     op.execute(PRIVILEGES)
 

@@ -33,7 +33,8 @@ down_revision: str | None = "0014_stripe_outside_transactions"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-# Each function's definition, one file per version: migrations/sql/<function>/<revision>.sql
+# Each function's and trigger's definition, one file per version:
+# migrations/sql/<function>/<revision>.sql, migrations/sql/triggers/<trigger>/<revision>.sql
 # (migrations/sql/README.md).
 SQL_DIR = Path(__file__).resolve().parents[1] / "sql"
 
@@ -57,10 +58,8 @@ CREATE TABLE chain_totals (
 );
 """
 
-GUARD = """
--- A row's key never changes and its sums only move forward (chain_totals_guard()).
-CREATE TRIGGER chain_totals_guard BEFORE UPDATE ON chain_totals
-    FOR EACH ROW EXECUTE FUNCTION chain_totals_guard();
+PRIVILEGES = """
+-- chain_totals_guard() runs only as a trigger.
 REVOKE ALL ON FUNCTION chain_totals_guard() FROM PUBLIC;
 
 -- Least privilege: the service maintains the totals; nobody but the owner deletes them.
@@ -72,7 +71,8 @@ GRANT SELECT, INSERT, UPDATE ON chain_totals TO amply_app;
 def upgrade() -> None:
     op.execute(TABLE)
     op.execute(load("chain_totals_guard/0015"))
-    op.execute(GUARD)
+    op.execute(load("triggers/chain_totals_guard/0015"))
+    op.execute(PRIVILEGES)
 
 
 def downgrade() -> None:
