@@ -650,7 +650,7 @@ PHASES: Final = (
     ("amply/kit/idempotency.py", "begin", "idempotency: lock, lookup, purge"),
     ("amply/kit/idempotency.py", "remember", "idempotency: sweep, store response"),
     ("amply/identity/auth.py", None, "authentication: session and user query"),
-    ("amply/deps.py", "get_session", "session: commit, close"),
+    ("amply/kit/dependencies.py", "get_session", "session: commit, close"),
     ("starlette/responses.py", None, "response rendering"),
 )
 LAYERS: Final = (

@@ -11,6 +11,7 @@ the ledger as a superuser without affecting each other.
 from __future__ import annotations
 
 import itertools
+import logging
 import os
 import shutil
 import tempfile
@@ -115,6 +116,35 @@ def _temporary_folders_reachable(tmp_path_factory: pytest.TempPathFactory) -> No
     while folder.name.startswith(("run", "popen-gw")):
         folder.chmod(folder.stat().st_mode | 0o011)
         folder = folder.parent
+
+
+class _UndeclaredCodes(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.seen: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        # Routes a test adds to the app for itself (`/test/...`) document nothing.
+        if record.getMessage().startswith("undeclared_error_code") and not str(
+            getattr(record, "route", "")
+        ).startswith("/test/"):
+            self.seen.append(record.getMessage())
+
+
+@pytest.fixture(autouse=True)
+def undeclared_error_codes() -> Iterator[list[str]]:
+    """Fails the test during which a route answered an error code its ``responses=`` does
+    not declare (amply.kit.error_responses logs ``undeclared_error_code``). A test that
+    provokes one on purpose clears the list it gets."""
+    handler = _UndeclaredCodes()
+    logger = logging.getLogger("amply.kit.error_responses")
+    logger.addHandler(handler)
+    try:
+        yield handler.seen
+    finally:
+        logger.removeHandler(handler)
+    if handler.seen:
+        pytest.fail("a route answered an undeclared error code:\n" + "\n".join(handler.seen))
 
 
 @pytest.fixture

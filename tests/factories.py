@@ -13,7 +13,8 @@ import httpx
 from amply.kit.db import Database
 from amply.kit.ids import generate_id
 from amply.ledger import service as ledger
-from amply.ledger.service import ChainKind, Entry, Leg
+from amply.ledger.service import Entry, Leg
+from amply.models.enums import ChainKind, EntryType
 
 _PREFIX = {"organisation": "org", "wallet": "wal", "platform": "plat"}
 
@@ -31,7 +32,7 @@ async def append(
     chain_id: str,
     amount: int,
     *,
-    entry_type: ledger.EntryType = "deposit",
+    entry_type: EntryType = EntryType.DEPOSIT,
     currency: str = "EUR",
     metadata: dict[str, ledger.JSONValue] | None = None,
 ) -> Entry:

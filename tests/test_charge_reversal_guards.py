@@ -14,8 +14,8 @@ from amply.donations import service as donations
 from amply.kit.db import Database
 from amply.ledger import service as ledger
 from amply.models import Donation, Transaction
+from amply.payments.stripe_objects import BalanceMove, DisputeState
 from amply.wallets import deposit_reversals
-from amply.wallets.deposit_reversals import BalanceMove
 from tests.conftest import IsolatedDatabase, SuperuserSql
 from tests.factories import fund_wallet, onboarded_organisation, sign_up, wallet_id_of
 from tests.test_money_row_guards import completed_donation, entry_sql, one
@@ -271,8 +271,12 @@ async def test_a_dispute_entry_without_its_balance_transaction_record_is_refused
         await donations.record_dispute(
             session,
             donation,
-            dispute={"id": "dp_recorded", "amount": 2500, "status": "lost"},
-            moves=[BalanceMove("txn_recorded", -2500, 1500, "EUR")],
+            dispute=DisputeState(
+                "dp_recorded",
+                2500,
+                status="lost",
+                moves=(BalanceMove("txn_recorded", -2500, 1500, "EUR"),),
+            ),
         )
         await session.commit()
 

@@ -14,7 +14,7 @@ import pytest
 from amply.donations import service as donations
 from amply.kit.db import Database
 from amply.models import Donation
-from amply.wallets.deposit_reversals import BalanceMove
+from amply.payments.stripe_objects import BalanceMove, DisputeState
 from tests.conftest import IsolatedDatabase, SuperuserSql
 from tests.factories import (
     create_api_key,
@@ -219,11 +219,9 @@ async def test_a_dispute_withdraws_its_funds_once_for_good(
     async with database.session() as session:
         donation = await session.get(Donation, donation_id, with_for_update=True)
         assert donation is not None
-        dispute = {"id": "dp_guard", "amount": 2500, "status": "needs_response"}
         withdrawal = BalanceMove("txn_guard", -2500, 1500, "EUR")
-        assert await donations.record_dispute(
-            session, donation, dispute=dispute, moves=[withdrawal]
-        )
+        dispute = DisputeState("dp_guard", 2500, status="needs_response", moves=(withdrawal,))
+        assert await donations.record_dispute(session, donation, dispute=dispute)
         await session.commit()
 
     # Its record gone, the next event would withdraw the funds a second time.
@@ -266,9 +264,9 @@ async def test_a_dispute_fee_rides_only_with_its_disputes_withdrawal(
     async with database.session() as session:
         donation = await session.get(Donation, donation_id, with_for_update=True)
         assert donation is not None
-        dispute = {"id": "dp_fee", "amount": 2500, "status": "needs_response"}
         withdrawal = BalanceMove("txn_fee", -2500, 1500, "EUR")
-        await donations.record_dispute(session, donation, dispute=dispute, moves=[withdrawal])
+        dispute = DisputeState("dp_fee", 2500, status="needs_response", moves=(withdrawal,))
+        await donations.record_dispute(session, donation, dispute=dispute)
         await session.commit()
 
     with pytest.raises(psycopg.errors.CheckViolation, match="no record names"):

@@ -45,5 +45,6 @@ for module in (
 ):
     declare_request_errors(module.router.routes)
     router.include_router(module.router)
-declare_request_errors(sandbox.payouts_router.routes)
-router.include_router(sandbox.payouts_router)
+for sandbox_router in (sandbox.payouts_router, sandbox.setup_intents_router):
+    declare_request_errors(sandbox_router.routes)
+    router.include_router(sandbox_router)

@@ -222,7 +222,7 @@ def _reconcile(args: argparse.Namespace) -> int:
 
     from amply.kit.db import Database
     from amply.kit.settings import get_settings
-    from amply.payments import reconciliation
+    from amply.webhooks import reconciliation
 
     settings = get_settings()
 

@@ -31,6 +31,7 @@ from amply.kit.ids import sandbox_id
 from amply.kit.settings import Settings
 from amply.ledger import service as ledger
 from amply.models import LedgerChain
+from amply.models.enums import StripeEventSource
 from amply.webhooks import sandbox as sandbox_service
 from amply.webhooks import stripe_events
 
@@ -312,7 +313,10 @@ class _Builder:
                 },
             )
             await stripe_events.process(
-                session, event=event, source="sandbox", gateway=self.app.state.gateway
+                session,
+                event=event,
+                source=StripeEventSource.SANDBOX,
+                gateway=self.app.state.gateway,
             )
             await session.commit()
         self.demo.disputes += 1

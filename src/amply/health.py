@@ -10,9 +10,9 @@ from pydantic import BaseModel, Field
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
-from amply.deps import DatabaseDep
+from amply.kit.dependencies import DatabaseDep
 from amply.kit.error_responses import error_responses
-from amply.kit.errors import NotFound, ServiceUnavailable
+from amply.kit.errors import ErrorCode, NotFound, ServiceUnavailable
 from amply.kit.observability import DB_POOL, metrics_registry
 
 router = APIRouter(tags=["health"])
@@ -35,7 +35,7 @@ async def health() -> Health:
 @router.get(
     "/ready",
     summary="Readiness: database reachable and migrations at head",
-    responses=error_responses(503),
+    responses=error_responses(503, ErrorCode.NOT_READY),
 )
 async def ready(request: Request, database: DatabaseDep) -> Ready:
     expected: str = request.app.state.schema_head
@@ -62,7 +62,10 @@ def _not_ready(reason: str) -> ServiceUnavailable:
     "and outcome, and the database pool. Expose it to your monitoring network only "
     "(`AMPLY_METRICS_ENABLED=false` turns it off: 404).",
     response_class=Response,
-    responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}, **error_responses(404)},
+    responses={
+        200: {"content": {CONTENT_TYPE_LATEST: {}}},
+        **error_responses(ErrorCode.METRICS_DISABLED),
+    },
 )
 async def metrics(request: Request, database: DatabaseDep) -> Response:
     if not request.app.state.settings.metrics_enabled:

@@ -25,7 +25,7 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from amply import __version__, health
 from amply.api import router as v1_router
-from amply.deps import get_caller, get_optional_api_key
+from amply.auth.dependencies import get_caller, get_optional_api_key
 from amply.kit.boundaries import BodyLimit, SecurityHeaders
 from amply.kit.db import Database
 from amply.kit.error_responses import ERROR_COMPONENT, install_error_handlers
@@ -36,10 +36,10 @@ from amply.kit.settings import Settings, get_settings
 from amply.ledger import checkpoints
 from amply.ledger.verdicts import VerdictCache
 from amply.migrate import head_revision
-from amply.payments import reconciliation
 from amply.payments.gateway import gateway_for
 from amply.site.routes import router as site_router
 from amply.wallets import housekeeping
+from amply.webhooks import reconciliation
 
 DESCRIPTION = """
 Transparent donations and wallets on an append-only, hash-chained ledger.

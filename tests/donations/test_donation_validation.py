@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from amply.identity import tokens
+from amply.auth import tokens
 from amply.kit.settings import Settings
 from tests.conftest import ClientFactory, SuperuserSql
 from tests.factories import (

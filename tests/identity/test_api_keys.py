@@ -7,7 +7,7 @@ from typing import Any
 import httpx
 from pydantic import SecretStr
 
-from amply.identity import tokens
+from amply.auth import tokens
 from amply.kit.settings import Settings
 from tests.conftest import SuperuserSql
 from tests.factories import bearer, create_api_key, create_organisation, sign_up

@@ -7,8 +7,8 @@ from typing import Any
 import httpx
 import pytest
 
-from amply.deps import CSRF_HEADER
-from amply.identity import tokens
+from amply.auth import tokens
+from amply.auth.dependencies import CSRF_HEADER
 from amply.kit.settings import Settings
 from tests.conftest import SuperuserSql
 from tests.factories import PASSWORD, Account, sign_up

@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
-from amply.identity.passwords import Hasher
+from amply.auth.passwords import Hasher
 from amply.kit.settings import Settings
 from tests.factories import PASSWORD, sign_up
 

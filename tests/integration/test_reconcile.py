@@ -18,7 +18,7 @@ import pytest
 from prometheus_client import REGISTRY
 
 from amply.kit.db import Database
-from amply.payments import reconciliation
+from amply.webhooks import reconciliation
 from tests.conftest import IsolatedDatabase
 from tests.factories import donate, onboarded_organisation, sandbox_succeed
 from tests.integration.test_stripe_payouts import (

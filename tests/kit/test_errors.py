@@ -9,8 +9,13 @@ import httpx
 import pytest
 from fastapi import Body, FastAPI, Query
 
-from amply.kit.error_responses import ERROR_SCHEMA, install_error_handlers
-from amply.kit.errors import Conflict, InsufficientFunds
+from amply.kit.error_responses import (
+    ERROR_SCHEMA,
+    declare_request_errors,
+    error_responses,
+    install_error_handlers,
+)
+from amply.kit.errors import Conflict, ErrorCode, InsufficientFunds
 from amply.kit.settings import Settings
 from amply.ledger.service import LedgerError
 from amply.main import create_app
@@ -20,11 +25,11 @@ def build_app() -> FastAPI:
     app = FastAPI()
     install_error_handlers(app)
 
-    @app.get("/conflict")
+    @app.get("/conflict", responses=error_responses(ErrorCode.SLUG_TAKEN))
     async def conflict() -> None:
-        raise Conflict("that name is taken", code="name_taken", param="name")
+        raise Conflict("that name is taken", code="slug_taken", param="slug")
 
-    @app.get("/funds")
+    @app.get("/funds", responses=error_responses(ErrorCode.INSUFFICIENT_FUNDS))
     async def funds() -> None:
         raise InsufficientFunds("too little money")
 
@@ -44,6 +49,7 @@ def build_app() -> FastAPI:
     async def bug() -> None:
         raise RuntimeError("a bug")
 
+    declare_request_errors(app.routes)
     return app
 
 
@@ -67,9 +73,9 @@ async def test_domain_errors_carry_their_status_code_and_param(http: httpx.Async
     error = await error_of(await http.get("/conflict"), 409)
     assert error == {
         "type": "invalid_request_error",
-        "code": "name_taken",
+        "code": "slug_taken",
         "message": "that name is taken",
-        "param": "name",
+        "param": "slug",
     }
     assert (await error_of(await http.get("/funds"), 422))["code"] == "insufficient_funds"
 

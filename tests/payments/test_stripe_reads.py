@@ -6,18 +6,31 @@ import pytest
 
 from amply.kit.errors import Conflict
 from amply.payments.gateway import SandboxGateway, sandbox_payment_method_id
+from amply.payments.stripe_objects import JSONObject, StripeEvent
 from amply.payments.stripe_reads import NotReadAhead, ReadAhead, read_ahead
 
 ACCOUNT = "acct_sandbox_1"
+
+
+def event(event_type: str, obj: JSONObject, *, account: str | None) -> StripeEvent:
+    return StripeEvent.parse(
+        {
+            "id": "evt_1",
+            "type": event_type,
+            "created": 1,
+            "account": account,
+            "data": {"object": obj},
+        }
+    )
 
 
 async def test_a_charge_events_fee_is_read_ahead_and_answered_without_a_call() -> None:
     gateway = SandboxGateway()
     reads = await read_ahead(
         gateway,
-        event_type="charge.updated",
-        account=ACCOUNT,
-        obj={"id": "ch_1", "amount": 10_000, "currency": "usd"},
+        event=event(
+            "charge.updated", {"id": "ch_1", "amount": 10_000, "currency": "usd"}, account=ACCOUNT
+        ),
     )
     applying = ReadAhead(gateway, reads)
 
@@ -39,9 +52,11 @@ async def test_a_read_that_failed_is_raised_only_when_a_handler_needs_it() -> No
     # The sandbox refuses to look a PaymentIntent up, as a Stripe outage would.
     reads = await read_ahead(
         SandboxGateway(),
-        event_type="charge.dispute.created",
-        account=ACCOUNT,
-        obj={"id": "dp_1", "payment_intent": "pi_1", "amount": 500},
+        event=event(
+            "charge.dispute.created",
+            {"id": "dp_1", "payment_intent": "pi_1", "amount": 500},
+            account=ACCOUNT,
+        ),
     )
     applying = ReadAhead(SandboxGateway(), reads)
 
@@ -55,9 +70,9 @@ async def test_a_saved_cards_details_are_read_ahead_for_setup_intents() -> None:
     gateway = SandboxGateway()
     reads = await read_ahead(
         gateway,
-        event_type="setup_intent.succeeded",
-        account=None,
-        obj={"id": "seti_1", "payment_method": method},
+        event=event(
+            "setup_intent.succeeded", {"id": "seti_1", "payment_method": method}, account=None
+        ),
     )
 
     details = await ReadAhead(gateway, reads).retrieve_card(payment_method_id=method)
@@ -69,7 +84,7 @@ async def test_applying_an_event_never_writes_to_stripe() -> None:
     applying = ReadAhead(
         SandboxGateway(),
         await read_ahead(
-            SandboxGateway(), event_type="payment_intent.succeeded", account=None, obj={}
+            SandboxGateway(), event=event("payment_intent.succeeded", {}, account=None)
         ),
     )
 
@@ -84,3 +99,12 @@ async def test_applying_an_event_never_writes_to_stripe() -> None:
         )
     with pytest.raises(NotReadAhead):
         await applying.create_customer(wallet_id="wal_1")
+
+
+async def test_a_malformed_object_reads_nothing_and_is_left_to_its_handler_to_refuse() -> None:
+    reads = await read_ahead(
+        SandboxGateway(),
+        event=event("charge.updated", {"id": "ch_1", "amount": "10000"}, account=ACCOUNT),
+    )
+
+    assert reads.fees == {}

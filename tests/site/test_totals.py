@@ -14,6 +14,7 @@ import pytest
 from amply.kit.db import Database
 from amply.ledger import chain_totals, checkpoints
 from amply.ledger import service as ledger
+from amply.models.enums import EntryType
 from amply.site.service import summary_of
 from amply.transparency import service as transparency
 from tests.conftest import IsolatedDatabase, run_signer
@@ -24,11 +25,11 @@ SELECT currency, type, to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM') AS mont
        coalesce(metadata::jsonb ->> 'fund_id', '') AS fund_id, sum(amount), count(*)
   FROM ledger_entries WHERE chain_id = $1 AND seq <= $2 GROUP BY 1, 2, 3, 4
 """
-_TYPES: list[ledger.EntryType] = [
-    "donation_received",
-    "payment_processing_fee",
-    "donation_refunded",
-    "payout_sent",
+_TYPES: list[EntryType] = [
+    EntryType.DONATION_RECEIVED,
+    EntryType.PAYMENT_PROCESSING_FEE,
+    EntryType.DONATION_REFUNDED,
+    EntryType.PAYOUT_SENT,
 ]
 
 

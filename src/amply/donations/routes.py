@@ -5,28 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response, status
+from fastapi import APIRouter, Depends, Header, Path, Query, Response, status
 from fastapi.responses import JSONResponse
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from amply.deps import (
-    Caller,
-    CallerDep,
-    GatewayDep,
-    IdempotencyKeyHeader,
-    KeyScope,
-    OptionalApiKey,
-    OrgAccess,
-    OrgMemberOrApiKey,
-    OriginDep,
-    RequiredIdempotencyKey,
-    SessionDep,
-    SettingsDep,
-    SignerDep,
-    UnitOfWorkDep,
-    authorize_organisation,
-    require_caller,
-)
+from amply.auth.dependencies import Caller, CallerDep, OptionalApiKey, OriginDep, require_caller
 from amply.donations import receipts
 from amply.donations import service as donations
 from amply.donations.schemas import (
@@ -45,13 +28,30 @@ from amply.donations.schemas import (
     RefundOut,
 )
 from amply.donations.service import CheckoutRequest
-from amply.kit.error_responses import error_responses
-from amply.kit.errors import NotFound
-from amply.kit.idempotent_requests import idempotent_request, run_in_steps
+from amply.kit.dependencies import (
+    IdempotencyKeyHeader,
+    RequiredIdempotencyKey,
+    SessionDep,
+    SettingsDep,
+)
+from amply.kit.error_responses import IDEMPOTENCY_ERRORS, PROVIDER_ERRORS, error_responses
+from amply.kit.errors import ErrorCode, NotFound
+from amply.kit.idempotency import IdempotentRequest
+from amply.kit.idempotent_requests import IdempotencyDep
 from amply.kit.schemas import Limit, ListResponse, StartingAfter
 from amply.ledger import service as ledger
+from amply.ledger.dependencies import SignerDep
 from amply.models import Donation, DonationRefund
+from amply.models.enums import MemberRole
+from amply.organisations.access_responses import ORG_ADMIN_ERRORS
+from amply.organisations.dependencies import (
+    KeyScope,
+    OrgAccess,
+    OrgMemberOrApiKey,
+    authorize_organisation,
+)
 from amply.organisations.service import Role
+from amply.payments.dependencies import GatewayDep
 from amply.payments.gateway import CreatedPayment, CreatedRefund
 
 router = APIRouter(tags=["donations"])
@@ -73,7 +73,7 @@ async def _donation_admin(
 ) -> OrgAccess:
     """An admin (or write key) of the organisation the donation was given to."""
     return await _donation_access(
-        session, caller, donation_id=donation_id, role="admin", scope="write"
+        session, caller, donation_id=donation_id, role=MemberRole.ADMIN, scope="write"
     )
 
 
@@ -173,25 +173,40 @@ def refund_out(refund: DonationRefund) -> RefundOut:
     description="Public, or with the organisation's API key. Returns what Stripe.js needs "
     "to confirm the payment, and a receipt token. The donation completes when Stripe "
     "reports the payment succeeded (in sandbox mode: `POST /v1/sandbox/payments/{id}/succeed`).",
-    responses=error_responses(400, 401, 403, 404, 409, 422, 429, 502, 503),
+    responses=error_responses(
+        400,
+        403,
+        404,
+        422,
+        429,
+        *IDEMPOTENCY_ERRORS,
+        *PROVIDER_ERRORS,
+        ErrorCode.API_KEY_READ_ONLY,
+        ErrorCode.ORGANISATION_NOT_ACCEPTING_DONATIONS,
+        ErrorCode.FUND_CLOSED,
+        ErrorCode.AMOUNT_TOO_SMALL,
+        ErrorCode.AMOUNT_TOO_LARGE,
+        ErrorCode.CHECKOUT_RATE_LIMITED,
+        401,
+    ),
 )
 async def create_donation(
     body: DonationCreate,
-    request: Request,
-    unit: UnitOfWorkDep,
     settings: SettingsDep,
     gateway: GatewayDep,
     origin: OriginDep,
     api_key: OptionalApiKey,
+    idempotency: IdempotencyDep,
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> JSONResponse:
     scope = f"organisation:{api_key.organisation_id}" if api_key else "public"
     if api_key is not None:
         # Before any replay: a read-only key must not read back a stored checkout.
         donations.check_key_may_checkout(api_key, organisation_id=body.organisation_id)
-    idempotent = idempotent_request(key=idempotency_key, scope=scope, request=request, body=body)
 
-    async def prepare(session: AsyncSession) -> donations.CheckoutPlan:
+    async def prepare(
+        session: AsyncSession, idempotent: IdempotentRequest | None
+    ) -> donations.CheckoutPlan:
         return await donations.prepare_checkout(
             session,
             request=CheckoutRequest(**body.model_dump()),
@@ -221,10 +236,10 @@ async def create_donation(
             receipt_token=result.receipt_token,
         )
 
-    return await run_in_steps(
-        unit,
-        idempotent=idempotent,
-        settings=settings,
+    return await idempotency.respond_in_steps(
+        key=idempotency_key,
+        scope=scope,
+        body=body,
         status_code=201,
         prepare=prepare,
         call=pay,
@@ -249,7 +264,7 @@ async def get_donation(
         )
         return await donation_out(session, donation, organisation_view=False)
     access = await _donation_access(
-        session, caller, donation_id=donation_id, role="viewer", scope="read"
+        session, caller, donation_id=donation_id, role=MemberRole.VIEWER, scope="read"
     )
     donation = await donations.get_for_organisation(
         session, donation_id=donation_id, organisation_id=access.organisation.id
@@ -264,7 +279,15 @@ async def get_donation(
     "salted commitment instead of the donor's identity; this receipt opens it, and carries a "
     "signed checkpoint covering the entry. Check it against an export of the organisation's "
     "ledger with `amply verify-receipt RECEIPT EXPORT` (docs/ledger-format.md §7).",
-    responses=error_responses(401, 404, 409, 422, 503),
+    responses=error_responses(
+        401,
+        404,
+        422,
+        ErrorCode.DONATION_NOT_COMPLETED,
+        503,
+        ErrorCode.LEDGER_INTEGRITY_FAILURE,
+        ErrorCode.SIGNING_KEY_NOT_INSTALLED,
+    ),
 )
 async def get_receipt(
     donation_id: DonationId,
@@ -301,25 +324,37 @@ async def get_receipt(
     summary="Refund a donation in full or in part (organisation admins, or a write API key)",
     description="Asks Stripe for the refund. The ledger records it when Stripe confirms "
     "(`charge.refunded`). Requires an `Idempotency-Key`.",
-    responses=error_responses(400, 401, 403, 404, 409, 422, 502, 503),
+    responses=error_responses(
+        400,
+        401,
+        403,
+        404,
+        422,
+        *IDEMPOTENCY_ERRORS,
+        *PROVIDER_ERRORS,
+        *ORG_ADMIN_ERRORS,
+        ErrorCode.API_KEY_READ_ONLY,
+        ErrorCode.DONATION_REFUNDED,
+        ErrorCode.DONATION_NOT_COMPLETED,
+        ErrorCode.DONATION_DISPUTED,
+        ErrorCode.REFUND_EXCEEDS_REMAINING,
+        ErrorCode.SANDBOX_PAYMENT,
+    ),
 )
 async def refund_donation(
     donation_id: DonationId,
     body: RefundCreate,
-    request: Request,
-    unit: UnitOfWorkDep,
-    settings: SettingsDep,
     access: DonationAdmin,
     gateway: GatewayDep,
+    idempotency: IdempotencyDep,
     idempotency_key: RequiredIdempotencyKey,
 ) -> JSONResponse:
     organisation_id = access.organisation.id
-    idempotent = idempotent_request(
-        key=idempotency_key, scope=f"organisation:{organisation_id}", request=request, body=body
-    )
-    assert idempotent is not None
 
-    async def prepare(session: AsyncSession) -> donations.RefundPlan:
+    async def prepare(
+        session: AsyncSession, idempotent: IdempotentRequest | None
+    ) -> donations.RefundPlan:
+        assert idempotent is not None  # the key is required
         donation = await donations.get_for_organisation(
             session, donation_id=donation_id, organisation_id=organisation_id
         )
@@ -340,10 +375,10 @@ async def refund_donation(
     ) -> RefundOut:
         return refund_out(await donations.record_refund(session, plan, created, actor=access.actor))
 
-    return await run_in_steps(
-        unit,
-        idempotent=idempotent,
-        settings=settings,
+    return await idempotency.respond_in_steps(
+        key=idempotency_key,
+        scope=f"organisation:{organisation_id}",
+        body=body,
         status_code=201,
         prepare=prepare,
         call=ask_stripe,

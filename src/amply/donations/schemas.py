@@ -5,149 +5,35 @@ sandbox. Amounts are integers in minor units; currencies are upper-case ISO 4217
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import (
     BaseModel,
     EmailStr,
     Field,
-    HttpUrl,
     StrictBool,
-    StringConstraints,
-    model_validator,
 )
 
-from amply.kit.money import MAX_AMOUNT
-from amply.kit.schemas import RequestModel
-from amply.models.organisation import ReconnectReason
-from amply.organisations.schemas import Currency
+from amply.kit.schemas import Amount, Currency, RequestModel, Text100, as_literal
+from amply.models import enums
+from amply.organisations.schemas import FundId, OrganisationId
 
-Amount = Annotated[
-    int,
-    Field(
-        strict=True,
-        gt=0,
-        le=MAX_AMOUNT,
-        description="A positive integer in the currency's minor units (cents for EUR).",
-        examples=[2500],
-    ),
-]
-OrganisationId = Annotated[
-    str, Field(pattern=r"^org_[0-9A-Za-z]{1,64}$", examples=["org_7Hq2LmN4pR6sT8vX0zB1cD3f"])
-]
-FundId = Annotated[
-    str, Field(pattern=r"^fund_[0-9A-Za-z]{1,64}$", examples=["fund_2aB4cD6eF8gH0iJ2kL4mN6oP"])
-]
-Text100 = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
-DonationStatus = Literal["pending", "completed", "failed", "refunded"]
-RefundReason = Literal["requested_by_customer", "duplicate", "fraudulent"]
+if TYPE_CHECKING:  # mypy sees the enums, pydantic the Literal of their values
+    DonationStatus = enums.DonationStatus
+    RefundReason = enums.RefundReason
+    RefundStatus = enums.RefundStatus
+    Provider = enums.Provider
+else:
+    DonationStatus = as_literal(enums.DonationStatus)
+    RefundReason = as_literal(enums.RefundReason)
+    RefundStatus = as_literal(enums.RefundStatus)
+    Provider = as_literal(enums.Provider)
 
 
 # --- Funds ----------------------------------------------------------------------------------
 
 
-class Goal(RequestModel):
-    amount: Amount
-    currency: Currency
-
-
-class FundCreate(RequestModel):
-    name: Text100
-    description: Annotated[str, Field(max_length=2000)] = ""
-    goal: Goal | None = Field(default=None, description="An optional fundraising goal.")
-
-
-class FundUpdate(RequestModel):
-    """Only the fields sent are changed; `goal: null` removes the goal."""
-
-    name: Text100 | None = None
-    description: Annotated[str | None, Field(max_length=2000)] = None
-    goal: Goal | None = None
-    status: Literal["open", "closed"] | None = Field(
-        default=None, description="A closed fund accepts no new donations."
-    )
-
-    @model_validator(mode="after")
-    def _no_nulls(self) -> FundUpdate:
-        for field in self.model_fields_set - {"goal"}:
-            if getattr(self, field) is None:
-                raise ValueError(f"{field} cannot be null")
-        return self
-
-
-class GoalOut(BaseModel):
-    amount: int
-    currency: str
-
-
-class FundTotalOut(BaseModel):
-    currency: str
-    received: int = Field(description="Gross received by completed donations.")
-    refunded: int = Field(description="Refunded of those donations.")
-    net: int = Field(description="received - refunded (Stripe's fees are on the ledger).")
-    donations: int = Field(description="How many donations were completed.")
-
-
-class FundOut(BaseModel):
-    object: Literal["fund"] = "fund"
-    id: str
-    organisation_id: str
-    name: str
-    description: str
-    goal: GoalOut | None
-    status: Literal["open", "closed"]
-    totals: list[FundTotalOut]
-    created_at: datetime
-    updated_at: datetime
-
-
 # --- Stripe onboarding ----------------------------------------------------------------------
-
-
-class StripeAccountOut(BaseModel):
-    object: Literal["stripe_account"] = "stripe_account"
-    provider: Literal["stripe", "sandbox"] = Field(
-        description="`sandbox` when the server runs without Stripe keys."
-    )
-    account_id: str | None = Field(description="The connected account (`acct_…`), if any.")
-    charges_enabled: bool
-    payouts_enabled: bool
-    details_submitted: bool
-    accepts_donations: bool = Field(description="Whether checkout is open for this organisation.")
-    requirements_due: list[str] = Field(
-        description="What Stripe still needs from the organisation (its "
-        "`requirements.currently_due`): send an admin through an onboarding link to give it."
-    )
-    disabled_reason: str | None = Field(
-        description="Why Stripe has charges or payouts off, in Stripe's words (for example "
-        "`requirements.past_due`), if it has."
-    )
-    reconnect_reason: ReconnectReason | None = Field(
-        description="Set when the organisation's account no longer counts and an admin must "
-        "connect a new one with `POST …/stripe-account`: `deauthorized` (its owner disconnected "
-        "Amply in Stripe), `other_mode` (made with test keys, and the server now has live keys, "
-        "or the other way round), `other_provider` (a sandbox account on a server with Stripe "
-        "keys)."
-    )
-
-
-class AccountLinkCreate(RequestModel):
-    refresh_url: Annotated[HttpUrl, Field(max_length=2000)] = Field(
-        description="Where Stripe sends the admin if the link expired: ask for a new one there."
-    )
-    return_url: Annotated[HttpUrl, Field(max_length=2000)] = Field(
-        description="Where Stripe sends the admin after onboarding."
-    )
-
-
-class AccountLinkOut(BaseModel):
-    object: Literal["account_link"] = "account_link"
-    url: str = Field(description="Send the admin here to complete Stripe's onboarding.")
-    expires_at: datetime | None
-    purpose: Literal["onboarding", "update"] = Field(
-        description="`onboarding` until the account's details are submitted; then `update`: "
-        "Stripe's onboarding again, asking for what is due now and what will be due next."
-    )
 
 
 # --- Donations ------------------------------------------------------------------------------
@@ -185,7 +71,7 @@ class RefundOut(BaseModel):
     amount: int
     reason: RefundReason
     note: str | None
-    status: Literal["pending", "succeeded", "failed", "canceled"] = Field(
+    status: RefundStatus = Field(
         description="Stripe's status of the refund; the ledger moves when Stripe confirms."
     )
     provider_refund_id: str
@@ -226,7 +112,7 @@ class DonationOut(BaseModel):
 
 
 class PaymentOut(BaseModel):
-    provider: Literal["stripe", "sandbox"]
+    provider: Provider
     payment_intent_id: str
     client_secret: str | None = Field(description="For Stripe.js `confirmPayment` (Stripe only).")
     publishable_key: str | None = Field(description="Initialise Stripe.js with this key.")

@@ -18,13 +18,13 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Literal
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from amply.identity import security_events, tokens
-from amply.identity.security_events import Actor, Origin
+from amply.auth import security_events, tokens
+from amply.auth.security_events import Actor, Origin
 from amply.kit import rate_limits
 from amply.kit.errors import (
     AmplyError,
@@ -49,6 +49,7 @@ from amply.models import (
     DonationRefund,
     Organisation,
 )
+from amply.models.enums import DonationStatus, EntryType, RefundStatus, SecurityEventType
 from amply.organisations import funds
 from amply.organisations import service as organisations
 from amply.payments import connect
@@ -59,11 +60,10 @@ from amply.payments.gateway import (
     PaymentRefused,
     RefundReason,
 )
+from amply.payments.stripe_objects import BalanceMove, DisputeState
 from amply.verify import receipt_commitment
-from amply.wallets.deposit_reversals import BalanceMove
 
 RECEIPT_TOKEN_PREFIX = "rcpt_"  # noqa: S105 - a prefix, not a secret
-DonationStatus = Literal["pending", "completed", "failed", "refunded"]
 View = Literal["donor", "organisation"]
 
 
@@ -511,7 +511,7 @@ async def record_refund(
             await session.flush()
     await security_events.record_by(
         session,
-        event_type="refund_requested",
+        event_type=SecurityEventType.REFUND_REQUESTED,
         actor=actor,
         organisation_id=donation.organisation_id,
         details={"donation_id": donation.id, "refund_id": refund.id, "amount": refund.amount},
@@ -541,7 +541,7 @@ def _refund_status(status: str | None) -> str:
 
 
 async def update_refund_status(
-    session: AsyncSession, *, provider_refund_id: str, status: str, as_of: datetime
+    session: AsyncSession, *, provider_refund_id: str, status: str | None, as_of: datetime
 ) -> None:
     """Stripe's news of a refund asked for through Amply (``as_of``: when Stripe said it).
 
@@ -555,7 +555,7 @@ async def update_refund_status(
     )
     if refund is None or refund.status == (new := _refund_status(status)):
         return
-    refund.status = new
+    refund.status = RefundStatus(new)
     refund.updated_at = func.now()
     if new in ("failed", "canceled") and refund.recorded and refund.reversed_entry_id is None:
         await _reverse(session, refund, as_of=as_of)
@@ -569,7 +569,7 @@ async def _reverse(session: AsyncSession, refund: DonationRefund, *, as_of: date
         legs=[
             Leg(
                 chain_id=donation.organisation_id,
-                entry_type="donation_refund_reversed",
+                entry_type=EntryType.DONATION_REFUND_REVERSED,
                 amount=refund.amount,
                 currency=donation.currency,
                 metadata=_public(
@@ -583,7 +583,7 @@ async def _reverse(session: AsyncSession, refund: DonationRefund, *, as_of: date
     )
     refund.reversed_entry_id = entry.id
     donation.amount_refunded -= refund.amount
-    donation.status = "completed"
+    donation.status = DonationStatus.COMPLETED
     donation.refunds_as_of = max(as_of, donation.refunds_as_of or as_of)
 
 
@@ -640,7 +640,7 @@ async def complete(
         return False
     received = Leg(
         chain_id=donation.organisation_id,
-        entry_type="donation_received",
+        entry_type=EntryType.DONATION_RECEIVED,
         amount=donation.amount,
         currency=donation.currency,
         metadata=_public(
@@ -661,7 +661,7 @@ async def complete(
     donation.processing_fee_entry_id = next(
         (e.id for e in entries if e.type == "payment_processing_fee"), None
     )
-    donation.status = "completed"
+    donation.status = DonationStatus.COMPLETED
     donation.completed_at = func.now()
     donation.charge_id = charge_id
     donation.failure_code = donation.failure_message = None
@@ -689,7 +689,7 @@ async def _fee_leg(
     # donation in USD to an account that settles in EUR pays its fee in EUR.
     return Leg(
         chain_id=donation.organisation_id,
-        entry_type="payment_processing_fee",
+        entry_type=EntryType.PAYMENT_PROCESSING_FEE,
         amount=-fee.fee,
         currency=fee.currency,
         metadata=_public(
@@ -717,7 +717,7 @@ async def mark_failed(
 ) -> bool:
     if donation.status != "pending":
         return False
-    donation.status = "failed"
+    donation.status = DonationStatus.FAILED
     donation.failure_code = (code or "payment_failed")[:100]
     donation.failure_message = (message or "The payment failed.")[:500]
     await session.flush()
@@ -749,7 +749,7 @@ async def record_refunded_total(
         legs=[
             Leg(
                 chain_id=donation.organisation_id,
-                entry_type="donation_refunded",
+                entry_type=EntryType.DONATION_REFUNDED,
                 amount=-delta,
                 currency=donation.currency,
                 metadata=_public(
@@ -764,7 +764,7 @@ async def record_refunded_total(
     donation.amount_refunded += delta
     donation.refunded_entry_id = entry.id
     if donation.amount_refunded == donation.amount:
-        donation.status = "refunded"
+        donation.status = DonationStatus.REFUNDED
     await session.flush()
     return True
 
@@ -799,13 +799,12 @@ async def record_dispute(
     session: AsyncSession,
     donation: Donation,
     *,
-    dispute: dict[str, Any],
-    moves: Sequence[BalanceMove],
+    dispute: DisputeState,
 ) -> bool:
     """Record a dispute's balance transactions on the organisation's chain, each exactly once.
 
     Every dispute event lists all the balance transactions Stripe has made for the dispute so
-    far (``moves``), so each is appended once, keyed by its id, whatever order the events
+    far (``dispute.moves``), so each is appended once, keyed by its id, whatever order the events
     arrive in: its amount as ``dispute_funds_withdrawn`` (< 0) or ``dispute_funds_reinstated``
     (> 0), its fee as ``dispute_fee`` (-fee) or ``dispute_fee_refunded`` (a fee Stripe
     returned), in one journal. Inquiries have no balance transactions and append nothing.
@@ -814,7 +813,7 @@ async def record_dispute(
     """
     row = await _dispute_row(session, donation, dispute=dispute)
     moved = False
-    for move in sorted(moves, key=lambda move: move.amount):
+    for move in sorted(dispute.moves, key=lambda move: move.amount):
         if move.amount == 0 and move.fee == 0:
             continue
         if await session.get(ChargeBalanceTransaction, move.id) is not None:
@@ -831,15 +830,13 @@ async def _record_dispute_move(
     row: DonationDispute,
     *,
     move: BalanceMove,
-    dispute: dict[str, Any],
+    dispute: DisputeState,
 ) -> None:
     # The dispute's reason ("fraudulent") stays private: it would be about a named donor.
-    charge = dispute.get("charge")
-    charge_id = charge.get("id") if isinstance(charge, dict) else charge
     metadata = _public(
         donation,
         dispute=row.id,
-        charge=charge_id if isinstance(charge_id, str) else donation.charge_id,
+        charge=dispute.charge_id or donation.charge_id,
         balance_transaction=move.id,
     )
     legs: list[Leg] = []
@@ -848,7 +845,9 @@ async def _record_dispute_move(
             Leg(
                 chain_id=donation.organisation_id,
                 entry_type=(
-                    "dispute_funds_withdrawn" if move.amount < 0 else "dispute_funds_reinstated"
+                    EntryType.DISPUTE_FUNDS_WITHDRAWN
+                    if move.amount < 0
+                    else EntryType.DISPUTE_FUNDS_REINSTATED
                 ),
                 amount=move.amount,
                 currency=move.currency,
@@ -859,7 +858,9 @@ async def _record_dispute_move(
         legs.append(
             Leg(
                 chain_id=donation.organisation_id,
-                entry_type="dispute_fee" if move.fee > 0 else "dispute_fee_refunded",
+                entry_type=EntryType.DISPUTE_FEE
+                if move.fee > 0
+                else EntryType.DISPUTE_FEE_REFUNDED,
                 amount=-move.fee,
                 currency=move.currency,
                 metadata=metadata,
@@ -892,21 +893,21 @@ async def _record_dispute_move(
 
 
 async def _dispute_row(
-    session: AsyncSession, donation: Donation, *, dispute: dict[str, Any]
+    session: AsyncSession, donation: Donation, *, dispute: DisputeState
 ) -> DonationDispute:
-    row = await session.get(DonationDispute, dispute["id"], with_for_update=True)
+    row = await session.get(DonationDispute, dispute.id, with_for_update=True)
     if row is None:
         row = DonationDispute(
-            id=dispute["id"],
+            id=dispute.id,
             donation_id=donation.id,
-            amount=int(dispute["amount"]),
+            amount=dispute.amount,
             currency=donation.currency,
-            status=str(dispute.get("status") or "unknown")[:40],
-            reason=(str(dispute["reason"])[:60] if dispute.get("reason") else None),
+            status=(dispute.status or "unknown")[:40],
+            reason=dispute.reason[:60] if dispute.reason else None,
         )
         session.add(row)
         await session.flush()
     else:
-        row.status = str(dispute.get("status") or row.status)[:40]
+        row.status = (dispute.status or row.status)[:40]
         row.updated_at = func.now()
     return row

@@ -8,19 +8,19 @@ only works in the mode it was made for, so sandbox keys stop working when Amply 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from amply.identity import security_events, tokens
-from amply.identity.security_events import Actor
-from amply.kit.errors import AuthenticationRequired, NotFound
+from amply.auth import security_events, tokens
+from amply.auth.security_events import Actor
+from amply.kit.errors import NotFound
 from amply.kit.ids import generate_id
 from amply.kit.pagination import Page, keyset_page
 from amply.models import ApiKey
+from amply.models.enums import SecurityEventType
 
-_TOUCH_INTERVAL = timedelta(seconds=60)
 _DISPLAY_CHARACTERS = 4
 
 
@@ -57,7 +57,7 @@ async def create_api_key(
     await session.flush()
     await security_events.record_by(
         session,
-        event_type="api_key_created",
+        event_type=SecurityEventType.API_KEY_CREATED,
         actor=actor,
         organisation_id=organisation_id,
         details={"api_key_id": record.id, "name": name, "read_only": read_only, "mode": mode},
@@ -97,28 +97,9 @@ async def revoke_api_key(
         await session.flush()
         await security_events.record_by(
             session,
-            event_type="api_key_revoked",
+            event_type=SecurityEventType.API_KEY_REVOKED,
             actor=actor,
             organisation_id=organisation_id,
             details={"api_key_id": record.id, "name": record.name},
         )
-    return record
-
-
-async def authenticate_api_key(session: AsyncSession, *, secret: str, live_mode: bool) -> ApiKey:
-    """The active key ``secret`` belongs to, or :class:`AuthenticationRequired`."""
-    record = await session.scalar(select(ApiKey).where(ApiKey.token_hash == tokens.digest(secret)))
-    if record is None or record.revoked_at is not None:
-        raise AuthenticationRequired(
-            "The API key is not valid or was revoked.", code="api_key_invalid"
-        )
-    if (record.mode == "live") != live_mode:
-        expected = "live" if live_mode else "test"
-        raise AuthenticationRequired(
-            f"This is a {record.mode} key; this server accepts {expected} keys.",
-            code="api_key_wrong_mode",
-        )
-    current_time = datetime.now(UTC)
-    if record.last_used_at is None or current_time - record.last_used_at >= _TOUCH_INTERVAL:
-        record.last_used_at = current_time
     return record

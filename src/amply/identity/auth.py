@@ -9,18 +9,18 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from amply.identity import passwords, security_events, tokens
-from amply.identity.security_events import Origin
+from amply.auth import passwords, security_events, tokens
+from amply.auth.security_events import Origin
+from amply.auth.sessions import Authenticated, now, touch_interval
 from amply.kit import rate_limits
 from amply.kit.db import constraint_name
 from amply.kit.errors import (
-    AuthenticationRequired,
     Conflict,
     InvalidInput,
     LoginFailed,
@@ -32,16 +32,8 @@ from amply.kit.ids import generate_id
 from amply.kit.pagination import Page, keyset_page
 from amply.kit.settings import Settings
 from amply.models import AuthSession, User
+from amply.models.enums import SecurityEventType, SessionRevokedReason
 from amply.wallets import service as wallets
-
-# A session's last_seen_at is written at most once a minute (a tenth of the idle timeout if
-# that is shorter), not on every request; the idle check allows for the lag.
-_TOUCH_INTERVAL = timedelta(seconds=60)
-
-
-def _touch_interval(settings: Settings) -> timedelta:
-    return min(_TOUCH_INTERVAL, timedelta(seconds=settings.session_idle_timeout_seconds / 10))
-
 
 _UNIQUE_CONSTRAINTS = {
     "users_username_lower_key": ("username_taken", "username", "That username is taken."),
@@ -55,16 +47,6 @@ class IssuedSession:
 
     record: AuthSession
     token: str
-
-
-@dataclass(frozen=True)
-class Authenticated:
-    user: User
-    session: AuthSession
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
 
 
 def hasher_for(settings: Settings) -> passwords.Hasher:
@@ -128,7 +110,11 @@ async def sign_up(
         raise Conflict(message, code=code, param=param) from None
     await wallets.open_wallet(session, user=user, settings=settings)
     await security_events.record(
-        session, event_type="user_signed_up", origin=origin, user_id=user.id, actor_user_id=user.id
+        session,
+        event_type=SecurityEventType.USER_SIGNED_UP,
+        origin=origin,
+        user_id=user.id,
+        actor_user_id=user.id,
     )
     return await _issue_session(session, settings=settings, user=user, origin=origin)
 
@@ -205,7 +191,7 @@ async def log_in(
             user.password_hash = await hasher.hash(password)
         await security_events.record(
             session,
-            event_type="login_succeeded",
+            event_type=SecurityEventType.LOGIN_SUCCEEDED,
             origin=origin,
             user_id=user.id,
             actor_user_id=user.id,
@@ -215,7 +201,7 @@ async def log_in(
     await rate_limits.hit(session, key=address_key, window_seconds=window_seconds)
     await security_events.record(
         session,
-        event_type="login_failed",
+        event_type=SecurityEventType.LOGIN_FAILED,
         origin=origin,
         user_id=user.id if user else None,
         details={"reason": "wrong_password" if user else "unknown_account"},
@@ -232,42 +218,11 @@ async def _record_throttled(
 ) -> None:
     await security_events.record(
         session,
-        event_type="login_throttled",
+        event_type=SecurityEventType.LOGIN_THROTTLED,
         origin=origin,
         user_id=user_id,
         details={"scope": scope},
     )
-
-
-async def authenticate(session: AsyncSession, *, settings: Settings, token: str) -> Authenticated:
-    """The live session a bearer token belongs to, or :class:`AuthenticationRequired`."""
-    row = (
-        await session.execute(
-            select(AuthSession, User)
-            .join(User, User.id == AuthSession.user_id)
-            .where(AuthSession.token_hash == tokens.digest(token))
-        )
-    ).first()
-    if row is None:
-        raise AuthenticationRequired("The session token is not valid.", code="session_invalid")
-    record, user = row
-    current_time = now()
-    idle_limit = (
-        record.last_seen_at
-        + timedelta(seconds=settings.session_idle_timeout_seconds)
-        + _touch_interval(settings)
-    )
-    if record.revoked_at is not None:
-        raise AuthenticationRequired(
-            "This session has ended; sign in again.", code="session_revoked"
-        )
-    if current_time >= record.expires_at or current_time >= idle_limit:
-        raise AuthenticationRequired(
-            "This session has expired; sign in again.", code="session_expired"
-        )
-    if current_time - record.last_seen_at >= _touch_interval(settings):
-        record.last_seen_at = current_time
-    return Authenticated(user=user, session=record)
 
 
 async def log_out(session: AsyncSession, *, auth: Authenticated, origin: Origin) -> None:
@@ -279,10 +234,10 @@ async def _revoke(
     session: AsyncSession, *, record: AuthSession, reason: str, origin: Origin
 ) -> None:
     record.revoked_at = now()
-    record.revoked_reason = reason
+    record.revoked_reason = SessionRevokedReason(reason)
     await security_events.record(
         session,
-        event_type="session_revoked",
+        event_type=SecurityEventType.SESSION_REVOKED,
         origin=origin,
         user_id=record.user_id,
         actor_user_id=record.user_id,
@@ -313,7 +268,7 @@ async def change_password(
     if not await hasher.verify(user.password_hash, current_password):
         await security_events.record(
             session,
-            event_type="password_change_failed",
+            event_type=SecurityEventType.PASSWORD_CHANGE_FAILED,
             origin=origin,
             user_id=user.id,
             actor_user_id=user.id,
@@ -333,7 +288,7 @@ async def change_password(
     )
     await security_events.record(
         session,
-        event_type="password_changed",
+        event_type=SecurityEventType.PASSWORD_CHANGED,
         origin=origin,
         user_id=user.id,
         actor_user_id=user.id,
@@ -346,7 +301,7 @@ async def list_sessions(
 ) -> Page[AuthSession]:
     """The user's sessions that can still be used, newest first."""
     current_time = now()
-    idle = timedelta(seconds=settings.session_idle_timeout_seconds) + _touch_interval(settings)
+    idle = timedelta(seconds=settings.session_idle_timeout_seconds) + touch_interval(settings)
     statement = select(AuthSession).where(
         AuthSession.user_id == user.id,
         AuthSession.revoked_at.is_(None),

@@ -6,43 +6,30 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Response, status
 
-from amply.deps import CurrentUser, OriginDep, SessionDep, SettingsDep, SignedIn
-from amply.identity import auth, security_events
+from amply.auth import security_events
+from amply.auth.dependencies import CurrentUser, OriginDep
+from amply.auth.tokens import csrf_token
+from amply.identity import auth
 from amply.identity.auth import IssuedSession
 from amply.identity.schemas import (
     AuthResponse,
     LoginRequest,
     PasswordChangeRequest,
-    SessionOut,
     SessionSummary,
     SignUpRequest,
     UserOut,
     UserSecurityEventOut,
+    session_out,
+    session_summary,
 )
-from amply.identity.tokens import csrf_token
-from amply.kit.error_responses import error_responses
+from amply.kit.dependencies import SessionDep, SettingsDep
+from amply.kit.error_responses import at, error_responses
+from amply.kit.errors import ErrorCode
 from amply.kit.schemas import Limit, ListResponse, StartingAfter
 from amply.kit.settings import Settings
-from amply.models import AuthSession, SecurityEvent, User
+from amply.models import User
 
 router = APIRouter(prefix="/auth", tags=["auth"])
-
-
-def user_out(user: User) -> UserOut:
-    return UserOut.model_validate(user)
-
-
-def _session_out(
-    record: AuthSession, settings: Settings, *, csrf: str | None, token: str | None = None
-) -> SessionOut:
-    return SessionOut(
-        id=record.id,
-        created_at=record.created_at,
-        expires_at=record.expires_at,
-        idle_timeout_seconds=settings.session_idle_timeout_seconds,
-        csrf_token=csrf,
-        token=token,
-    )
 
 
 def _hand_out(
@@ -60,8 +47,8 @@ def _hand_out(
             samesite="lax",
         )
     return AuthResponse(
-        user=user_out(user),
-        session=_session_out(
+        user=UserOut.model_validate(user),
+        session=session_out(
             issued.record,
             settings,
             csrf=csrf_token(issued.token) if cookie else None,
@@ -84,7 +71,9 @@ def _clear_cookie(response: Response, settings: Settings) -> None:
     "/signup",
     status_code=status.HTTP_201_CREATED,
     summary="Create an account and sign in",
-    responses=error_responses(409, 422),
+    responses=error_responses(
+        409, 422, ErrorCode.EMAIL_TAKEN, ErrorCode.USERNAME_TAKEN, ErrorCode.PASSWORD_TOO_WEAK
+    ),
 )
 async def sign_up(
     body: SignUpRequest,
@@ -109,7 +98,7 @@ async def sign_up(
 @router.post(
     "/login",
     summary="Sign in with username or email and password",
-    responses=error_responses(401, 422, 429),
+    responses=error_responses(ErrorCode.INVALID_CREDENTIALS, 422, 429, ErrorCode.LOGIN_THROTTLED),
 )
 async def log_in(
     body: LoginRequest,
@@ -134,24 +123,30 @@ async def log_in(
 async def log_out(
     caller: CurrentUser, session: SessionDep, settings: SettingsDep, response: Response
 ) -> None:
-    assert caller.auth is not None
     await auth.log_out(session, auth=caller.auth, origin=caller.origin)
     _clear_cookie(response, settings)
 
 
 @router.get("/me", summary="The signed-in user and session", responses=error_responses(401))
 async def me(caller: CurrentUser, settings: SettingsDep) -> AuthResponse:
-    assert caller.auth is not None
     return AuthResponse(
-        user=user_out(caller.user),
-        session=_session_out(caller.auth.session, settings, csrf=caller.csrf_token),
+        user=UserOut.model_validate(caller.user),
+        session=session_out(caller.auth.session, settings, csrf=caller.csrf_token),
     )
 
 
 @router.post(
     "/password",
     summary="Change the password; ends every session and starts a new one",
-    responses=error_responses(401, 403, 422, 429),
+    responses=error_responses(
+        401,
+        403,
+        422,
+        at(422, ErrorCode.INVALID_CREDENTIALS),
+        ErrorCode.PASSWORD_TOO_WEAK,
+        429,
+        ErrorCode.LOGIN_THROTTLED,
+    ),
 )
 async def change_password(
     body: PasswordChangeRequest,
@@ -160,7 +155,6 @@ async def change_password(
     settings: SettingsDep,
     response: Response,
 ) -> AuthResponse:
-    assert caller.auth is not None
     issued = await auth.change_password(
         session,
         settings=settings,
@@ -187,20 +181,8 @@ async def list_sessions(
     page = await auth.list_sessions(
         session, settings=settings, user=caller.user, limit=limit, starting_after=starting_after
     )
-    return ListResponse(
-        data=[_summary(record, caller) for record in page.items], has_more=page.has_more
-    )
-
-
-def _summary(record: AuthSession, caller: SignedIn) -> SessionSummary:
-    assert caller.auth is not None
-    return SessionSummary(
-        id=record.id,
-        created_at=record.created_at,
-        last_seen_at=record.last_seen_at,
-        expires_at=record.expires_at,
-        user_agent=record.user_agent,
-        current=record.id == caller.auth.session.id,
+    return ListResponse.of(
+        page, lambda record: session_summary(record, current_id=caller.auth.session.id)
     )
 
 
@@ -234,8 +216,4 @@ async def list_security_events(
     page = await security_events.list_for_user(
         session, user_id=caller.user.id, limit=limit, starting_after=starting_after
     )
-    return ListResponse(data=[_user_event(event) for event in page.items], has_more=page.has_more)
-
-
-def _user_event(event: SecurityEvent) -> UserSecurityEventOut:
-    return UserSecurityEventOut.model_validate(event)
+    return ListResponse.of(page, UserSecurityEventOut.model_validate)

@@ -3,20 +3,21 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints
 
-from amply.kit.schemas import RequestModel
+from amply.auth.schemas import SecurityEventOut, Username
+from amply.kit.schemas import RequestModel, as_literal
+from amply.kit.settings import Settings
+from amply.models import ApiKey, AuthSession
+from amply.models.enums import ApiKeyMode
 
-Username = Annotated[
-    str,
-    StringConstraints(pattern=r"^[A-Za-z0-9_]{3,30}$"),
-    Field(
-        description="3 to 30 letters, digits or underscores; unique regardless of case.",
-        examples=["ada_l"],
-    ),
-]
+if TYPE_CHECKING:  # mypy sees the enums, pydantic the Literal of their values
+    KeyMode = ApiKeyMode
+else:
+    KeyMode = as_literal(ApiKeyMode)
+
 Email = Annotated[
     EmailStr,
     Field(max_length=254, description="Unique regardless of case.", examples=["ada@example.org"]),
@@ -98,17 +99,66 @@ class SessionSummary(BaseModel):
     current: bool = Field(description="Whether this is the session making the request.")
 
 
-class SecurityEventOut(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-
-    id: str = Field(examples=["sev_0aZ1bY2cX3dW4eV5fU6gT7hS"])
-    type: str = Field(examples=["login_failed"])
-    created_at: datetime
-    actor_user_id: str | None = Field(description="The user who acted, if any.")
-    actor_api_key_id: str | None = Field(description="The API key that acted, if any.")
-    details: dict[str, object] = Field(description="What changed (roles, key ids, reasons).")
-
-
 class UserSecurityEventOut(SecurityEventOut):
     client_address: str | None = Field(description="The client address of the request.")
     user_agent: str | None
+
+
+class ApiKeyCreate(RequestModel):
+    name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+    read_only: bool = Field(default=False, description="A read-only key cannot write.")
+
+
+class ApiKeyOut(BaseModel):
+    id: str = Field(examples=["key_5tG7hJ9kL1mN3pQ5rS7tU9vW"])
+    name: str
+    read_only: bool
+    mode: KeyMode
+    prefix: str = Field(description="The key's first characters, to recognise it.")
+    created_by: str
+    created_at: datetime
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+
+class ApiKeyCreated(ApiKeyOut):
+    secret: str = Field(description="The key itself. Shown only in this response; store it now.")
+
+
+def api_key_out(key: ApiKey) -> ApiKeyOut:
+    return ApiKeyOut(
+        id=key.id,
+        name=key.name,
+        read_only=key.read_only,
+        mode=key.mode,
+        prefix=key.display_prefix,
+        created_by=key.created_by,
+        created_at=key.created_at,
+        last_used_at=key.last_used_at,
+        revoked_at=key.revoked_at,
+    )
+
+
+def session_out(
+    record: AuthSession, settings: Settings, *, csrf: str | None, token: str | None = None
+) -> SessionOut:
+    return SessionOut(
+        id=record.id,
+        created_at=record.created_at,
+        expires_at=record.expires_at,
+        idle_timeout_seconds=settings.session_idle_timeout_seconds,
+        csrf_token=csrf,
+        token=token,
+    )
+
+
+def session_summary(record: AuthSession, *, current_id: str) -> SessionSummary:
+    """One of the user's sessions; ``current_id`` is the session making the request."""
+    return SessionSummary(
+        id=record.id,
+        created_at=record.created_at,
+        last_seen_at=record.last_seen_at,
+        expires_at=record.expires_at,
+        user_agent=record.user_agent,
+        current=record.id == current_id,
+    )

@@ -79,10 +79,10 @@ class NetworkCallInTransaction(RuntimeError):
 class UnitOfWork:
     """The request's session, for a route that calls Stripe (or another provider) on the way.
 
-    Most requests commit once, in the request session dependency (``deps.get_session``). A
-    request that calls the network instead runs as short steps on the same session, each a
-    transaction committed here and nowhere else (SPEC §2: no network call inside a database
-    transaction or while a lock is held)::
+    Most requests commit once, in the request session dependency
+    (``kit.dependencies.get_session``). A request that calls the network instead runs as
+    short steps on the same session, each a transaction committed here and nowhere else
+    (SPEC §2: no network call inside a database transaction or while a lock is held)::
 
         async with unit.step() as session:   # 1: check, record the intent; commit
             ...

@@ -1,17 +1,27 @@
-"""Running a money-moving route under its ``Idempotency-Key`` (``kit/idempotency.py``)."""
+"""Running a money-moving route under its ``Idempotency-Key`` (``kit/idempotency.py``).
+
+Routes take :data:`IdempotencyDep` and answer with one call::
+
+    return await idempotency.respond(
+        key=idempotency_key, scope=f"user:{user.id}", body=body, status_code=201, run=send
+    )
+
+(:meth:`Idempotency.respond_in_steps` for a route that calls Stripe.)"""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from dataclasses import dataclass
+from typing import Annotated, TypeVar
 
-from fastapi import Request
+from fastapi import Depends, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from amply.kit import idempotency
 from amply.kit.db import UnitOfWork
+from amply.kit.dependencies import SessionDep, SettingsDep
 from amply.kit.idempotency import IdempotentRequest
 from amply.kit.settings import Settings
 
@@ -45,22 +55,12 @@ async def run_idempotently(
     run: Callable[[], Awaitable[BaseModel]],
 ) -> JSONResponse:
     """The first response to this key, replayed; or ``run()``'s, remembered for retries."""
-    if idempotent is not None:
-        stored = await idempotency.begin(session, request=idempotent)
-        if stored is not None:
-            return JSONResponse(
-                stored.body, status_code=stored.status_code, headers={REPLAYED_HEADER: "true"}
-            )
-    body = (await run()).model_dump(mode="json")
-    if idempotent is not None:
-        await idempotency.remember(
-            session,
-            request=idempotent,
-            status_code=status_code,
-            body=body,
-            lifetime_seconds=settings.idempotency_key_lifetime_seconds,
-        )
-    return JSONResponse(body, status_code=status_code)
+    stored = await _stored(session, idempotent)
+    if stored is not None:
+        return stored
+    return await _remembered(
+        session, idempotent=idempotent, settings=settings, status_code=status_code, response=run()
+    )
 
 
 async def run_in_steps(
@@ -97,16 +97,13 @@ async def run_in_steps(
         stored = await _stored(session, idempotent)
         if stored is not None:
             return stored
-        body = (await record(session, prepared, result)).model_dump(mode="json")
-        if idempotent is not None:
-            await idempotency.remember(
-                session,
-                request=idempotent,
-                status_code=status_code,
-                body=body,
-                lifetime_seconds=settings.idempotency_key_lifetime_seconds,
-            )
-    return JSONResponse(body, status_code=status_code)
+        return await _remembered(
+            session,
+            idempotent=idempotent,
+            settings=settings,
+            status_code=status_code,
+            response=record(session, prepared, result),
+        )
 
 
 async def _stored(
@@ -121,3 +118,84 @@ async def _stored(
     return JSONResponse(
         stored.body, status_code=stored.status_code, headers={REPLAYED_HEADER: "true"}
     )
+
+
+async def _remembered(
+    session: AsyncSession,
+    *,
+    idempotent: IdempotentRequest | None,
+    settings: Settings,
+    status_code: int,
+    response: Awaitable[BaseModel],
+) -> JSONResponse:
+    """The route's ``response``, stored for the key's retries (if a key was sent)."""
+    body = (await response).model_dump(mode="json")
+    if idempotent is not None:
+        await idempotency.remember(
+            session,
+            request=idempotent,
+            status_code=status_code,
+            body=body,
+            lifetime_seconds=settings.idempotency_key_lifetime_seconds,
+        )
+    return JSONResponse(body, status_code=status_code)
+
+
+@dataclass(frozen=True)
+class Idempotency:
+    """The ``Idempotency-Key`` protocol of one request: check the key, replay the first
+    response to it, or run the route and remember its response for retries."""
+
+    request: Request
+    session: AsyncSession
+    settings: Settings
+
+    async def respond(
+        self,
+        *,
+        key: str | None,
+        scope: str,
+        body: BaseModel | None,
+        status_code: int,
+        run: Callable[[IdempotentRequest | None], Awaitable[BaseModel]],
+    ) -> JSONResponse:
+        """``run``'s response (it is given the key's request, for services that derive ids
+        from it), or the first response to the key, replayed. ``key`` None: no key sent."""
+        idempotent = idempotent_request(key=key, scope=scope, request=self.request, body=body)
+        return await run_idempotently(
+            self.session,
+            idempotent=idempotent,
+            settings=self.settings,
+            status_code=status_code,
+            run=lambda: run(idempotent),
+        )
+
+    async def respond_in_steps(
+        self,
+        *,
+        key: str | None,
+        scope: str,
+        body: BaseModel,
+        status_code: int,
+        prepare: Callable[[AsyncSession, IdempotentRequest | None], Awaitable[P]],
+        call: Callable[[P], Awaitable[R]],
+        record: Callable[[AsyncSession, P, R], Awaitable[BaseModel]],
+    ) -> JSONResponse:
+        """:meth:`respond` for a route that calls Stripe (:func:`run_in_steps`)."""
+        idempotent = idempotent_request(key=key, scope=scope, request=self.request, body=body)
+        return await run_in_steps(
+            UnitOfWork(self.session),
+            idempotent=idempotent,
+            settings=self.settings,
+            status_code=status_code,
+            prepare=lambda session: prepare(session, idempotent),
+            call=call,
+            record=record,
+        )
+
+
+def get_idempotency(request: Request, session: SessionDep, settings: SettingsDep) -> Idempotency:
+    return Idempotency(request=request, session=session, settings=settings)
+
+
+IdempotencyDep = Annotated[Idempotency, Depends(get_idempotency)]

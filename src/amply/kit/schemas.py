@@ -2,13 +2,27 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Annotated, Generic, Literal, TypeVar
+from enum import StrEnum
+from typing import Annotated, Any, Generic, Literal, TypeVar, cast
 
 from fastapi import Query
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+)
+
+from amply.kit.money import MAX_AMOUNT, MoneyError, normalize_currency
+from amply.kit.pagination import Page
 
 T = TypeVar("T")
+S = TypeVar("S")
+U = TypeVar("U")
 
 Limit = Annotated[int, Query(ge=1, le=100, description="How many items to return (1 to 100).")]
 StartingAfter = Annotated[
@@ -56,3 +70,52 @@ class ListResponse(BaseModel, Generic[T]):
     object: Literal["list"] = "list"
     data: list[T] = Field(description="The items of this page, in the list's order.")
     has_more: bool = Field(description="Whether more items follow this page.")
+
+    @staticmethod
+    def of(page: Page[S], convert: Callable[[S], U]) -> ListResponse[U]:
+        """The response for a keyset ``page``, each row converted to its schema."""
+        return ListResponse(data=[convert(item) for item in page.items], has_more=page.has_more)
+
+
+Amount = Annotated[
+    int,
+    Field(
+        strict=True,
+        gt=0,
+        le=MAX_AMOUNT,
+        description="A positive integer in the currency's minor units (cents for EUR).",
+        examples=[2500],
+    ),
+]
+
+
+def _currency(value: str) -> str:
+    try:
+        return normalize_currency(value)
+    except MoneyError as error:
+        raise ValueError(str(error)) from None
+
+
+Currency = Annotated[
+    str,
+    Field(min_length=3, max_length=3, description="ISO 4217, e.g. `EUR`.", examples=["EUR"]),
+    AfterValidator(_currency),
+]
+
+
+Text100 = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+
+
+def as_literal(enum: type[StrEnum]) -> Any:
+    """The type a schema gives a ``StrEnum`` field: the ``Literal`` of its values, whose
+    validated value is the enum's member. OpenAPI shows the values inline, in the enum's
+    order, as it shows a ``Literal`` (an enum type would become a component of its own), and a
+    bad value gets the literal's error. mypy is to see the enum itself::
+
+        if TYPE_CHECKING:
+            FundStatus = enums.FundStatus
+        else:
+            FundStatus = as_literal(enums.FundStatus)
+    """
+    values = tuple(member.value for member in enum)
+    return Annotated[cast(Any, Literal)[values], AfterValidator(enum)]

@@ -23,9 +23,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from amply.kit.db import Database
 from amply.kit.errors import NotFound
 from amply.ledger import checkpoints
-from amply.ledger.service import ChainHead, ChainKind
+from amply.ledger.service import ChainHead
 from amply.ledger.signing import NoteSigner
 from amply.models import LedgerChain, LedgerCheckpoint
+from amply.models.enums import ChainKind
 from amply.verify import EXPORT_FORMAT
 
 BATCH_SIZE: Final = 10_000

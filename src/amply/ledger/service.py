@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cache
 from operator import itemgetter
-from typing import Any, Final, Literal, get_args
+from typing import Any, Final
 
 import asyncpg
 from sqlalchemy import select
@@ -29,57 +29,27 @@ from amply.kit.errors import AmplyError, Conflict, InsufficientFunds, NotFound
 from amply.kit.ids import generate_id
 from amply.kit.money import MoneyError, normalize_currency, validate_amount
 from amply.kit.observability import count_ledger_appends
+from amply.models.enums import ChainKind, EntryType
 from amply.models.ledger import LedgerChain
 from amply.verify import ChainVerifier, VerificationResult
 from amply.verify.crypto import format_timestamp
 
-ChainKind = Literal["organisation", "wallet", "platform"]
-EntryType = Literal[
-    "donation_received",
-    "donation_refunded",
-    "donation_refund_reversed",
-    "payment_processing_fee",
-    "payment_processing_fee_refunded",
-    "dispute_funds_withdrawn",
-    "dispute_funds_reinstated",
-    "dispute_fee",
-    "dispute_fee_refunded",
-    "deposit",
-    "deposit_reversed",
-    "deposit_reinstated",
-    "deposit_loss",
-    "deposit_loss_recovered",
-    "withdrawal",
-    "withdrawal_reversed",
-    "payout_sent",
-    "payout_failed",
-    "transfer_out",
-    "transfer_in",
-    "withdrawal_fee",
-    "withdrawal_fee_refunded",
-    "fee_collected",
-    "fee_refunded",
-    "welcome_bonus",
-    "promotion_granted",
-    "wallet_donation_sent",
-    "wallet_donation_received",
-]
 # Mirrors ledger_entry_flow() in the migrations: internal legs of a journal must balance.
-INTERNAL_TYPES: Final[frozenset[str]] = frozenset(
+INTERNAL_TYPES: Final[frozenset[EntryType]] = frozenset(
     {
-        "transfer_out",
-        "transfer_in",
-        "withdrawal_fee",
-        "withdrawal_fee_refunded",
-        "fee_collected",
-        "fee_refunded",
-        "welcome_bonus",
-        "promotion_granted",
-        "wallet_donation_sent",
-        "wallet_donation_received",
+        EntryType.TRANSFER_OUT,
+        EntryType.TRANSFER_IN,
+        EntryType.WITHDRAWAL_FEE,
+        EntryType.WITHDRAWAL_FEE_REFUNDED,
+        EntryType.FEE_COLLECTED,
+        EntryType.FEE_REFUNDED,
+        EntryType.WELCOME_BONUS,
+        EntryType.PROMOTION_GRANTED,
+        EntryType.WALLET_DONATION_SENT,
+        EntryType.WALLET_DONATION_RECEIVED,
     }
 )
-ENTRY_TYPES: Final[frozenset[str]] = frozenset(get_args(EntryType))
+ENTRY_TYPES: Final[frozenset[EntryType]] = frozenset(EntryType)
 PLATFORM_FEES_CHAIN: Final = "plat_fees"
 PLATFORM_PROMOTIONS_CHAIN: Final = "plat_promotions"
 MAX_LEGS: Final = 16

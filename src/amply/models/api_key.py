@@ -8,6 +8,7 @@ from sqlalchemy import Boolean, DateTime, ForeignKey, LargeBinary, Text, func
 from sqlalchemy.orm import Mapped, mapped_column
 
 from amply.models.base import Base
+from amply.models.enums import ApiKeyMode, stored_as_text
 
 
 class ApiKey(Base):
@@ -17,7 +18,7 @@ class ApiKey(Base):
     organisation_id: Mapped[str] = mapped_column(ForeignKey("organisations.id"))
     name: Mapped[str] = mapped_column(Text)
     read_only: Mapped[bool] = mapped_column(Boolean)
-    mode: Mapped[str] = mapped_column(Text)
+    mode: Mapped[ApiKeyMode] = mapped_column(stored_as_text(ApiKeyMode))
     display_prefix: Mapped[str] = mapped_column(Text)
     token_hash: Mapped[bytes] = mapped_column(LargeBinary)
     created_by: Mapped[str] = mapped_column(ForeignKey("users.id"))

@@ -8,6 +8,7 @@ from sqlalchemy import BigInteger, DateTime, ForeignKey, Text, func
 from sqlalchemy.orm import Mapped, mapped_column
 
 from amply.models.base import Base
+from amply.models.enums import ChargeBalanceKind, stored_as_text
 
 
 class ChargeBalanceTransaction(Base):
@@ -20,7 +21,7 @@ class ChargeBalanceTransaction(Base):
     __tablename__ = "charge_balance_transactions"
 
     id: Mapped[str] = mapped_column(Text, primary_key=True)
-    kind: Mapped[str] = mapped_column(Text)
+    kind: Mapped[ChargeBalanceKind] = mapped_column(stored_as_text(ChargeBalanceKind))
     dispute_id: Mapped[str | None] = mapped_column(Text)
     donation_id: Mapped[str | None] = mapped_column(ForeignKey("donations.id"))
     deposit_id: Mapped[str | None] = mapped_column(ForeignKey("transactions.id"))

@@ -8,6 +8,14 @@ from sqlalchemy import BigInteger, Boolean, DateTime, ForeignKey, LargeBinary, T
 from sqlalchemy.orm import Mapped, mapped_column
 
 from amply.models.base import Base
+from amply.models.enums import (
+    DonationStatus,
+    FundStatus,
+    Provider,
+    RefundReason,
+    RefundStatus,
+    stored_as_text,
+)
 
 
 class Fund(Base):
@@ -21,7 +29,7 @@ class Fund(Base):
     description: Mapped[str] = mapped_column(Text, default="")
     goal_amount: Mapped[int | None] = mapped_column(BigInteger)
     goal_currency: Mapped[str | None] = mapped_column(Text)
-    status: Mapped[str] = mapped_column(Text, default="open")
+    status: Mapped[FundStatus] = mapped_column(stored_as_text(FundStatus), default=FundStatus.OPEN)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
@@ -34,7 +42,9 @@ class Donation(Base):
     fund_id: Mapped[str | None] = mapped_column(ForeignKey("funds.id"))
     amount: Mapped[int] = mapped_column(BigInteger)
     currency: Mapped[str] = mapped_column(Text)
-    status: Mapped[str] = mapped_column(Text, default="pending")
+    status: Mapped[DonationStatus] = mapped_column(
+        stored_as_text(DonationStatus), default=DonationStatus.PENDING
+    )
     donor_name: Mapped[str | None] = mapped_column(Text)
     donor_email: Mapped[str | None] = mapped_column(Text)
     anonymous: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -42,7 +52,7 @@ class Donation(Base):
     receipt_token_hash: Mapped[bytes] = mapped_column(LargeBinary)
     # Opens the commitment on the donation's public entry, with the token's digest (0004).
     receipt_salt: Mapped[str | None] = mapped_column(Text)
-    provider: Mapped[str] = mapped_column(Text)
+    provider: Mapped[Provider] = mapped_column(stored_as_text(Provider))
     stripe_account_id: Mapped[str] = mapped_column(Text)
     payment_intent_id: Mapped[str] = mapped_column(Text)
     charge_id: Mapped[str | None] = mapped_column(Text)
@@ -77,9 +87,9 @@ class DonationRefund(Base):
     id: Mapped[str] = mapped_column(Text, primary_key=True)
     donation_id: Mapped[str] = mapped_column(ForeignKey("donations.id"))
     amount: Mapped[int] = mapped_column(BigInteger)
-    reason: Mapped[str] = mapped_column(Text)
+    reason: Mapped[RefundReason] = mapped_column(stored_as_text(RefundReason))
     note: Mapped[str | None] = mapped_column(Text)
-    status: Mapped[str] = mapped_column(Text)
+    status: Mapped[RefundStatus] = mapped_column(stored_as_text(RefundStatus))
     provider_refund_id: Mapped[str] = mapped_column(Text)
     recorded: Mapped[bool] = mapped_column(Boolean, default=False)
     reversed_entry_id: Mapped[str | None] = mapped_column(ForeignKey("ledger_entries.id"))

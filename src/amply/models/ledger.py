@@ -4,19 +4,20 @@ checkpoints only by ``services.checkpoints``."""
 from __future__ import annotations
 
 from datetime import datetime
-from enum import StrEnum
 
 from sqlalchemy import BigInteger, Boolean, DateTime, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from amply.models.base import Base
+from amply.models.enums import ChainKind, EntryType, stored_as_text
+from amply.models.enums import KeyStatus as KeyStatus  # its home before models.enums
 
 
 class LedgerChain(Base):
     __tablename__ = "ledger_chains"
 
     id: Mapped[str] = mapped_column(Text, primary_key=True)
-    kind: Mapped[str] = mapped_column(Text)
+    kind: Mapped[ChainKind] = mapped_column(stored_as_text(ChainKind))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
@@ -26,7 +27,7 @@ class LedgerEntry(Base):
     id: Mapped[str] = mapped_column(Text, primary_key=True)
     chain_id: Mapped[str] = mapped_column(Text)
     seq: Mapped[int] = mapped_column(BigInteger)
-    type: Mapped[str] = mapped_column(Text)
+    type: Mapped[EntryType] = mapped_column(stored_as_text(EntryType))
     amount: Mapped[int] = mapped_column(BigInteger)
     currency: Mapped[str] = mapped_column(Text)
     balance_after: Mapped[int] = mapped_column(BigInteger)
@@ -38,15 +39,6 @@ class LedgerEntry(Base):
     entry_hash: Mapped[str] = mapped_column(Text)
 
 
-class KeyStatus(StrEnum):
-    """Which checkpoints a key vouches for (docs/ledger-format.md §6); migration 0007's check
-    lists the same values."""
-
-    ACTIVE = "active"  # signs now
-    RETIRED = "retired"  # checkpoints issued before it retired
-    REVOKED = "revoked"  # none
-
-
 class CheckpointKey(Base):
     """A public key that signs or signed checkpoints (migrations 0004, 0007): listed for good,
     installed by the schema owner only, its status moving from active to retired to revoked."""
@@ -55,7 +47,7 @@ class CheckpointKey(Base):
 
     verifier_key: Mapped[str] = mapped_column(Text, primary_key=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    status: Mapped[str] = mapped_column(Text)
+    status: Mapped[KeyStatus] = mapped_column(stored_as_text(KeyStatus))
     activated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     retired_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -3,23 +3,15 @@
 from __future__ import annotations
 
 from datetime import datetime
-from enum import StrEnum
 
 from sqlalchemy import Boolean, DateTime, ForeignKey, Text, func
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from amply.models.base import Base
+from amply.models.enums import MemberRole, stored_as_text
+from amply.models.enums import ReconnectReason as ReconnectReason  # its home before enums
 from amply.models.user import User
-
-
-class ReconnectReason(StrEnum):
-    """Why an organisation's recorded Stripe account no longer counts: connect a new one
-    (``payments/connect.py``)."""
-
-    DEAUTHORIZED = "deauthorized"  # its owner disconnected Amply in Stripe
-    OTHER_MODE = "other_mode"  # made with test keys and the server has live ones, or back
-    OTHER_PROVIDER = "other_provider"  # a sandbox account on a server with Stripe keys
 
 
 class Organisation(Base):
@@ -51,7 +43,7 @@ class OrganisationMember(Base):
 
     organisation_id: Mapped[str] = mapped_column(ForeignKey("organisations.id"), primary_key=True)
     user_id: Mapped[str] = mapped_column(ForeignKey("users.id"), primary_key=True)
-    role: Mapped[str] = mapped_column(Text)
+    role: Mapped[MemberRole] = mapped_column(stored_as_text(MemberRole))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 

@@ -9,6 +9,7 @@ from sqlalchemy import BigInteger, DateTime, ForeignKey, Text, func
 from sqlalchemy.orm import Mapped, mapped_column
 
 from amply.models.base import Base
+from amply.models.enums import ConnectedPayoutStatus, SandboxBalanceType, stored_as_text
 
 
 class ConnectedPayout(Base):
@@ -23,7 +24,7 @@ class ConnectedPayout(Base):
     stripe_account_id: Mapped[str] = mapped_column(Text)
     amount: Mapped[int] = mapped_column(BigInteger)
     currency: Mapped[str] = mapped_column(Text)
-    status: Mapped[str] = mapped_column(Text)
+    status: Mapped[ConnectedPayoutStatus] = mapped_column(stored_as_text(ConnectedPayoutStatus))
     failure_code: Mapped[str | None] = mapped_column(Text)
     sent_entry_id: Mapped[str | None] = mapped_column(ForeignKey("ledger_entries.id"))
     failed_entry_id: Mapped[str | None] = mapped_column(ForeignKey("ledger_entries.id"))
@@ -38,7 +39,7 @@ class SandboxBalanceTransaction(Base):
 
     id: Mapped[str] = mapped_column(Text, primary_key=True)
     stripe_account_id: Mapped[str] = mapped_column(Text)
-    type: Mapped[str] = mapped_column(Text)
+    type: Mapped[SandboxBalanceType] = mapped_column(stored_as_text(SandboxBalanceType))
     source: Mapped[str] = mapped_column(Text)
     charge: Mapped[str | None] = mapped_column(Text)
     amount: Mapped[int] = mapped_column(BigInteger)

@@ -8,6 +8,7 @@ from sqlalchemy import DateTime, ForeignKey, LargeBinary, Text, func
 from sqlalchemy.orm import Mapped, mapped_column
 
 from amply.models.base import Base
+from amply.models.enums import SessionRevokedReason, stored_as_text
 
 
 class User(Base):
@@ -39,5 +40,7 @@ class AuthSession(Base):
     )
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    revoked_reason: Mapped[str | None] = mapped_column(Text)
+    revoked_reason: Mapped[SessionRevokedReason | None] = mapped_column(
+        stored_as_text(SessionRevokedReason)
+    )
     user_agent: Mapped[str | None] = mapped_column(Text)

@@ -10,6 +10,15 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from amply.models.base import Base
+from amply.models.enums import (
+    DepositSource,
+    MoneyRequestStatus,
+    Provider,
+    TransactionKind,
+    TransactionStatus,
+    WithdrawalSpeed,
+    stored_as_text,
+)
 
 
 class Wallet(Base):
@@ -34,8 +43,8 @@ class Transaction(Base):
     __mapper_args__ = {"eager_defaults": True}  # noqa: RUF012 (SQLAlchemy reads it once)
 
     id: Mapped[str] = mapped_column(Text, primary_key=True)
-    kind: Mapped[str] = mapped_column(Text)
-    status: Mapped[str] = mapped_column(Text)
+    kind: Mapped[TransactionKind] = mapped_column(stored_as_text(TransactionKind))
+    status: Mapped[TransactionStatus] = mapped_column(stored_as_text(TransactionStatus))
     wallet_id: Mapped[str] = mapped_column(ForeignKey("wallets.id"))
     counterparty_wallet_id: Mapped[str | None] = mapped_column(ForeignKey("wallets.id"))
     organisation_id: Mapped[str | None] = mapped_column(ForeignKey("organisations.id"))
@@ -49,10 +58,10 @@ class Transaction(Base):
     risk_flags: Mapped[list[dict[str, Any]]] = mapped_column(JSONB, default=list)
     blocked_reason: Mapped[str | None] = mapped_column(Text)
     hold_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    source: Mapped[str | None] = mapped_column(Text)
+    source: Mapped[DepositSource | None] = mapped_column(stored_as_text(DepositSource))
     bank_name: Mapped[str | None] = mapped_column(Text)
-    speed: Mapped[str | None] = mapped_column(Text)
-    provider: Mapped[str | None] = mapped_column(Text)
+    speed: Mapped[WithdrawalSpeed | None] = mapped_column(stored_as_text(WithdrawalSpeed))
+    provider: Mapped[Provider | None] = mapped_column(stored_as_text(Provider))
     payment_intent_id: Mapped[str | None] = mapped_column(Text)
     payout_id: Mapped[str | None] = mapped_column(Text)
     public_name: Mapped[str | None] = mapped_column(Text)
@@ -73,7 +82,7 @@ class Card(Base):
 
     id: Mapped[str] = mapped_column(Text, primary_key=True)
     wallet_id: Mapped[str] = mapped_column(ForeignKey("wallets.id"))
-    provider: Mapped[str] = mapped_column(Text)
+    provider: Mapped[Provider] = mapped_column(stored_as_text(Provider))
     payment_method_id: Mapped[str] = mapped_column(Text)
     setup_intent_id: Mapped[str | None] = mapped_column(Text)
     brand: Mapped[str] = mapped_column(Text)
@@ -97,7 +106,9 @@ class MoneyRequest(Base):
     amount: Mapped[int] = mapped_column(BigInteger)
     currency: Mapped[str] = mapped_column(Text)
     description: Mapped[str] = mapped_column(Text)
-    status: Mapped[str] = mapped_column(Text, default="pending")
+    status: Mapped[MoneyRequestStatus] = mapped_column(
+        stored_as_text(MoneyRequestStatus), default=MoneyRequestStatus.PENDING
+    )
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

@@ -8,7 +8,6 @@ too, so an auditor can recompute the same totals from the public chain.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
@@ -19,8 +18,8 @@ from amply.kit.errors import Conflict, NotFound
 from amply.kit.ids import generate_id
 from amply.kit.pagination import Page, keyset_page
 from amply.models import Donation, Fund
+from amply.models.enums import FundStatus
 
-FundStatus = Literal["open", "closed"]
 COUNTED_STATUSES = ("completed", "refunded")
 
 

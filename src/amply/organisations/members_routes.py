@@ -6,29 +6,25 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, status
 
-from amply.deps import OrgAccess, OrgMember, SessionDep
+from amply.kit.dependencies import SessionDep
 from amply.kit.error_responses import error_responses
+from amply.kit.errors import ErrorCode
 from amply.kit.schemas import Limit, ListResponse, StartingAfter
-from amply.models import OrganisationMember
 from amply.organisations import service as organisations
-from amply.organisations.schemas import MemberAdd, MemberOut, MemberUpdate
+from amply.organisations.access_responses import ORG_ADMIN_ERRORS, ORG_MEMBER_ERRORS
+from amply.organisations.dependencies import OrgAccess, OrgMember
+from amply.organisations.schemas import MemberAdd, MemberOut, MemberUpdate, member_out
 
 router = APIRouter(prefix="/organisations/{organisation_id}/members", tags=["members"])
 
 UserId = Annotated[str, Path(max_length=64, description="The member's user id (`usr_…`).")]
 
 
-def member_out(member: OrganisationMember) -> MemberOut:
-    return MemberOut(
-        user_id=member.user_id,
-        username=member.user.username,
-        name=member.user.name,
-        role=member.role,
-        joined_at=member.created_at,
-    )
-
-
-@router.get("", summary="The organisation's members", responses=error_responses(401, 403, 404))
+@router.get(
+    "",
+    summary="The organisation's members",
+    responses=error_responses(*ORG_MEMBER_ERRORS, 422),
+)
 async def list_members(
     access: Annotated[OrgAccess, OrgMember("viewer")],
     session: SessionDep,
@@ -38,14 +34,16 @@ async def list_members(
     page = await organisations.list_members(
         session, organisation_id=access.organisation.id, limit=limit, starting_after=starting_after
     )
-    return ListResponse(data=[member_out(m) for m in page.items], has_more=page.has_more)
+    return ListResponse.of(page, member_out)
 
 
 @router.post(
     "",
     status_code=status.HTTP_201_CREATED,
     summary="Add a user by username or email (owners)",
-    responses=error_responses(401, 403, 404, 409, 422),
+    responses=error_responses(
+        *ORG_ADMIN_ERRORS, 422, ErrorCode.USER_NOT_FOUND, ErrorCode.ALREADY_MEMBER
+    ),
 )
 async def add_member(
     body: MemberAdd, access: Annotated[OrgAccess, OrgMember("owner")], session: SessionDep
@@ -64,7 +62,7 @@ async def add_member(
 @router.patch(
     "/{user_id}",
     summary="Change a member's role (owners); the last owner cannot be demoted",
-    responses=error_responses(401, 403, 404, 409, 422),
+    responses=error_responses(*ORG_ADMIN_ERRORS, 422, ErrorCode.LAST_OWNER),
 )
 async def change_role(
     user_id: UserId,
@@ -86,7 +84,7 @@ async def change_role(
     "/{user_id}",
     status_code=status.HTTP_204_NO_CONTENT,
     summary="Remove a member (owners), or leave (anyone); the last owner cannot leave",
-    responses=error_responses(401, 403, 404, 409),
+    responses=error_responses(*ORG_ADMIN_ERRORS, ErrorCode.LAST_OWNER),
 )
 async def remove_member(
     user_id: UserId, access: Annotated[OrgAccess, OrgMember("viewer")], session: SessionDep

@@ -6,13 +6,17 @@ from typing import Annotated
 
 from fastapi import APIRouter, status
 
-from amply.deps import CurrentUser, OrgAccess, OrgMember, OrgMemberOrApiKey, SessionDep
-from amply.identity import security_events
-from amply.identity.schemas import SecurityEventOut
+from amply.auth import security_events
+from amply.auth.dependencies import CurrentUser
+from amply.auth.schemas import SecurityEventOut
+from amply.kit.dependencies import SessionDep
 from amply.kit.error_responses import error_responses
+from amply.kit.errors import ErrorCode
 from amply.kit.schemas import Limit, ListResponse, StartingAfter
-from amply.models import Organisation, SecurityEvent
+from amply.models import OrganisationMember
 from amply.organisations import service as organisations
+from amply.organisations.access_responses import ORG_ADMIN_ERRORS, ORG_WRITER_ERRORS
+from amply.organisations.dependencies import OrgAccess, OrgMember, OrgMemberOrApiKey
 from amply.organisations.schemas import (
     MembershipOut,
     OrganisationCreate,
@@ -24,18 +28,12 @@ from amply.organisations.service import OrganisationDetails
 
 router = APIRouter(prefix="/organisations", tags=["organisations"])
 
-ORG_ERRORS = error_responses(401, 403, 404)
-
-
-def organisation_out(organisation: Organisation) -> OrganisationOut:
-    return OrganisationOut.model_validate(organisation)
-
 
 @router.post(
     "",
     status_code=status.HTTP_201_CREATED,
     summary="Create an organisation; you become its owner",
-    responses=error_responses(401, 403, 409, 422),
+    responses=error_responses(401, 403, 422, ErrorCode.SESSION_REQUIRED, ErrorCode.SLUG_TAKEN),
 )
 async def create_organisation(
     body: OrganisationCreate, caller: CurrentUser, session: SessionDep
@@ -54,7 +52,7 @@ async def create_organisation(
         actor=caller.actor,
     )
     await session.refresh(organisation)
-    return MembershipOut(organisation=organisation_out(organisation), role="owner")
+    return MembershipOut(organisation=OrganisationOut.model_validate(organisation), role="owner")
 
 
 @router.get(
@@ -71,11 +69,12 @@ async def list_my_organisations(
     page = await organisations.list_memberships(
         session, user=caller.user, limit=limit, starting_after=starting_after
     )
-    data = [
-        MembershipOut(organisation=organisation_out(m.organisation), role=_role(m.role))
-        for m in page.items
-    ]
-    return ListResponse(data=data, has_more=page.has_more)
+    return ListResponse.of(page, _membership)
+
+
+def _membership(member: OrganisationMember) -> MembershipOut:
+    organisation = OrganisationOut.model_validate(member.organisation)
+    return MembershipOut(organisation=organisation, role=_role(member.role))
 
 
 def _role(value: str) -> Role:
@@ -86,18 +85,18 @@ def _role(value: str) -> Role:
 @router.get(
     "/{organisation_id}",
     summary="An organisation (members, or its API keys)",
-    responses=ORG_ERRORS,
+    responses=error_responses(401, 403, 404),
 )
 async def get_organisation(
     access: Annotated[OrgAccess, OrgMemberOrApiKey("viewer", "read")],
 ) -> OrganisationOut:
-    return organisation_out(access.organisation)
+    return OrganisationOut.model_validate(access.organisation)
 
 
 @router.patch(
     "/{organisation_id}",
     summary="Update an organisation (admins, or a write API key)",
-    responses=error_responses(401, 403, 404, 409, 422),
+    responses=error_responses(*ORG_WRITER_ERRORS, 422, ErrorCode.SLUG_TAKEN),
 )
 async def update_organisation(
     body: OrganisationUpdate,
@@ -110,13 +109,13 @@ async def update_organisation(
     organisation = await organisations.update_organisation(
         session, organisation=access.organisation, changes=changes, actor=access.actor
     )
-    return organisation_out(organisation)
+    return OrganisationOut.model_validate(organisation)
 
 
 @router.get(
     "/{organisation_id}/security-events",
     summary="The organisation's security event log (admins), newest first",
-    responses=ORG_ERRORS,
+    responses=error_responses(*ORG_ADMIN_ERRORS, 422),
 )
 async def list_security_events(
     access: Annotated[OrgAccess, OrgMember("admin")],
@@ -127,8 +126,4 @@ async def list_security_events(
     page = await security_events.list_for_organisation(
         session, organisation_id=access.organisation.id, limit=limit, starting_after=starting_after
     )
-    return ListResponse(data=[_event(event) for event in page.items], has_more=page.has_more)
-
-
-def _event(event: SecurityEvent) -> SecurityEventOut:
-    return SecurityEventOut.model_validate(event)
+    return ListResponse.of(page, SecurityEventOut.model_validate)

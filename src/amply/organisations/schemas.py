@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import (
     AfterValidator,
@@ -16,17 +16,18 @@ from pydantic import (
 )
 
 from amply.kit.countries import normalize_country
-from amply.kit.money import MoneyError, normalize_currency
-from amply.kit.schemas import RequestModel
+from amply.kit.schemas import Amount, Currency, RequestModel, Text100, as_literal
+from amply.models import Fund, OrganisationMember, enums
+from amply.organisations.funds import FundTotal
 
-Role = Literal["owner", "admin", "viewer"]
+if TYPE_CHECKING:  # mypy sees the enums, pydantic the Literal of their values
+    # (the services' Literal for roles, until their callers pass MemberRole)
+    from amply.organisations.service import Role as Role
 
-
-def _currency(value: str) -> str:
-    try:
-        return normalize_currency(value)
-    except MoneyError as error:
-        raise ValueError(str(error)) from None
+    FundStatus = enums.FundStatus
+else:
+    Role = as_literal(enums.MemberRole)
+    FundStatus = as_literal(enums.FundStatus)
 
 
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=120)]
@@ -44,11 +45,6 @@ Country = Annotated[
     str,
     Field(min_length=2, max_length=2, description="ISO 3166-1 alpha-2.", examples=["DE"]),
     AfterValidator(normalize_country),
-]
-Currency = Annotated[
-    str,
-    Field(min_length=3, max_length=3, description="ISO 4217, e.g. `EUR`.", examples=["EUR"]),
-    AfterValidator(_currency),
 ]
 
 
@@ -122,22 +118,102 @@ class MemberOut(BaseModel):
     joined_at: datetime
 
 
-class ApiKeyCreate(RequestModel):
-    name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
-    read_only: bool = Field(default=False, description="A read-only key cannot write.")
+OrganisationId = Annotated[
+    str, Field(pattern=r"^org_[0-9A-Za-z]{1,64}$", examples=["org_7Hq2LmN4pR6sT8vX0zB1cD3f"])
+]
 
 
-class ApiKeyOut(BaseModel):
-    id: str = Field(examples=["key_5tG7hJ9kL1mN3pQ5rS7tU9vW"])
+FundId = Annotated[
+    str, Field(pattern=r"^fund_[0-9A-Za-z]{1,64}$", examples=["fund_2aB4cD6eF8gH0iJ2kL4mN6oP"])
+]
+
+
+class Goal(RequestModel):
+    amount: Amount
+    currency: Currency
+
+
+class FundCreate(RequestModel):
+    name: Text100
+    description: Annotated[str, Field(max_length=2000)] = ""
+    goal: Goal | None = Field(default=None, description="An optional fundraising goal.")
+
+
+class FundUpdate(RequestModel):
+    """Only the fields sent are changed; `goal: null` removes the goal."""
+
+    name: Text100 | None = None
+    description: Annotated[str | None, Field(max_length=2000)] = None
+    goal: Goal | None = None
+    status: FundStatus | None = Field(
+        default=None, description="A closed fund accepts no new donations."
+    )
+
+    @model_validator(mode="after")
+    def _no_nulls(self) -> FundUpdate:
+        for field in self.model_fields_set - {"goal"}:
+            if getattr(self, field) is None:
+                raise ValueError(f"{field} cannot be null")
+        return self
+
+
+class GoalOut(BaseModel):
+    amount: int
+    currency: str
+
+
+class FundTotalOut(BaseModel):
+    currency: str
+    received: int = Field(description="Gross received by completed donations.")
+    refunded: int = Field(description="Refunded of those donations.")
+    net: int = Field(description="received - refunded (Stripe's fees are on the ledger).")
+    donations: int = Field(description="How many donations were completed.")
+
+
+class FundOut(BaseModel):
+    object: Literal["fund"] = "fund"
+    id: str
+    organisation_id: str
     name: str
-    read_only: bool
-    mode: Literal["test", "live"]
-    prefix: str = Field(description="The key's first characters, to recognise it.")
-    created_by: str
+    description: str
+    goal: GoalOut | None
+    status: FundStatus
+    totals: list[FundTotalOut]
     created_at: datetime
-    last_used_at: datetime | None
-    revoked_at: datetime | None
+    updated_at: datetime
 
 
-class ApiKeyCreated(ApiKeyOut):
-    secret: str = Field(description="The key itself. Shown only in this response; store it now.")
+def fund_out(fund: Fund, totals: list[FundTotal]) -> FundOut:
+    goal = None
+    if fund.goal_amount is not None and fund.goal_currency is not None:
+        goal = GoalOut(amount=fund.goal_amount, currency=fund.goal_currency)
+    return FundOut(
+        id=fund.id,
+        organisation_id=fund.organisation_id,
+        name=fund.name,
+        description=fund.description,
+        goal=goal,
+        status=fund.status,
+        totals=[
+            FundTotalOut(
+                currency=t.currency,
+                received=t.received,
+                refunded=t.refunded,
+                net=t.received - t.refunded,
+                donations=t.donations,
+            )
+            for t in totals
+        ],
+        created_at=fund.created_at,
+        updated_at=fund.updated_at,
+    )
+
+
+def member_out(member: OrganisationMember) -> MemberOut:
+    return MemberOut(
+        user_id=member.user_id,
+        username=member.user.username,
+        name=member.user.name,
+        role=member.role,
+        joined_at=member.created_at,
+    )

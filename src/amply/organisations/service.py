@@ -11,23 +11,25 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Literal
 
 from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import joinedload
 
-from amply.identity import security_events
-from amply.identity.security_events import Actor
+from amply.auth import security_events
+from amply.auth.security_events import Actor
 from amply.kit.db import constraint_name
 from amply.kit.errors import Conflict, NotFound, PermissionDenied
 from amply.kit.ids import generate_id
 from amply.kit.pagination import Page, keyset_page
 from amply.ledger import service as ledger
 from amply.models import Organisation, OrganisationMember, User
+from amply.models.enums import ChainKind, MemberRole, SecurityEventType
 
-Role = Literal["owner", "admin", "viewer"]
+# The enum is MemberRole; callers in other packages still pass these strings (issue 19).
+Role = MemberRole
+
 ROLE_RANK: dict[str, int] = {"viewer": 0, "admin": 1, "owner": 2}
 
 
@@ -57,9 +59,12 @@ async def create_organisation(
     await _flush_unique_slug(session)
     session.add(OrganisationMember(organisation_id=organisation.id, user_id=owner.id, role="owner"))
     await session.flush()
-    await ledger.create_chain(session, chain_id=organisation.id, kind="organisation")
+    await ledger.create_chain(session, chain_id=organisation.id, kind=ChainKind.ORGANISATION)
     await security_events.record_by(
-        session, event_type="organisation_created", actor=actor, organisation_id=organisation.id
+        session,
+        event_type=SecurityEventType.ORGANISATION_CREATED,
+        actor=actor,
+        organisation_id=organisation.id,
     )
     return organisation
 
@@ -103,7 +108,7 @@ async def update_organisation(
         await _flush_unique_slug(session)
         await security_events.record_by(
             session,
-            event_type="organisation_updated",
+            event_type=SecurityEventType.ORGANISATION_UPDATED,
             actor=actor,
             organisation_id=organisation.id,
             details={"fields": changed},
@@ -246,7 +251,7 @@ async def add_member(
     await session.flush()
     await security_events.record_by(
         session,
-        event_type="member_added",
+        event_type=SecurityEventType.MEMBER_ADDED,
         actor=actor,
         organisation_id=organisation_id,
         details={"member_user_id": user.id, "role": role},
@@ -267,12 +272,12 @@ async def change_role(
             member=member,
             message="The last owner cannot be demoted; make another owner first.",
         )
-    previous, member.role = member.role, role
+    previous, member.role = member.role, MemberRole(role)
     member.updated_at = datetime.now(UTC)
     await session.flush()
     await security_events.record_by(
         session,
-        event_type="member_role_changed",
+        event_type=SecurityEventType.MEMBER_ROLE_CHANGED,
         actor=actor,
         organisation_id=organisation_id,
         details={"member_user_id": user_id, "role": role, "previous_role": previous},
@@ -295,7 +300,7 @@ async def remove_member(
     await session.flush()
     await security_events.record_by(
         session,
-        event_type="member_removed",
+        event_type=SecurityEventType.MEMBER_REMOVED,
         actor=actor,
         organisation_id=organisation_id,
         details={"member_user_id": user_id, "role": member.role},

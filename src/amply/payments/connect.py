@@ -16,11 +16,12 @@ from datetime import datetime
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from amply.identity import security_events
-from amply.identity.security_events import Actor, Origin
+from amply.auth import security_events
+from amply.auth.security_events import Actor, Origin
 from amply.kit.db import UnitOfWork
 from amply.kit.errors import Conflict
 from amply.models import Organisation
+from amply.models.enums import SecurityEventType
 from amply.models.organisation import ReconnectReason
 from amply.organisations import service as organisations
 from amply.payments.gateway import AccountLink, AccountState, PaymentGateway
@@ -108,7 +109,7 @@ async def create_account(
         await session.flush()
         await security_events.record_by(
             session,
-            event_type="stripe_account_created",
+            event_type=SecurityEventType.STRIPE_ACCOUNT_CREATED,
             actor=actor,
             organisation_id=organisation.id,
             details={"account_id": state.account_id, "replaces": replacing},
@@ -205,7 +206,7 @@ async def apply_deauthorization(session: AsyncSession, *, account_id: str, as_of
     await session.flush()
     await security_events.record(
         session,
-        event_type="stripe_account_deauthorized",
+        event_type=SecurityEventType.STRIPE_ACCOUNT_DEAUTHORIZED,
         origin=STRIPE,
         organisation_id=organisation.id,
         details={"account_id": account_id},

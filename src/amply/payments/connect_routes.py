@@ -7,11 +7,19 @@ from typing import Annotated
 
 from fastapi import APIRouter
 
-from amply.deps import GatewayDep, OrgAccess, OrgMember, OrgMemberOrApiKey, UnitOfWorkDep
-from amply.donations.schemas import AccountLinkCreate, AccountLinkOut, StripeAccountOut
-from amply.kit.error_responses import error_responses
+from amply.kit.dependencies import UnitOfWorkDep
+from amply.kit.error_responses import PROVIDER_ERRORS, error_responses
+from amply.kit.errors import ErrorCode
+from amply.organisations.access_responses import ORG_ADMIN_ERRORS
+from amply.organisations.dependencies import OrgAccess, OrgMember, OrgMemberOrApiKey
 from amply.payments import connect
-from amply.payments.connect import AccountStatus
+from amply.payments.dependencies import GatewayDep
+from amply.payments.schemas import (
+    AccountLinkCreate,
+    AccountLinkOut,
+    StripeAccountOut,
+    account_out,
+)
 
 router = APIRouter(
     prefix="/organisations/{organisation_id}/stripe-account", tags=["stripe onboarding"]
@@ -19,20 +27,6 @@ router = APIRouter(
 
 Viewer = Annotated[OrgAccess, OrgMemberOrApiKey("viewer", "read")]
 Admin = Annotated[OrgAccess, OrgMember("admin")]
-
-
-def account_out(account: AccountStatus) -> StripeAccountOut:
-    return StripeAccountOut(
-        provider=account.provider,
-        account_id=account.account_id,
-        charges_enabled=account.charges_enabled,
-        payouts_enabled=account.payouts_enabled,
-        details_submitted=account.details_submitted,
-        accepts_donations=account.charges_enabled,
-        requirements_due=list(account.requirements_due),
-        disabled_reason=account.disabled_reason,
-        reconnect_reason=account.reconnect_reason,
-    )
 
 
 @router.get(
@@ -50,7 +44,7 @@ async def get_stripe_account(access: Viewer, gateway: GatewayDep) -> StripeAccou
     description="Returns the account the organisation has; creates one if it has none, or if "
     "its account no longer counts (`reconnect_reason`: disconnected in Stripe, or made in the "
     "other mode). In sandbox mode the account is ready to accept donations at once.",
-    responses=error_responses(401, 403, 404, 409, 502, 503),
+    responses=error_responses(*ORG_ADMIN_ERRORS, *PROVIDER_ERRORS),
 )
 async def create_stripe_account(
     access: Admin, unit: UnitOfWorkDep, gateway: GatewayDep
@@ -64,7 +58,9 @@ async def create_stripe_account(
 @router.post(
     "/refresh",
     summary="Ask Stripe for the account's status now",
-    responses=error_responses(401, 403, 404, 409, 502, 503),
+    responses=error_responses(
+        *ORG_ADMIN_ERRORS, ErrorCode.STRIPE_ACCOUNT_MISSING, *PROVIDER_ERRORS
+    ),
 )
 async def refresh_stripe_account(
     access: Admin, unit: UnitOfWorkDep, gateway: GatewayDep
@@ -76,7 +72,9 @@ async def refresh_stripe_account(
 @router.post(
     "/links",
     summary="A link to Stripe's onboarding, or to update the account's details, for an admin",
-    responses=error_responses(401, 403, 404, 409, 422, 502, 503),
+    responses=error_responses(
+        *ORG_ADMIN_ERRORS, 422, ErrorCode.STRIPE_ACCOUNT_MISSING, *PROVIDER_ERRORS
+    ),
 )
 async def create_onboarding_link(
     body: AccountLinkCreate, access: Admin, unit: UnitOfWorkDep, gateway: GatewayDep

@@ -32,17 +32,18 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Final
 
 from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from amply.kit.errors import AmplyError
 from amply.kit.money import MoneyError, normalize_currency
 from amply.ledger import service as ledger
 from amply.ledger.service import JSONValue, Leg
 from amply.models import ConnectedPayout, Organisation
+from amply.models.enums import ConnectedPayoutStatus, EntryType
+from amply.payments.stripe_objects import JSONObject, MalformedStripeObject, reference
 
 logger = logging.getLogger(__name__)
 
@@ -56,13 +57,6 @@ _RANK: Final[dict[str, int]] = {
     "canceled": 3,
 }
 RETURNED: Final = frozenset({"failed", "canceled"})
-
-
-class InvalidPayout(AmplyError):
-    """A payout event about one of Amply's organisations that lacks what Stripe always sends."""
-
-    status_code = 400
-    default_code = "webhook_payload_invalid"
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,23 +73,19 @@ class PayoutState:
     failure_balance_transaction: str | None = None
 
 
-def _id_of(value: object) -> str | None:
-    if isinstance(value, dict):
-        value = value.get("id")
-    return value if isinstance(value, str) else None
-
-
-def state_of(payout: dict[str, Any], *, account_id: str, event_type: str) -> PayoutState:
-    """The payout in an event's object, checked; 400 when it lacks an id, amount or currency."""
+def state_of(payout: JSONObject, *, account_id: str, event_type: str) -> PayoutState:
+    """The payout in an event's object, parsed and checked: :class:`MalformedStripeObject`
+    (400) when it lacks an id, amount or currency. Read only for one of Amply's
+    organisations' accounts: a stranger's payout is acknowledged, however it looks."""
     payout_id, amount, currency = payout.get("id"), payout.get("amount"), payout.get("currency")
     if not (isinstance(payout_id, str) and PAYOUT_ID.match(payout_id)):
-        raise InvalidPayout("The payout lacks an id.")
+        raise MalformedStripeObject("The payout lacks an id.")
     if isinstance(amount, bool) or not isinstance(amount, int) or amount <= 0:
-        raise InvalidPayout("The payout's amount is not a positive count of minor units.")
+        raise MalformedStripeObject("The payout's amount is not a positive count of minor units.")
     try:
         code = normalize_currency(currency if isinstance(currency, str) else "")
     except MoneyError as error:
-        raise InvalidPayout("The payout's currency is not an ISO 4217 code.") from error
+        raise MalformedStripeObject("The payout's currency is not an ISO 4217 code.") from error
     status = str(payout.get("status") or "pending")
     # The event's type is authoritative over a status a later update may not have sent.
     if event_type == "payout.failed":
@@ -114,8 +104,8 @@ def state_of(payout: dict[str, Any], *, account_id: str, event_type: str) -> Pay
         currency=code,
         status=status,
         failure_code=failure_code[:100] if isinstance(failure_code, str) else None,
-        balance_transaction=_id_of(payout.get("balance_transaction")),
-        failure_balance_transaction=_id_of(payout.get("failure_balance_transaction")),
+        balance_transaction=reference(payout.get("balance_transaction")),
+        failure_balance_transaction=reference(payout.get("failure_balance_transaction")),
     )
 
 
@@ -169,7 +159,7 @@ async def apply(session: AsyncSession, *, organisation_id: str, state: PayoutSta
         payout.sent_entry_id = await _append(
             session,
             payout,
-            entry_type="payout_sent",
+            entry_type=EntryType.PAYOUT_SENT,
             metadata={"payout": payout.id, "balance_transaction": state.balance_transaction},
         )
         moved = True
@@ -177,7 +167,7 @@ async def apply(session: AsyncSession, *, organisation_id: str, state: PayoutSta
         payout.failed_entry_id = await _append(
             session,
             payout,
-            entry_type="payout_failed",
+            entry_type=EntryType.PAYOUT_FAILED,
             metadata={
                 "payout": payout.id,
                 "balance_transaction": state.failure_balance_transaction,
@@ -187,7 +177,7 @@ async def apply(session: AsyncSession, *, organisation_id: str, state: PayoutSta
         )
         moved = True
     if _RANK[state.status] > _RANK.get(payout.status, 0):
-        payout.status = state.status
+        payout.status = ConnectedPayoutStatus(state.status)
         if state.failure_code is not None:
             payout.failure_code = state.failure_code
     payout.updated_at = func.now()
@@ -199,7 +189,7 @@ async def _append(
     session: AsyncSession,
     payout: ConnectedPayout,
     *,
-    entry_type: ledger.EntryType,
+    entry_type: EntryType,
     metadata: dict[str, JSONValue],
 ) -> str:
     sign = -1 if entry_type == "payout_sent" else 1

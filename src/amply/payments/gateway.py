@@ -16,7 +16,7 @@ import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Final, Literal, Protocol
+from typing import Final, Literal, NotRequired, Protocol, TypedDict, Unpack
 
 import stripe
 from stripe._base_address import BaseAddresses
@@ -32,27 +32,24 @@ from amply.kit.errors import (
 from amply.kit.ids import base62, sandbox_id
 from amply.kit.money import fee_for, stripe_currency
 from amply.kit.settings import Settings
+from amply.models.enums import Provider as Provider
+from amply.models.enums import RefundReason as RefundReason
+
+# Stripe's objects as Amply reads them (``payments/stripe_objects.py``), named here too, as
+# what the gateway answers with.
+from amply.payments.stripe_objects import AccountState as AccountState
+from amply.payments.stripe_objects import BalanceMove as BalanceMove
+from amply.payments.stripe_objects import CardDetails as CardDetails
+from amply.payments.stripe_objects import PaymentIntentState as PaymentIntentState
+from amply.payments.stripe_objects import SetupIntentState as SetupIntentState
 
 logger = logging.getLogger(__name__)
 
-Provider = Literal["stripe", "sandbox"]
-RefundReason = Literal["requested_by_customer", "duplicate", "fraudulent"]
 
 # The sandbox's stand-in for Stripe's processing fee: 2.9% (half up) plus 30 minor units,
 # Stripe's standard card pricing in the US, so that sandbox ledgers show a realistic fee.
 SANDBOX_FEE_BASIS_POINTS: Final = 290
 SANDBOX_FEE_FIXED: Final = 30
-
-
-@dataclass(frozen=True, slots=True)
-class AccountState:
-    account_id: str
-    charges_enabled: bool
-    payouts_enabled: bool
-    details_submitted: bool
-    # What Stripe still needs (requirements.currently_due) and why charges are off, if they are.
-    requirements_due: tuple[str, ...] = ()
-    disabled_reason: str | None = None
 
 
 LinkPurpose = Literal["onboarding", "update"]
@@ -88,27 +85,6 @@ class CreatedRefund:
 class CreatedSetupIntent:
     setup_intent_id: str
     client_secret: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class SetupIntentState:
-    """What a SetupIntent says: its status, whose it is, and the card it saved."""
-
-    setup_intent_id: str
-    status: str
-    customer_id: str | None
-    payment_method_id: str | None
-    wallet_id: str | None  # from the metadata Amply gave it
-
-
-@dataclass(frozen=True, slots=True)
-class CardDetails:
-    """What a person recognises a card by; never its number."""
-
-    brand: str
-    last4: str
-    exp_month: int
-    exp_year: int
 
 
 SandboxCard = Literal["visa", "mastercard", "amex"]
@@ -147,6 +123,64 @@ def sandbox_payment_method_id(card: SandboxCard) -> str:
     return f"pm_sandbox_{card}_{_sandbox_token()}"
 
 
+class AccountRequest(TypedDict):
+    """:meth:`PaymentGateway.create_account`'s keyword arguments."""
+
+    organisation_id: str
+    country: str
+    replacing: NotRequired[str | None]
+
+
+class AccountLinkRequest(TypedDict):
+    """:meth:`PaymentGateway.create_account_link`'s keyword arguments."""
+
+    account_id: str
+    refresh_url: str
+    return_url: str
+    purpose: LinkPurpose
+
+
+class PaymentRequest(TypedDict):
+    """:meth:`PaymentGateway.create_payment`'s keyword arguments."""
+
+    account_id: str
+    amount: int
+    currency: str
+    metadata: dict[str, str]
+    idempotency_key: str
+
+
+class FeeRequest(TypedDict):
+    """:meth:`PaymentGateway.processing_fee`'s keyword arguments."""
+
+    account_id: str
+    charge_id: str
+    amount: int
+    currency: str
+
+
+class RefundRequest(TypedDict):
+    """:meth:`PaymentGateway.create_refund`'s keyword arguments."""
+
+    account_id: str
+    payment_intent_id: str
+    amount: int
+    reason: RefundReason
+    metadata: dict[str, str]
+    idempotency_key: str
+
+
+class CardCharge(TypedDict):
+    """:meth:`PaymentGateway.charge_saved_card`'s keyword arguments."""
+
+    customer_id: str
+    payment_method_id: str
+    amount: int
+    currency: str
+    metadata: dict[str, str]
+    idempotency_key: str
+
+
 class PaymentGateway(Protocol):
     provider: Provider
     publishable_key: str | None
@@ -157,52 +191,31 @@ class PaymentGateway(Protocol):
         """Whether ``account_id`` is an account of this gateway (sandbox or Stripe)."""
         ...
 
-    async def create_account(
-        self, *, organisation_id: str, country: str, replacing: str | None = None
-    ) -> AccountState:
+    async def create_account(self, **account: Unpack[AccountRequest]) -> AccountState:
         """A new connected account; ``replacing`` names the account it replaces (one of the
         other mode, or one that disconnected), so that a retry returns the same new one."""
         ...
 
     async def retrieve_account(self, *, account_id: str) -> AccountState: ...
 
-    async def create_account_link(
-        self, *, account_id: str, refresh_url: str, return_url: str, purpose: LinkPurpose
-    ) -> AccountLink:
+    async def create_account_link(self, **link: Unpack[AccountLinkRequest]) -> AccountLink:
         """A link to Stripe's hosted onboarding: to finish it, or (``update``) to give what
         Stripe asks for later, including what will be due."""
         ...
 
-    async def create_payment(
-        self,
-        *,
-        account_id: str,
-        amount: int,
-        currency: str,
-        metadata: dict[str, str],
-        idempotency_key: str,
-    ) -> CreatedPayment: ...
+    async def create_payment(self, **payment: Unpack[PaymentRequest]) -> CreatedPayment: ...
 
     async def retrieve_payment_intent(
         self, *, account_id: str, payment_intent_id: str
-    ) -> dict[str, Any]: ...
+    ) -> PaymentIntentState:
+        """The PaymentIntent on ``account_id``, as Stripe has it now."""
+        ...
 
-    async def processing_fee(
-        self, *, account_id: str, charge_id: str, amount: int, currency: str
-    ) -> ProcessingFee | None:
+    async def processing_fee(self, **charge: Unpack[FeeRequest]) -> ProcessingFee | None:
         """Stripe's fee on a charge, or None while Stripe has not settled it yet."""
         ...
 
-    async def create_refund(
-        self,
-        *,
-        account_id: str,
-        payment_intent_id: str,
-        amount: int,
-        reason: RefundReason,
-        metadata: dict[str, str],
-        idempotency_key: str,
-    ) -> CreatedRefund: ...
+    async def create_refund(self, **refund: Unpack[RefundRequest]) -> CreatedRefund: ...
 
     # --- Saved cards and deposits: all on the platform account (no Stripe-Account) ---
 
@@ -225,16 +238,7 @@ class PaymentGateway(Protocol):
 
     async def retrieve_card(self, *, payment_method_id: str) -> CardDetails: ...
 
-    async def charge_saved_card(
-        self,
-        *,
-        customer_id: str,
-        payment_method_id: str,
-        amount: int,
-        currency: str,
-        metadata: dict[str, str],
-        idempotency_key: str,
-    ) -> CreatedPayment:
+    async def charge_saved_card(self, **charge: Unpack[CardCharge]) -> CreatedPayment:
         """Create and confirm, off session, a PaymentIntent on the platform account. Its
         outcome arrives as ``payment_intent.succeeded`` or ``…payment_failed``."""
         ...
@@ -249,6 +253,7 @@ class PaymentRefused(AmplyError):
 
     status_code = 409
     default_code = "payment_provider_refused"
+    passes_provider_codes = True  # Stripe's own code, such as `card_declined`
 
 
 def _translate(error: stripe.StripeError) -> AmplyError:
@@ -292,7 +297,7 @@ def _calling_stripe(*, missing: str | None = None, param: str | None = None) -> 
 class StripeGateway:
     """Stripe Connect with direct charges on the organisation's own account, no fee."""
 
-    provider: Provider = "stripe"
+    provider: Provider = Provider.STRIPE
 
     def __init__(self, settings: Settings) -> None:
         assert settings.stripe_secret_key is not None
@@ -312,9 +317,8 @@ class StripeGateway:
     def owns_account(self, account_id: str) -> bool:
         return not account_id.startswith("acct_sandbox_")
 
-    async def create_account(
-        self, *, organisation_id: str, country: str, replacing: str | None = None
-    ) -> AccountState:
+    async def create_account(self, **request: Unpack[AccountRequest]) -> AccountState:
+        organisation_id, replacing = request["organisation_id"], request.get("replacing")
         key = f"account:{organisation_id}" + (f":after:{replacing}" if replacing else "")
         with _calling_stripe():
             account = await self._client.v1.accounts.create_async(
@@ -329,30 +333,29 @@ class StripeGateway:
                         "requirement_collection": "stripe",
                         "stripe_dashboard": {"type": "full"},
                     },
-                    "country": country,
+                    "country": request["country"],
                     "metadata": {"organisation_id": organisation_id},
                 },
                 options={"idempotency_key": key},
             )
-        return _account_state(account)
+        return AccountState.from_stripe(account)
 
     async def retrieve_account(self, *, account_id: str) -> AccountState:
         with _calling_stripe():
             account = await self._client.v1.accounts.retrieve_async(account_id)
-        return _account_state(account)
+        return AccountState.from_stripe(account)
 
-    async def create_account_link(
-        self, *, account_id: str, refresh_url: str, return_url: str, purpose: LinkPurpose
-    ) -> AccountLink:
+    async def create_account_link(self, **link: Unpack[AccountLinkRequest]) -> AccountLink:
         # Stripe makes `account_update` links only for accounts whose platform collects
         # their details; an account with its own Dashboard updates them through onboarding.
+        purpose = link["purpose"]
         updating = purpose == "update"
         with _calling_stripe():
-            link = await self._client.v1.account_links.create_async(
+            created = await self._client.v1.account_links.create_async(
                 params={
-                    "account": account_id,
-                    "refresh_url": refresh_url,
-                    "return_url": return_url,
+                    "account": link["account_id"],
+                    "refresh_url": link["refresh_url"],
+                    "return_url": link["return_url"],
                     "type": "account_onboarding",
                     "collection_options": {
                         "fields": "eventually_due" if updating else "currently_due",
@@ -360,49 +363,42 @@ class StripeGateway:
                     },
                 }
             )
-        return AccountLink(url=link.url, expires_at=link.expires_at, purpose=purpose)
+        return AccountLink(url=created.url, expires_at=created.expires_at, purpose=purpose)
 
-    async def create_payment(
-        self,
-        *,
-        account_id: str,
-        amount: int,
-        currency: str,
-        metadata: dict[str, str],
-        idempotency_key: str,
-    ) -> CreatedPayment:
+    async def create_payment(self, **payment: Unpack[PaymentRequest]) -> CreatedPayment:
         # A direct charge: created on the connected account (Stripe-Account header), with no
         # application_fee_amount, so the organisation receives everything but Stripe's fee.
         with _calling_stripe():
             intent = await self._client.v1.payment_intents.create_async(
                 params={
-                    "amount": amount,
-                    "currency": stripe_currency(currency),
-                    "metadata": metadata,
+                    "amount": payment["amount"],
+                    "currency": stripe_currency(payment["currency"]),
+                    "metadata": payment["metadata"],
                 },
-                options={"stripe_account": account_id, "idempotency_key": idempotency_key},
+                options={
+                    "stripe_account": payment["account_id"],
+                    "idempotency_key": payment["idempotency_key"],
+                },
             )
         return CreatedPayment(payment_intent_id=intent.id, client_secret=intent.client_secret)
 
     async def retrieve_payment_intent(
         self, *, account_id: str, payment_intent_id: str
-    ) -> dict[str, Any]:
+    ) -> PaymentIntentState:
         with _calling_stripe():
             intent = await self._client.v1.payment_intents.retrieve_async(
                 payment_intent_id, options={"stripe_account": account_id}
             )
-        return intent.to_dict()
+        return PaymentIntentState.from_stripe(intent)
 
-    async def processing_fee(
-        self, *, account_id: str, charge_id: str, amount: int, currency: str
-    ) -> ProcessingFee | None:
+    async def processing_fee(self, **charge: Unpack[FeeRequest]) -> ProcessingFee | None:
         with _calling_stripe():
-            charge = await self._client.v1.charges.retrieve_async(
-                charge_id,
+            charged = await self._client.v1.charges.retrieve_async(
+                charge["charge_id"],
                 params={"expand": ["balance_transaction"]},
-                options={"stripe_account": account_id},
+                options={"stripe_account": charge["account_id"]},
             )
-        transaction = charge.balance_transaction
+        transaction = charged.balance_transaction
         if transaction is None or isinstance(transaction, str):
             return None
         return ProcessingFee(
@@ -411,27 +407,21 @@ class StripeGateway:
             balance_transaction_id=transaction.id,
         )
 
-    async def create_refund(
-        self,
-        *,
-        account_id: str,
-        payment_intent_id: str,
-        amount: int,
-        reason: RefundReason,
-        metadata: dict[str, str],
-        idempotency_key: str,
-    ) -> CreatedRefund:
+    async def create_refund(self, **refund: Unpack[RefundRequest]) -> CreatedRefund:
         with _calling_stripe():
-            refund = await self._client.v1.refunds.create_async(
+            created = await self._client.v1.refunds.create_async(
                 params={
-                    "payment_intent": payment_intent_id,
-                    "amount": amount,
-                    "reason": reason,
-                    "metadata": metadata,
+                    "payment_intent": refund["payment_intent_id"],
+                    "amount": refund["amount"],
+                    "reason": refund["reason"],
+                    "metadata": refund["metadata"],
                 },
-                options={"stripe_account": account_id, "idempotency_key": idempotency_key},
+                options={
+                    "stripe_account": refund["account_id"],
+                    "idempotency_key": refund["idempotency_key"],
+                },
             )
-        return CreatedRefund(refund_id=refund.id, status=refund.status or "pending")
+        return CreatedRefund(refund_id=created.id, status=created.status or "pending")
 
     def customer_of(self, *, wallet_id: str, stored: str | None) -> str | None:
         return stored
@@ -459,53 +449,35 @@ class StripeGateway:
     async def retrieve_setup_intent(self, *, setup_intent_id: str) -> SetupIntentState:
         with _calling_stripe(missing="No such SetupIntent.", param="setup_intent_id"):
             intent = await self._client.v1.setup_intents.retrieve_async(setup_intent_id)
-        metadata = intent.metadata
-        return SetupIntentState(
-            setup_intent_id=intent.id,
-            status=intent.status,
-            customer_id=_stripe_id(intent.customer),
-            payment_method_id=_stripe_id(intent.payment_method),
-            wallet_id=metadata["wallet_id"] if metadata and "wallet_id" in metadata else None,
-        )
+        return SetupIntentState.from_stripe(intent)
 
     async def retrieve_card(self, *, payment_method_id: str) -> CardDetails:
         with _calling_stripe(missing="No such card.", param="setup_intent_id"):
             method = await self._client.v1.payment_methods.retrieve_async(payment_method_id)
         # A StripeObject has no attribute for a key its JSON lacks: other types have no card.
-        card = getattr(method, "card", None) if method.type == "card" else None
+        card = method.card if method.type == "card" and "card" in method else None
         if card is None:
             raise PaymentRefused(
                 "This payment method is not a card.", code="payment_method_not_card"
             )
-        return CardDetails(
-            brand=card.brand, last4=card.last4, exp_month=card.exp_month, exp_year=card.exp_year
-        )
+        return CardDetails.from_stripe(card)
 
-    async def charge_saved_card(
-        self,
-        *,
-        customer_id: str,
-        payment_method_id: str,
-        amount: int,
-        currency: str,
-        metadata: dict[str, str],
-        idempotency_key: str,
-    ) -> CreatedPayment:
+    async def charge_saved_card(self, **charge: Unpack[CardCharge]) -> CreatedPayment:
         # On the platform account (no Stripe-Account header): the money is Amply's to hold
         # for the wallet. Confirmed at once, off session: the user is not there to act.
         params: PaymentIntentCreateParams = {
-            "amount": amount,
-            "currency": stripe_currency(currency),
-            "customer": customer_id,
-            "payment_method": payment_method_id,
+            "amount": charge["amount"],
+            "currency": stripe_currency(charge["currency"]),
+            "customer": charge["customer_id"],
+            "payment_method": charge["payment_method_id"],
             "allowed_payment_method_types": _CARDS_ONLY,
             "confirm": True,
             "off_session": True,
-            "metadata": metadata,
+            "metadata": charge["metadata"],
         }
         with _calling_stripe():
             intent = await self._client.v1.payment_intents.create_async(
-                params=params, options={"idempotency_key": idempotency_key}
+                params=params, options={"idempotency_key": charge["idempotency_key"]}
             )
         return CreatedPayment(payment_intent_id=intent.id, client_secret=None)
 
@@ -526,49 +498,23 @@ class StripeGateway:
 _CARDS_ONLY: Final[list[str]] = ["card"]
 
 
-def _stripe_id(value: object) -> str | None:
-    """A Stripe reference, expanded (an object with an id) or not."""
-    if isinstance(value, str):
-        return value
-    identifier = getattr(value, "id", None)
-    return identifier if isinstance(identifier, str) else None
-
-
-def _account_state(account: stripe.Account) -> AccountState:
-    requirements = getattr(account, "requirements", None)
-    return AccountState(
-        account_id=account.id,
-        charges_enabled=bool(account.charges_enabled),
-        payouts_enabled=bool(account.payouts_enabled),
-        details_submitted=bool(account.details_submitted),
-        requirements_due=tuple(requirements.currently_due or ()) if requirements else (),
-        disabled_reason=requirements.disabled_reason if requirements else None,
-    )
-
-
 class SandboxGateway:
     """Local stand-ins for Stripe: accounts are ready at once, payments wait for the
     sandbox endpoints (``/v1/sandbox/payments/{id}/succeed``) to say what happened.
     """
 
-    provider: Provider = "sandbox"
+    provider: Provider = Provider.SANDBOX
     publishable_key: str | None = None
     live_mode = False
 
     def owns_account(self, account_id: str) -> bool:
         return account_id.startswith("acct_sandbox_")
 
-    async def create_account(
-        self, *, organisation_id: str, country: str, replacing: str | None = None
-    ) -> AccountState:
-        return AccountState(
-            account_id=sandbox_id("acct"),
-            charges_enabled=True,
-            payouts_enabled=True,
-            details_submitted=True,
-        )
+    async def create_account(self, **account: Unpack[AccountRequest]) -> AccountState:
+        return await self.retrieve_account(account_id=sandbox_id("acct"))
 
     async def retrieve_account(self, *, account_id: str) -> AccountState:
+        # Every sandbox account is onboarded at once.
         return AccountState(
             account_id=account_id,
             charges_enabled=True,
@@ -576,51 +522,31 @@ class SandboxGateway:
             details_submitted=True,
         )
 
-    async def create_account_link(
-        self, *, account_id: str, refresh_url: str, return_url: str, purpose: LinkPurpose
-    ) -> AccountLink:
+    async def create_account_link(self, **link: Unpack[AccountLinkRequest]) -> AccountLink:
         # Nothing to fill in: the sandbox account is onboarded already.
-        return AccountLink(url=return_url, expires_at=0, purpose=purpose)
+        return AccountLink(url=link["return_url"], expires_at=0, purpose=link["purpose"])
 
-    async def create_payment(
-        self,
-        *,
-        account_id: str,
-        amount: int,
-        currency: str,
-        metadata: dict[str, str],
-        idempotency_key: str,
-    ) -> CreatedPayment:
-        return CreatedPayment(payment_intent_id=sandbox_id("pi"), client_secret=None)
+    async def create_payment(self, **payment: Unpack[PaymentRequest]) -> CreatedPayment:
+        return _sandbox_payment()
 
     async def retrieve_payment_intent(
         self, *, account_id: str, payment_intent_id: str
-    ) -> dict[str, Any]:
+    ) -> PaymentIntentState:
         # Sandbox events come only from the sandbox endpoints, which never skip ahead of a
         # payment's success, so no sandbox handler ever needs to look a payment up.
         raise Conflict(
             "Sandbox payments are driven through /v1/sandbox/payments.", code="sandbox_payment"
         )
 
-    async def processing_fee(
-        self, *, account_id: str, charge_id: str, amount: int, currency: str
-    ) -> ProcessingFee | None:
+    async def processing_fee(self, **charge: Unpack[FeeRequest]) -> ProcessingFee | None:
         return ProcessingFee(
-            fee=fee_for(amount, basis_points=SANDBOX_FEE_BASIS_POINTS) + SANDBOX_FEE_FIXED,
-            currency=currency,
+            fee=fee_for(charge["amount"], basis_points=SANDBOX_FEE_BASIS_POINTS)
+            + SANDBOX_FEE_FIXED,
+            currency=charge["currency"],
             balance_transaction_id=None,
         )
 
-    async def create_refund(
-        self,
-        *,
-        account_id: str,
-        payment_intent_id: str,
-        amount: int,
-        reason: RefundReason,
-        metadata: dict[str, str],
-        idempotency_key: str,
-    ) -> CreatedRefund:
+    async def create_refund(self, **refund: Unpack[RefundRequest]) -> CreatedRefund:
         return CreatedRefund(refund_id=sandbox_id("re"), status="pending")
 
     def customer_of(self, *, wallet_id: str, stored: str | None) -> str | None:
@@ -658,21 +584,17 @@ class SandboxGateway:
             raise NotFound("No such card.", param="setup_intent_id")
         return SANDBOX_CARDS[match.group(1)]
 
-    async def charge_saved_card(
-        self,
-        *,
-        customer_id: str,
-        payment_method_id: str,
-        amount: int,
-        currency: str,
-        metadata: dict[str, str],
-        idempotency_key: str,
-    ) -> CreatedPayment:
-        # Pending until POST /v1/sandbox/payments/{id}/succeed (or …/fail).
-        return CreatedPayment(payment_intent_id=sandbox_id("pi"), client_secret=None)
+    async def charge_saved_card(self, **charge: Unpack[CardCharge]) -> CreatedPayment:
+        return _sandbox_payment()
 
     async def detach_payment_method(self, *, payment_method_id: str) -> None:
         return None
+
+
+def _sandbox_payment() -> CreatedPayment:
+    """A new sandbox PaymentIntent: pending until ``POST /v1/sandbox/payments/{id}/succeed``
+    (or ``…/fail``) says what happened to it."""
+    return CreatedPayment(payment_intent_id=sandbox_id("pi"), client_secret=None)
 
 
 def gateway_for(settings: Settings) -> PaymentGateway:

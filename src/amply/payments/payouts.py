@@ -23,15 +23,17 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import Final, Literal, Protocol
+from typing import Final, Protocol, TypedDict, Unpack
 
 from amply.kit.errors import ServiceUnavailable
 from amply.kit.ids import base62
 from amply.kit.settings import Settings
+from amply.models.enums import Provider as Provider
+from amply.models.enums import WithdrawalSpeed, WithdrawalStatus
 
-Provider = Literal["stripe", "sandbox"]
-Speed = Literal["standard", "instant"]
-PayoutStatus = Literal["pending", "paid", "failed"]
+# The names this module had for them before models.enums.
+Speed = WithdrawalSpeed
+PayoutStatus = WithdrawalStatus
 
 SANDBOX_PAYOUT_PREFIX: Final = "po_sandbox_"
 
@@ -45,7 +47,7 @@ class CreatedPayout:
     """
 
     payout_id: str
-    status: PayoutStatus
+    status: WithdrawalStatus  # the withdrawal's, as the payout implies it
     failure_code: str | None = None
     failure_message: str | None = None
 
@@ -54,6 +56,16 @@ class PayoutsUnavailable(ServiceUnavailable):
     """This server cannot pay withdrawals out; raised before any money moves."""
 
     default_code = "payouts_unavailable"
+
+
+class PayoutRequest(TypedDict):
+    """What :meth:`PayoutProvider.create_payout` is asked (its keyword arguments)."""
+
+    amount: int
+    currency: str
+    speed: WithdrawalSpeed
+    destination: str
+    idempotency_key: str
 
 
 class PayoutProvider(Protocol):
@@ -66,15 +78,7 @@ class PayoutProvider(Protocol):
         before the withdrawal touches the ledger."""
         ...
 
-    async def create_payout(
-        self,
-        *,
-        amount: int,
-        currency: str,
-        speed: Speed,
-        destination: str,
-        idempotency_key: str,
-    ) -> CreatedPayout:
+    async def create_payout(self, **payout: Unpack[PayoutRequest]) -> CreatedPayout:
         """Pay ``amount`` minor units of ``currency`` to ``destination`` (the bank's label).
 
         The same ``idempotency_key`` must always name the same payout: a retry of a call
@@ -93,21 +97,15 @@ def sandbox_payout_id(idempotency_key: str) -> str:
 class SandboxPayouts:
     """Local payouts: created pending, settled through the sandbox endpoints."""
 
-    provider: Provider = "sandbox"
+    provider: Provider = Provider.SANDBOX
 
     def ensure_available(self) -> None:
         return None
 
-    async def create_payout(
-        self,
-        *,
-        amount: int,
-        currency: str,
-        speed: Speed,
-        destination: str,
-        idempotency_key: str,
-    ) -> CreatedPayout:
-        return CreatedPayout(payout_id=sandbox_payout_id(idempotency_key), status="pending")
+    async def create_payout(self, **payout: Unpack[PayoutRequest]) -> CreatedPayout:
+        return CreatedPayout(
+            payout_id=sandbox_payout_id(payout["idempotency_key"]), status=WithdrawalStatus.PENDING
+        )
 
 
 UNAVAILABLE_MESSAGE: Final = (
@@ -120,20 +118,12 @@ UNAVAILABLE_MESSAGE: Final = (
 class UnavailablePayouts:
     """Stripe keys are set but no real payout provider exists: refuse, honestly, at once."""
 
-    provider: Provider = "stripe"
+    provider: Provider = Provider.STRIPE
 
     def ensure_available(self) -> None:
         raise PayoutsUnavailable(UNAVAILABLE_MESSAGE)
 
-    async def create_payout(
-        self,
-        *,
-        amount: int,
-        currency: str,
-        speed: Speed,
-        destination: str,
-        idempotency_key: str,
-    ) -> CreatedPayout:
+    async def create_payout(self, **payout: Unpack[PayoutRequest]) -> CreatedPayout:
         raise PayoutsUnavailable(UNAVAILABLE_MESSAGE)
 
 

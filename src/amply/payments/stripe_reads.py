@@ -16,21 +16,32 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TypeVar, Unpack
 
 from amply.kit.errors import AmplyError, ServiceUnavailable
 from amply.payments.gateway import (
     AccountLink,
+    AccountLinkRequest,
+    AccountRequest,
     AccountState,
+    CardCharge,
     CardDetails,
     CreatedPayment,
     CreatedRefund,
     CreatedSetupIntent,
-    LinkPurpose,
+    FeeRequest,
     PaymentGateway,
+    PaymentIntentState,
+    PaymentRequest,
     ProcessingFee,
-    RefundReason,
+    RefundRequest,
     SetupIntentState,
+)
+from amply.payments.stripe_objects import (
+    ChargeState,
+    DisputeState,
+    MalformedStripeObject,
+    StripeEvent,
 )
 
 T = TypeVar("T")
@@ -49,7 +60,7 @@ class Reads:
     """Stripe's answers (or the errors it gave), by what was asked."""
 
     fees: dict[tuple[str, str], ProcessingFee | AmplyError | None] = field(default_factory=dict)
-    intents: dict[tuple[str, str], dict[str, Any] | AmplyError] = field(default_factory=dict)
+    intents: dict[tuple[str, str], PaymentIntentState | AmplyError] = field(default_factory=dict)
     cards: dict[str, CardDetails | AmplyError] = field(default_factory=dict)
 
 
@@ -60,54 +71,69 @@ async def _attempt(call: Awaitable[T]) -> T | AmplyError:
         return error
 
 
-def _ref(value: object) -> str | None:
-    if isinstance(value, dict):
-        value = value.get("id")
-    return value if isinstance(value, str) else None
+async def read_ahead(gateway: PaymentGateway, *, event: StripeEvent) -> Reads:
+    """Read from Stripe what the handler of this event may need; call with no transaction open.
 
-
-async def read_ahead(
-    gateway: PaymentGateway, *, event_type: str, account: str | None, obj: dict[str, Any]
-) -> Reads:
-    """Read from Stripe what the handler of this event may need; call with no transaction open."""
+    An event whose object is malformed reads nothing: its handler refuses it (400) anyway."""
     reads = Reads()
-    if account is not None:
-        await _read_payment_facts(reads, gateway, event_type=event_type, account=account, obj=obj)
-    elif event_type == "setup_intent.succeeded":
-        method = _ref(obj.get("payment_method"))
-        if method is not None:
-            reads.cards[method] = await _attempt(gateway.retrieve_card(payment_method_id=method))
+    try:
+        if event.account is not None:
+            await _read_payment_facts(reads, gateway, event=event, account=event.account)
+        elif event.type == "setup_intent.succeeded":
+            intent = SetupIntentState.parse(event.object)
+            method = intent.payment_method_id if intent is not None else None
+            if method is not None:
+                reads.cards[method] = await _attempt(
+                    gateway.retrieve_card(payment_method_id=method)
+                )
+    except MalformedStripeObject:
+        return Reads()
     return reads
 
 
 async def _read_payment_facts(
-    reads: Reads, gateway: PaymentGateway, *, event_type: str, account: str, obj: dict[str, Any]
+    reads: Reads, gateway: PaymentGateway, *, event: StripeEvent, account: str
 ) -> None:
     charge: str | None = None
-    if event_type == "payment_intent.succeeded":
-        charge = _ref(obj.get("latest_charge"))
-    elif event_type in ("charge.updated", "charge.refunded"):
-        charge = _ref(obj.get("id"))
-    elif event_type.startswith("charge.dispute."):
-        intent_id = _ref(obj.get("payment_intent"))
+    amount: int | None = None
+    currency: str | None = None
+    if event.type == "payment_intent.succeeded":
+        paid = PaymentIntentState.parse(event.object)
+        charge, amount, currency = paid.latest_charge_id, paid.amount, paid.currency
+    elif event.type in ("charge.updated", "charge.refunded"):
+        charged = ChargeState.parse(event.object)
+        charge, amount, currency = charged.id, charged.amount, charged.currency
+    elif event.type.startswith("charge.dispute."):
+        intent_id = DisputeState.payment_intent_of(event.object)
         if intent_id is None:
             return
+        # The dispute's own amount and currency, as its handler reads them later.
+        amount, currency = _dispute_amount(event)
         intent = await _attempt(
             gateway.retrieve_payment_intent(account_id=account, payment_intent_id=intent_id)
         )
         reads.intents[(account, intent_id)] = intent
-        if isinstance(intent, dict):
-            charge = _ref(intent.get("latest_charge"))
+        if isinstance(intent, PaymentIntentState):
+            charge = intent.latest_charge_id
     if charge is not None:
-        amount, currency = obj.get("amount"), obj.get("currency")
         reads.fees[(account, charge)] = await _attempt(
             gateway.processing_fee(
                 account_id=account,
                 charge_id=charge,
-                amount=amount if isinstance(amount, int) else 0,
-                currency=currency.upper() if isinstance(currency, str) else "",
+                amount=amount if amount is not None else 0,
+                currency=currency.upper() if currency is not None else "",
             )
         )
+
+
+def _dispute_amount(event: StripeEvent) -> tuple[int | None, str | None]:
+    """A dispute's amount and currency, if it is well formed (a malformed one is refused by its
+    handler, once it knows whose payment it is about)."""
+    try:
+        dispute = DisputeState.parse(event.object)
+    except MalformedStripeObject:
+        return None, None
+    return dispute.amount, dispute.currency
 
 
 def _answer(reads: Mapping[K, V | AmplyError], key: K, *, what: str) -> V:
@@ -137,14 +163,15 @@ class ReadAhead:
     def customer_of(self, *, wallet_id: str, stored: str | None) -> str | None:
         return self._gateway.customer_of(wallet_id=wallet_id, stored=stored)
 
-    async def processing_fee(
-        self, *, account_id: str, charge_id: str, amount: int, currency: str
-    ) -> ProcessingFee | None:
-        return _answer(self._reads.fees, (account_id, charge_id), what=f"fee on charge {charge_id}")
+    async def processing_fee(self, **charge: Unpack[FeeRequest]) -> ProcessingFee | None:
+        charge_id = charge["charge_id"]
+        return _answer(
+            self._reads.fees, (charge["account_id"], charge_id), what=f"fee on charge {charge_id}"
+        )
 
     async def retrieve_payment_intent(
         self, *, account_id: str, payment_intent_id: str
-    ) -> dict[str, Any]:
+    ) -> PaymentIntentState:
         return _answer(
             self._reads.intents,
             (account_id, payment_intent_id),
@@ -156,40 +183,19 @@ class ReadAhead:
 
     # Everything else calls out or writes: never while an event is being applied.
 
-    async def create_account(
-        self, *, organisation_id: str, country: str, replacing: str | None = None
-    ) -> AccountState:
+    async def create_account(self, **_: Unpack[AccountRequest]) -> AccountState:
         raise _no_calls("create an account")
 
     async def retrieve_account(self, *, account_id: str) -> AccountState:
         raise _no_calls("read an account")
 
-    async def create_account_link(
-        self, *, account_id: str, refresh_url: str, return_url: str, purpose: LinkPurpose
-    ) -> AccountLink:
+    async def create_account_link(self, **_: Unpack[AccountLinkRequest]) -> AccountLink:
         raise _no_calls("create an account link")
 
-    async def create_payment(
-        self,
-        *,
-        account_id: str,
-        amount: int,
-        currency: str,
-        metadata: dict[str, str],
-        idempotency_key: str,
-    ) -> CreatedPayment:
+    async def create_payment(self, **_: Unpack[PaymentRequest]) -> CreatedPayment:
         raise _no_calls("create a payment")
 
-    async def create_refund(
-        self,
-        *,
-        account_id: str,
-        payment_intent_id: str,
-        amount: int,
-        reason: RefundReason,
-        metadata: dict[str, str],
-        idempotency_key: str,
-    ) -> CreatedRefund:
+    async def create_refund(self, **_: Unpack[RefundRequest]) -> CreatedRefund:
         raise _no_calls("create a refund")
 
     async def create_customer(self, *, wallet_id: str) -> str:
@@ -201,16 +207,7 @@ class ReadAhead:
     async def retrieve_setup_intent(self, *, setup_intent_id: str) -> SetupIntentState:
         raise _no_calls("read a SetupIntent")
 
-    async def charge_saved_card(
-        self,
-        *,
-        customer_id: str,
-        payment_method_id: str,
-        amount: int,
-        currency: str,
-        metadata: dict[str, str],
-        idempotency_key: str,
-    ) -> CreatedPayment:
+    async def charge_saved_card(self, **_: Unpack[CardCharge]) -> CreatedPayment:
         raise _no_calls("charge a card")
 
     async def detach_payment_method(self, *, payment_method_id: str) -> None:

@@ -21,7 +21,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from amply.deps import ReadSessionDep, SettingsDep
+from amply.kit.dependencies import ReadSessionDep, SettingsDep
 from amply.kit.settings import Settings
 from amply.ledger import service as ledger
 from amply.site.service import ChainSummary, funds_of, latest_checkpoint, summaries, summary_of

@@ -6,22 +6,22 @@ the platform's chains are served publicly (``public.py``); a wallet's only to it
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Final
+from typing import Annotated, Final
 
-from fastapi import Request, Response
+from fastapi import Query, Request, Response
 from fastapi.responses import StreamingResponse
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.background import BackgroundTask
 
 from amply.kit.db import Database
-from amply.kit.errors import NotFound
+from amply.kit.errors import ErrorCode, NotFound
 from amply.kit.page_cache import keep_page
 from amply.kit.schemas import as_utc
 from amply.ledger import checkpoints, exports
-from amply.ledger.service import ChainKind, EntryType
 from amply.ledger.signing import NoteSigner
 from amply.ledger.verdicts import VerdictCache
 from amply.models import LedgerCheckpoint
+from amply.models.enums import ChainKind, EntryType
 from amply.organisations import service as organisations
 from amply.transparency import service as transparency
 from amply.transparency.schemas import CheckpointOut, LedgerPageOut, PublicEntryOut, VerificationOut
@@ -32,6 +32,15 @@ LIST_CACHE: Final = "public, max-age=30, stale-while-revalidate=60"
 VERIFY_CACHE: Final = "public, max-age=60"
 # A wallet's chain is its owner's alone: no cache, shared or not, keeps it.
 PRIVATE_CACHE: Final = "private, no-store"
+
+# A page of a chain, public or a wallet's: where it starts and how long it may be.
+AfterSeq = Annotated[int, Query(ge=0, le=2**62, description="Entries after this seq.")]
+PageLimit = Annotated[int, Query(ge=1, le=1000, description="At most this many entries.")]
+# What an export or a checkpoint may answer besides its chain's own errors (and 503).
+SIGNING_ERRORS: Final = (
+    ErrorCode.LEDGER_INTEGRITY_FAILURE,
+    ErrorCode.SIGNING_KEY_NOT_INSTALLED,
+)
 
 
 async def ledger_page(
@@ -60,7 +69,7 @@ async def ledger_page(
         created_lt=as_utc(created_lt),
     )
     if not page.rows:  # an empty page, or no such chain
-        await _require_public_chain(session, chain_id=chain_id, kind=kind)
+        await require_public_chain(session, chain_id=chain_id, kind=kind)
     body = ledger_page_body(page)
     unfiltered = entry_type is None and created_gte is None and created_lt is None
     if unfiltered and page.has_more:  # it ends before the head: it never changes
@@ -68,7 +77,8 @@ async def ledger_page(
     return Response(body, media_type="application/json", headers={"Cache-Control": LIST_CACHE})
 
 
-async def _require_public_chain(session: AsyncSession, *, chain_id: str, kind: PublicKind) -> None:
+async def require_public_chain(session: AsyncSession, *, chain_id: str, kind: PublicKind) -> None:
+    """404 unless the organisation, or the platform chain, exists."""
     if kind == "organisation":
         await organisations.require_organisation(session, organisation_id=chain_id)
     else:

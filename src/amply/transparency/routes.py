@@ -3,37 +3,43 @@
 from __future__ import annotations
 
 import base64
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Any, Final
+from typing import TYPE_CHECKING, Annotated, Any, Final
 
-from fastapi import APIRouter, Path, Query, Request, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from amply.deps import (
-    DatabaseDep,
-    GatewayDep,
-    ReadDatabaseDep,
-    ReadSessionDep,
-    SessionDep,
-    SignerDep,
-    VerdictsDep,
-)
+from amply.kit.db import Database
+from amply.kit.dependencies import DatabaseDep, ReadDatabaseDep, ReadSessionDep, SessionDep
 from amply.kit.error_responses import error_responses
-from amply.kit.schemas import Limit, ListResponse, StartingAfter
+from amply.kit.errors import ErrorCode
+from amply.kit.schemas import Limit, ListResponse, StartingAfter, as_literal
 from amply.ledger import checkpoints
 from amply.ledger import service as ledger
-from amply.ledger.service import ChainHead, EntryType
-from amply.models import CheckpointKey, Organisation
+from amply.ledger.dependencies import SignerDep, VerdictsDep
+from amply.ledger.service import ChainHead
+from amply.ledger.signing import NoteSigner
+from amply.ledger.verdicts import VerdictCache
+from amply.models import CheckpointKey, Organisation, enums
+from amply.models.enums import ChainKind
 from amply.models.ledger import KeyStatus
 from amply.organisations import funds
 from amply.organisations import service as organisations
-from amply.organisations.funds_routes import fund_out
+from amply.organisations.schemas import fund_out
 from amply.payments import connect
+from amply.payments.dependencies import GatewayDep
 from amply.payments.gateway import PaymentGateway
 from amply.transparency import chain_responses
 from amply.transparency import service as transparency
-from amply.transparency.chain_responses import LIST_CACHE
+from amply.transparency.chain_responses import (
+    LIST_CACHE,
+    SIGNING_ERRORS,
+    AfterSeq,
+    PageLimit,
+)
 from amply.transparency.schemas import (
     ChainHeadOut,
     CheckpointOut,
@@ -48,7 +54,7 @@ from amply.transparency.schemas import (
     TotalsOut,
     VerificationOut,
 )
-from amply.transparency.service import Totals
+from amply.transparency.service import PublicKind, Totals
 from amply.verify import VerifierKey
 
 router = APIRouter(prefix="/public", tags=["public"])
@@ -64,10 +70,11 @@ PlatformChainId = Annotated[
         description="The platform chain's id (`plat_…`, as listed by /v1/public/platform/chains).",
     ),
 ]
-Responses = dict[int | str, dict[str, Any]]
 ERRORS: Final = error_responses(404, 422)
-AfterSeq = Annotated[int, Query(ge=0, le=2**62, description="Entries after this seq.")]
-PageLimit = Annotated[int, Query(ge=1, le=1000, description="At most this many entries.")]
+if TYPE_CHECKING:
+    EntryType = enums.EntryType
+else:
+    EntryType = as_literal(enums.EntryType)
 EntryTypes = Annotated[
     list[EntryType] | None, Query(alias="type", description="Only these entry types.")
 ]
@@ -81,9 +88,10 @@ LEDGER_DESCRIPTION: Final = (
     "head, unfiltered, never changes: it carries a strong `ETag` (send it back as "
     "`If-None-Match`: 304) and `Cache-Control: public, max-age=86400, immutable`."
 )
-LEDGER_RESPONSES: Final[Responses] = {
-    304: {"description": "The caller holds this page already."},
-    **ERRORS,
+LEDGER_ROUTE: Final[dict[str, Any]] = {
+    "description": LEDGER_DESCRIPTION,
+    "response_model": LedgerPageOut,
+    "responses": {304: {"description": "The caller holds this page already."}, **ERRORS},
 }
 VERIFY_DESCRIPTION: Final = (
     "Recomputes every hash, link, sequence number and balance up to the head it names. A "
@@ -91,16 +99,21 @@ VERIFY_DESCRIPTION: Final = (
     "when it was computed). Auditors should verify an export themselves (`amply verify`); "
     "this is the server's word."
 )
+VERIFY_ROUTE: Final[dict[str, Any]] = {"description": VERIFY_DESCRIPTION, "responses": ERRORS}
 EXPORT_DESCRIPTION: Final = (
     "One consistent snapshot, however long the chain and whatever is appended meanwhile, up "
     "to a signed checkpoint of its head, which it embeds. Verify it offline with `amply "
     "verify FILE --key KEY`. `ETag` names the head it ends at; send it back as "
     "`If-None-Match` to learn (304) that nothing was appended."
 )
-EXPORT_RESPONSES: Final[Responses] = {
-    200: {"content": {"application/json": {}}, "description": "The export."},
-    304: {"description": "The chain has not grown since the export with this ETag."},
-    **ERRORS,
+EXPORT_ROUTE: Final[dict[str, Any]] = {
+    "description": EXPORT_DESCRIPTION,
+    "response_class": StreamingResponse,
+    "responses": {
+        200: {"content": {"application/json": {}}, "description": "The export."},
+        304: {"description": "The chain has not grown since the export with this ETag."},
+        **error_responses(404, 422, 503, *SIGNING_ERRORS),
+    },
 }
 CHECKPOINT_DESCRIPTION: Final = (
     "Amply's Ed25519 signature on the chain's head, as a c2sp.org/tlog-checkpoint signed "
@@ -108,10 +121,56 @@ CHECKPOINT_DESCRIPTION: Final = (
     "that does not extend it proves the history was rewritten. With `Accept: text/plain`, "
     "the note alone."
 )
-CHECKPOINT_RESPONSES: Final[Responses] = {
-    200: {"content": {"text/plain": {}}, "description": "The checkpoint."},
-    **error_responses(404, 422, 503),
+CHECKPOINT_ROUTE: Final[dict[str, Any]] = {
+    "description": CHECKPOINT_DESCRIPTION,
+    "response_model": CheckpointOut,
+    "responses": {
+        200: {"content": {"text/plain": {}}, "description": "The checkpoint."},
+        **error_responses(404, 422, ErrorCode.CHECKPOINT_MISSING, 503, *SIGNING_ERRORS),
+    },
 }
+
+
+@dataclass(frozen=True)
+class _Chain:
+    """The public chain a route's path names: an organisation's, or one of the platform's."""
+
+    id: str
+    kind: PublicKind
+
+
+async def _organisation_chain(organisation_id: OrganisationId) -> _Chain:
+    return _Chain(organisation_id, "organisation")
+
+
+async def _platform_chain(chain_id: PlatformChainId) -> _Chain:
+    return _Chain(chain_id, "platform")
+
+
+OrganisationChain = Annotated[_Chain, Depends(_organisation_chain)]
+PlatformChain = Annotated[_Chain, Depends(_platform_chain)]
+
+
+@dataclass(frozen=True)
+class _PageQuery:
+    after_seq: int
+    limit: int
+    entry_type: list[EntryType] | None
+    created_gte: datetime | None
+    created_lt: datetime | None
+
+
+async def _page_query(
+    after_seq: AfterSeq = 0,
+    limit: PageLimit = 100,
+    entry_type: EntryTypes = None,
+    created_gte: CreatedGte = None,
+    created_lt: CreatedLt = None,
+) -> _PageQuery:
+    return _PageQuery(after_seq, limit, entry_type, created_gte, created_lt)
+
+
+PageQuery = Annotated[_PageQuery, Depends(_page_query)]
 
 
 def _totals_out(totals: list[Totals]) -> list[TotalsOut]:
@@ -129,6 +188,18 @@ def _totals_out(totals: list[Totals]) -> list[TotalsOut]:
             donations=t.donations,
         )
         for t in totals
+    ]
+
+
+async def _organisations_out(
+    session: AsyncSession, items: Sequence[Organisation], *, gateway: PaymentGateway
+) -> list[PublicOrganisationOut]:
+    """Each organisation with its totals per currency and its chain's head."""
+    ids = [organisation.id for organisation in items]
+    totals = await transparency.totals_by_chain(session, chain_ids=ids)
+    heads = await ledger.get_heads(session, chain_ids=ids)
+    return [
+        _organisation_out(o, totals=totals[o.id], head=heads[o.id], gateway=gateway) for o in items
     ]
 
 
@@ -170,17 +241,9 @@ async def list_organisations(
     page = await transparency.list_organisations(
         session, search=search, starting_after=starting_after, limit=limit
     )
-    ids = [organisation.id for organisation in page.items]
-    totals = await transparency.totals_by_chain(session, chain_ids=ids)
-    heads = await ledger.get_heads(session, chain_ids=ids)
+    data = await _organisations_out(session, page.items, gateway=gateway)
     response.headers["Cache-Control"] = LIST_CACHE
-    return ListResponse(
-        data=[
-            _organisation_out(o, totals=totals[o.id], head=heads[o.id], gateway=gateway)
-            for o in page.items
-        ],
-        has_more=page.has_more,
-    )
+    return ListResponse(data=data, has_more=page.has_more)
 
 
 async def _fund_views(session: AsyncSession, organisation_id: str) -> list[PublicFundOut]:
@@ -210,11 +273,7 @@ async def get_organisation(
     organisation = await organisations.require_organisation(
         session, organisation_id=organisation_id
     )
-    totals = await transparency.totals_by_chain(session, chain_ids=[organisation.id])
-    heads = await ledger.get_heads(session, chain_ids=[organisation.id])
-    summary = _organisation_out(
-        organisation, totals=totals[organisation.id], head=heads[organisation.id], gateway=gateway
-    )
+    [summary] = await _organisations_out(session, [organisation], gateway=gateway)
     response.headers["Cache-Control"] = LIST_CACHE
     return PublicOrganisationDetail(
         **summary.model_dump(), funds=await _fund_views(session, organisation.id)
@@ -224,99 +283,114 @@ async def get_organisation(
 @router.get(
     "/organisations/{organisation_id}/ledger",
     summary="The organisation's ledger entries, in chain order",
-    description=LEDGER_DESCRIPTION,
-    response_model=LedgerPageOut,
-    responses=LEDGER_RESPONSES,
+    **LEDGER_ROUTE,
 )
 async def get_ledger(
-    organisation_id: OrganisationId,
-    request: Request,
-    session: ReadSessionDep,
-    after_seq: AfterSeq = 0,
-    limit: PageLimit = 100,
-    entry_type: EntryTypes = None,
-    created_gte: CreatedGte = None,
-    created_lt: CreatedLt = None,
+    chain: OrganisationChain, request: Request, session: ReadSessionDep, query: PageQuery
 ) -> Response:
-    # A page kept by keep_page() is answered before routing (amply.kit.page_cache).
-    return await chain_responses.ledger_page(
-        request,
-        session,
-        chain_id=organisation_id,
-        kind="organisation",
-        after_seq=after_seq,
-        limit=limit,
-        entry_type=entry_type,
-        created_gte=created_gte,
-        created_lt=created_lt,
-    )
+    return await _ledger_page(request, session, chain, query)
 
 
 @router.get(
     "/organisations/{organisation_id}/ledger/verify",
     summary="The server's own verification of the organisation's chain",
-    description=VERIFY_DESCRIPTION,
-    responses=ERRORS,
+    **VERIFY_ROUTE,
 )
 async def verify_ledger(
-    organisation_id: OrganisationId,
-    response: Response,
-    session: ReadSessionDep,
-    verdicts: VerdictsDep,
+    chain: OrganisationChain, response: Response, session: ReadSessionDep, verdicts: VerdictsDep
 ) -> VerificationOut:
-    await organisations.require_organisation(session, organisation_id=organisation_id)
-    return await chain_responses.verification(
-        response, session, verdicts=verdicts, chain_id=organisation_id
-    )
+    return await _verification(response, session, chain, verdicts)
 
 
 @router.get(
     "/organisations/{organisation_id}/ledger/export",
     summary="The whole chain as a JSON download (docs/ledger-format.md §4), streamed",
-    description=EXPORT_DESCRIPTION,
-    response_class=StreamingResponse,
-    responses=EXPORT_RESPONSES,
+    **EXPORT_ROUTE,
 )
 async def export_ledger(
-    organisation_id: OrganisationId,
+    chain: OrganisationChain,
     request: Request,
     database: DatabaseDep,
     read_database: ReadDatabaseDep,
     signer: SignerDep,
 ) -> Response:
+    return await _export(request, database, chain, read_database=read_database, signer=signer)
+
+
+@router.get(
+    "/organisations/{organisation_id}/checkpoint",
+    summary="The latest signed checkpoint of the organisation's chain",
+    **CHECKPOINT_ROUTE,
+)
+async def get_checkpoint(
+    chain: OrganisationChain,
+    request: Request,
+    response: Response,
+    session: SessionDep,
+    signer: SignerDep,
+) -> CheckpointOut | Response:
+    return await _checkpoint(request, response, session, chain, signer=signer)
+
+
+# --- One chain's routes, whoever's it is ------------------------------------------------------
+
+
+async def _ledger_page(
+    request: Request, session: AsyncSession, chain: _Chain, query: _PageQuery
+) -> Response:
+    # A page kept by keep_page() is answered before routing (amply.kit.page_cache).
+    return await chain_responses.ledger_page(
+        request,
+        session,
+        chain_id=chain.id,
+        kind=chain.kind,
+        after_seq=query.after_seq,
+        limit=query.limit,
+        entry_type=query.entry_type,
+        created_gte=query.created_gte,
+        created_lt=query.created_lt,
+    )
+
+
+async def _verification(
+    response: Response, session: AsyncSession, chain: _Chain, verdicts: VerdictCache
+) -> VerificationOut:
+    await chain_responses.require_public_chain(session, chain_id=chain.id, kind=chain.kind)
+    return await chain_responses.verification(
+        response, session, verdicts=verdicts, chain_id=chain.id
+    )
+
+
+async def _export(
+    request: Request,
+    database: Database,
+    chain: _Chain,
+    *,
+    read_database: Database,
+    signer: NoteSigner,
+) -> Response:
     return await chain_responses.export(
         request,
         database,
-        chain_id=organisation_id,
-        kind="organisation",
+        chain_id=chain.id,
+        kind=ChainKind(chain.kind),
         signer=signer,
         read_database=read_database,
         cache_control=LIST_CACHE,
     )
 
 
-@router.get(
-    "/organisations/{organisation_id}/checkpoint",
-    summary="The latest signed checkpoint of the organisation's chain",
-    response_model=CheckpointOut,
-    description=CHECKPOINT_DESCRIPTION,
-    responses=CHECKPOINT_RESPONSES,
-)
-async def get_checkpoint(
-    organisation_id: OrganisationId,
+async def _checkpoint(
     request: Request,
     response: Response,
-    session: SessionDep,
-    signer: SignerDep,
+    session: AsyncSession,
+    chain: _Chain,
+    *,
+    signer: NoteSigner,
 ) -> CheckpointOut | Response:
-    await organisations.require_organisation(session, organisation_id=organisation_id)
+    await chain_responses.require_public_chain(session, chain_id=chain.id, kind=chain.kind)
     return await chain_responses.checkpoint(
-        request,
-        response,
-        session,
-        chain_id=organisation_id,
-        signer=signer,
-        cache_control=LIST_CACHE,
+        request, response, session, chain_id=chain.id, signer=signer, cache_control=LIST_CACHE
     )
 
 
@@ -377,94 +451,53 @@ async def get_platform_chain(
 @router.get(
     "/platform/chains/{chain_id}/ledger",
     summary="A platform chain's entries, in chain order",
-    description=LEDGER_DESCRIPTION,
-    response_model=LedgerPageOut,
-    responses=LEDGER_RESPONSES,
+    **LEDGER_ROUTE,
 )
 async def get_platform_ledger(
-    chain_id: PlatformChainId,
-    request: Request,
-    session: ReadSessionDep,
-    after_seq: AfterSeq = 0,
-    limit: PageLimit = 100,
-    entry_type: EntryTypes = None,
-    created_gte: CreatedGte = None,
-    created_lt: CreatedLt = None,
+    chain: PlatformChain, request: Request, session: ReadSessionDep, query: PageQuery
 ) -> Response:
-    return await chain_responses.ledger_page(
-        request,
-        session,
-        chain_id=chain_id,
-        kind="platform",
-        after_seq=after_seq,
-        limit=limit,
-        entry_type=entry_type,
-        created_gte=created_gte,
-        created_lt=created_lt,
-    )
+    return await _ledger_page(request, session, chain, query)
 
 
 @router.get(
     "/platform/chains/{chain_id}/ledger/verify",
     summary="The server's own verification of a platform chain",
-    description=VERIFY_DESCRIPTION,
-    responses=ERRORS,
+    **VERIFY_ROUTE,
 )
 async def verify_platform_ledger(
-    chain_id: PlatformChainId,
-    response: Response,
-    session: ReadSessionDep,
-    verdicts: VerdictsDep,
+    chain: PlatformChain, response: Response, session: ReadSessionDep, verdicts: VerdictsDep
 ) -> VerificationOut:
-    await transparency.require_platform_chain(session, chain_id=chain_id)
-    return await chain_responses.verification(
-        response, session, verdicts=verdicts, chain_id=chain_id
-    )
+    return await _verification(response, session, chain, verdicts)
 
 
 @router.get(
     "/platform/chains/{chain_id}/ledger/export",
     summary="A whole platform chain as a JSON download (docs/ledger-format.md §4), streamed",
-    description=EXPORT_DESCRIPTION,
-    response_class=StreamingResponse,
-    responses=EXPORT_RESPONSES,
+    **EXPORT_ROUTE,
 )
 async def export_platform_ledger(
-    chain_id: PlatformChainId,
+    chain: PlatformChain,
     request: Request,
     database: DatabaseDep,
     read_database: ReadDatabaseDep,
     signer: SignerDep,
 ) -> Response:
-    return await chain_responses.export(
-        request,
-        database,
-        chain_id=chain_id,
-        kind="platform",
-        signer=signer,
-        read_database=read_database,
-        cache_control=LIST_CACHE,
-    )
+    return await _export(request, database, chain, read_database=read_database, signer=signer)
 
 
 @router.get(
     "/platform/chains/{chain_id}/checkpoint",
     summary="The latest signed checkpoint of a platform chain",
-    response_model=CheckpointOut,
-    description=CHECKPOINT_DESCRIPTION,
-    responses=CHECKPOINT_RESPONSES,
+    **CHECKPOINT_ROUTE,
 )
 async def get_platform_checkpoint(
-    chain_id: PlatformChainId,
+    chain: PlatformChain,
     request: Request,
     response: Response,
     session: SessionDep,
     signer: SignerDep,
 ) -> CheckpointOut | Response:
-    await transparency.require_platform_chain(session, chain_id=chain_id)
-    return await chain_responses.checkpoint(
-        request, response, session, chain_id=chain_id, signer=signer, cache_control=LIST_CACHE
-    )
+    return await _checkpoint(request, response, session, chain, signer=signer)
 
 
 @router.get(

@@ -4,12 +4,18 @@ platform's own chains."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, Field
 
-from amply.donations.schemas import FundTotalOut, GoalOut
-from amply.models.ledger import KeyStatus
+from amply.kit.schemas import as_literal
+from amply.models.enums import FundStatus, KeyStatus
+from amply.organisations.schemas import FundTotalOut, GoalOut
+
+if TYPE_CHECKING:  # mypy sees the enums, pydantic the Literal of their values
+    PublicFundStatus = FundStatus
+else:
+    PublicFundStatus = as_literal(FundStatus)
 
 
 class TotalsOut(BaseModel):
@@ -75,7 +81,7 @@ class PublicFundOut(BaseModel):
     name: str
     description: str
     goal: GoalOut | None
-    status: Literal["open", "closed"]
+    status: PublicFundStatus
     totals: list[FundTotalOut]
 
 

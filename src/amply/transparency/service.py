@@ -23,6 +23,7 @@ from amply.kit.pagination import Page, keyset_page
 from amply.ledger import chain_totals
 from amply.ledger import service as ledger
 from amply.models import LedgerChain, Organisation
+from amply.models.enums import ChainKind
 
 # Sums of entry types per currency, by chain: $1 the chain ids. The whole chains: what the
 # stored running totals (migration 0015) spare the requests, kept as their reference.
@@ -213,7 +214,7 @@ async def ledger_page(
 
 async def platform_chains(session: AsyncSession) -> list[str]:
     """The platform's chains, by id (a handful: ``plat_fees``, ``plat_promotions``)."""
-    return sorted(await ledger.select_chain_ids(session, kind="platform"))
+    return sorted(await ledger.select_chain_ids(session, kind=ChainKind.PLATFORM))
 
 
 async def require_platform_chain(session: AsyncSession, *, chain_id: str) -> None:

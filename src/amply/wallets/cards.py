@@ -20,9 +20,9 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Final
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import ColumnElement, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from amply.kit.db import UnitOfWork
@@ -265,7 +265,7 @@ def no_such_setup_intent() -> NotFound:
 # --- Reading, default, removal ----------------------------------------------------------------
 
 
-def _active(wallet: Wallet, gateway: PaymentGateway) -> list[Any]:
+def _active(wallet: Wallet, gateway: PaymentGateway) -> list[ColumnElement[bool]]:
     return [
         Card.wallet_id == wallet.id,
         Card.removed_at.is_(None),

@@ -5,33 +5,25 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Response, status
+from fastapi import APIRouter, Path, Response, status
 
-from amply.deps import CurrentUser, GatewayDep, SessionDep, UnitOfWorkDep
-from amply.kit.error_responses import error_responses
+from amply.auth.dependencies import CurrentUser
+from amply.kit.dependencies import SessionDep, UnitOfWorkDep
+from amply.kit.error_responses import PROVIDER_ERRORS, error_responses
+from amply.kit.errors import ErrorCode
 from amply.kit.schemas import Limit, ListResponse, StartingAfter
-from amply.models import Card
+from amply.payments.dependencies import GatewayDep
 from amply.wallets import cards
 from amply.wallets.cards_schemas import (
     CardCreate,
     CardOut,
-    SandboxSetupIntentOut,
-    SandboxSetupIntentSucceed,
     SetupIntentOut,
+    card_out,
 )
-from amply.webhooks import sandbox
-from amply.webhooks.sandbox_routes import require_sandbox
 
 router = APIRouter(tags=["cards"])
 
 CardId = Annotated[str, Path(max_length=64, description="The card's id (`card_…`).")]
-SetupIntentPath = Annotated[
-    str, Path(max_length=100, description="The sandbox SetupIntent (`seti_sandbox_…`).")
-]
-
-
-def card_out(card: Card) -> CardOut:
-    return CardOut.model_validate(card, from_attributes=True)
 
 
 @router.post(
@@ -42,7 +34,7 @@ def card_out(card: Card) -> CardOut:
     "so that its number goes to Stripe and never to Amply, then save it with "
     "`POST /v1/cards`. In sandbox mode, confirm it with "
     "`POST /v1/sandbox/setup-intents/{setup_intent_id}/succeed` (signed in as yourself).",
-    responses=error_responses(401, 409, 502, 503),
+    responses=error_responses(401, 403, *PROVIDER_ERRORS),
 )
 async def create_setup_intent(
     unit: UnitOfWorkDep, user: CurrentUser, gateway: GatewayDep
@@ -65,7 +57,16 @@ async def create_setup_intent(
     "first card becomes your default card.",
     responses={
         200: {"model": CardOut, "description": "The card was saved already."},
-        **error_responses(401, 404, 409, 422, 502, 503),
+        **error_responses(
+            401,
+            403,
+            404,
+            422,
+            ErrorCode.SETUP_INTENT_NOT_SUCCEEDED,
+            ErrorCode.CARD_REMOVED,
+            ErrorCode.PAYMENT_METHOD_NOT_CARD,
+            *PROVIDER_ERRORS,
+        ),
     },
 )
 async def add_card(
@@ -102,7 +103,7 @@ async def list_cards(
         starting_after=starting_after,
         limit=limit,
     )
-    return ListResponse(data=[card_out(card) for card in page.items], has_more=page.has_more)
+    return ListResponse.of(page, card_out)
 
 
 @router.get("/cards/{card_id}", summary="One of your cards", responses=error_responses(401, 404))
@@ -116,7 +117,7 @@ async def get_card(
 @router.post(
     "/cards/{card_id}/default",
     summary="Make a card your default card (for deposits that name none)",
-    responses=error_responses(401, 404),
+    responses=error_responses(401, 403, 404),
 )
 async def set_default_card(
     card_id: CardId, session: SessionDep, user: CurrentUser, gateway: GatewayDep
@@ -131,37 +132,10 @@ async def set_default_card(
     description="The card is detached from your Stripe Customer and no longer listed or "
     "usable; deposits made with it keep naming it. If it was your default card, your newest "
     "remaining card becomes the default.",
-    responses=error_responses(401, 404, 409, 502, 503),
+    responses=error_responses(401, 403, 404, *PROVIDER_ERRORS),
 )
 async def remove_card(
     card_id: CardId, unit: UnitOfWorkDep, user: CurrentUser, gateway: GatewayDep
 ) -> CardOut:
     card = await cards.remove_card(unit, user_id=user.user.id, card_id=card_id, gateway=gateway)
     return card_out(card)
-
-
-@router.post(
-    "/sandbox/setup-intents/{setup_intent_id}/succeed",
-    tags=["sandbox"],
-    dependencies=[Depends(require_sandbox)],
-    summary="Your card's SetupIntent succeeds with a test card (sandbox only)",
-    description="Stands in for Stripe.js confirming the SetupIntent: the test card is saved "
-    "to your wallet as Stripe's `setup_intent.succeeded` event would save it. Only the "
-    "wallet's owner, signed in (401 otherwise; another user's SetupIntent is 404).",
-    responses=error_responses(401, 404, 409, 422),
-)
-async def succeed_sandbox_setup_intent(
-    setup_intent_id: SetupIntentPath,
-    session: SessionDep,
-    user: CurrentUser,
-    gateway: GatewayDep,
-    body: SandboxSetupIntentSucceed | None = None,
-) -> SandboxSetupIntentOut:
-    payment_method_id = await sandbox.succeed_setup_intent(
-        session,
-        user_id=user.user.id,
-        setup_intent_id=setup_intent_id,
-        card=body.card if body else "visa",
-        gateway=gateway,
-    )
-    return SandboxSetupIntentOut(id=setup_intent_id, payment_method_id=payment_method_id)

@@ -4,13 +4,17 @@ by (brand, last four digits, expiry); its number is never sent to or stored by A
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import BaseModel, Field
 
-from amply.kit.schemas import RequestModel
+from amply.kit.schemas import RequestModel, as_literal
+from amply.models import enums
 
-Provider = Literal["stripe", "sandbox"]
+if TYPE_CHECKING:  # mypy sees the enums, pydantic the Literal of their values
+    Provider = enums.Provider
+else:
+    Provider = as_literal(enums.Provider)
 SetupIntentId = Annotated[
     str,
     Field(
@@ -67,3 +71,8 @@ class SandboxSetupIntentOut(BaseModel):
     id: str
     status: Literal["succeeded"] = "succeeded"
     payment_method_id: str = Field(description="The sandbox payment method (`pm_sandbox_…`).")
+
+
+def card_out(card: object) -> CardOut:
+    """A saved card (an ORM ``Card``) as the API shows it."""
+    return CardOut.model_validate(card, from_attributes=True)

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Final, Literal
 
 from sqlalchemy import func, select, text
@@ -42,23 +41,14 @@ from amply.kit.errors import Conflict
 from amply.ledger import service as ledger
 from amply.ledger.service import JSONValue, Leg
 from amply.models import ChargeBalanceTransaction, Transaction
+from amply.models.enums import EntryType
+from amply.payments.stripe_objects import BalanceMove
 
 LOSSES_CHAIN: Final = "plat_losses"
 _WALLET_LOSSES_LOCK_SQL: Final = text(
     "SELECT pg_advisory_xact_lock(hashtext('amply:wallet_losses'), hashtext(:wallet_id))"
 )
 Kind = Literal["deposit_dispute", "deposit_refund", "deposit_repayment"]
-
-
-@dataclass(frozen=True, slots=True)
-class BalanceMove:
-    """A balance transaction of Stripe's: ``amount`` signed as Stripe signs it, ``fee``
-    charged (> 0) or returned (< 0), in ``currency`` (upper case)."""
-
-    id: str
-    amount: int
-    fee: int
-    currency: str
 
 
 class WalletRestricted(Conflict):
@@ -193,14 +183,14 @@ async def repay_shortfall(session: AsyncSession, deposit: Transaction) -> bool:
     legs = [
         Leg(
             chain_id=deposit.wallet_id,
-            entry_type="deposit_reversed",
+            entry_type=EntryType.DEPOSIT_REVERSED,
             amount=-repaid,
             currency=deposit.currency,
             metadata={"transaction_id": deposit.id, "repays_shortfall": True},
         ),
         Leg(
             chain_id=LOSSES_CHAIN,
-            entry_type="deposit_loss_recovered",
+            entry_type=EntryType.DEPOSIT_LOSS_RECOVERED,
             amount=repaid,
             currency=deposit.currency,
             metadata={"transaction_id": deposit.id, "part": "amount"},
@@ -254,7 +244,9 @@ async def _record(
         legs.append(
             Leg(
                 chain_id=deposit.wallet_id,
-                entry_type="deposit_reversed" if chain_amount < 0 else "deposit_reinstated",
+                entry_type=EntryType.DEPOSIT_REVERSED
+                if chain_amount < 0
+                else EntryType.DEPOSIT_REINSTATED,
                 amount=chain_amount,
                 currency=move.currency,
                 metadata=metadata,
@@ -264,7 +256,9 @@ async def _record(
         legs.append(
             Leg(
                 chain_id=LOSSES_CHAIN,
-                entry_type="deposit_loss" if loss_amount < 0 else "deposit_loss_recovered",
+                entry_type=EntryType.DEPOSIT_LOSS
+                if loss_amount < 0
+                else EntryType.DEPOSIT_LOSS_RECOVERED,
                 amount=loss_amount,
                 currency=move.currency,
                 metadata={**metadata, "part": "amount"},
@@ -274,7 +268,9 @@ async def _record(
         legs.append(
             Leg(
                 chain_id=LOSSES_CHAIN,
-                entry_type="deposit_loss" if move.fee > 0 else "deposit_loss_recovered",
+                entry_type=EntryType.DEPOSIT_LOSS
+                if move.fee > 0
+                else EntryType.DEPOSIT_LOSS_RECOVERED,
                 amount=-move.fee,
                 currency=move.currency,
                 metadata={**metadata, "part": "fee"},

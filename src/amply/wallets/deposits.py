@@ -26,27 +26,27 @@ import logging
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Final, Literal
+from typing import Final
 
-from sqlalchemy import func, select, text
+from sqlalchemy import ColumnElement, func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from amply.kit.errors import Conflict, InvalidInput, NotFound
 from amply.kit.idempotency import IdempotentRequest
 from amply.kit.ids import derived_id
 from amply.kit.money import Money, minimum_charge_amount
-from amply.kit.pagination import Page, keyset_page
+from amply.kit.pagination import Page
 from amply.kit.settings import Settings
 from amply.ledger import service as ledger
 from amply.ledger.service import Leg
 from amply.models import Card, Transaction, Wallet
-from amply.payments.gateway import CreatedPayment, PaymentGateway
-from amply.wallets import cards, deposit_reversals
+from amply.models.enums import DepositStatus, EntryType, TransactionKind, TransactionStatus
+from amply.payments.gateway import CreatedPayment, PaymentGateway, PaymentIntentState
+from amply.wallets import cards, deposit_reversals, history
 from amply.wallets import service as wallets
 
 logger = logging.getLogger(__name__)
 
-DepositStatus = Literal["pending", "completed", "failed"]
 DEPOSIT_ID: Final = re.compile(r"^txn_[0-9A-Za-z]{24}$")
 _LOCK_SQL: Final = text(
     "SELECT pg_advisory_xact_lock(hashtext('amply:deposit'), hashtext(:deposit_id))"
@@ -320,7 +320,7 @@ def _deposit_leg(
     never a card detail, a bank's name or anything about the person."""
     return Leg(
         wallet_id,
-        "deposit",
+        EntryType.DEPOSIT,
         amount,
         currency,
         {"transaction_id": deposit_id, "payment_intent": payment_intent_id, "source": source},
@@ -348,19 +348,13 @@ async def list_deposits(
 ) -> Page[Transaction]:
     """The wallet's deposits, newest first."""
     wallet = await wallets.of_user(session, user_id=user_id)
-    statement = select(Transaction).where(
-        Transaction.wallet_id == wallet.id, Transaction.kind == "deposit"
-    )
-    if status is not None:
-        statement = statement.where(Transaction.status == status)
-    return await keyset_page(
+    return await history.list_of_kind(
         session,
-        statement,
-        key=[Transaction.created_at, Transaction.id],
-        id_column=Transaction.id,
+        wallet_id=wallet.id,
+        kind=TransactionKind.DEPOSIT,
+        status=status,
         starting_after=starting_after,
         limit=limit,
-        descending=True,
     )
 
 
@@ -407,7 +401,9 @@ async def find_for_payment(
     return deposit
 
 
-async def _locked_deposit(session: AsyncSession, condition: Any) -> Transaction | None:
+async def _locked_deposit(
+    session: AsyncSession, condition: ColumnElement[bool]
+) -> Transaction | None:
     deposit: Transaction | None = await session.scalar(
         select(Transaction)
         .where(condition, Transaction.kind == "deposit")
@@ -421,7 +417,7 @@ async def recover(
     session: AsyncSession,
     *,
     deposit_id: str,
-    intent: dict[str, Any],
+    intent: PaymentIntentState,
     gateway: PaymentGateway,
 ) -> Transaction | None:
     """Record, as pending, a deposit whose PaymentIntent succeeded although the request that
@@ -433,20 +429,18 @@ async def recover(
         return None
     if await session.get(Transaction, deposit_id) is not None:
         return None  # another PaymentIntent pays it
-    metadata = intent.get("metadata")
-    wallet_id = metadata.get("wallet_id") if isinstance(metadata, dict) else None
-    wallet = await session.get(Wallet, wallet_id) if isinstance(wallet_id, str) else None
-    payment_intent_id, customer_id = _id_of(intent.get("id")), _id_of(intent.get("customer"))
-    amount, currency = intent.get("amount_received") or intent.get("amount"), intent.get("currency")
+    wallet_id = intent.wallet_id
+    wallet = await session.get(Wallet, wallet_id) if wallet_id is not None else None
+    payment_intent_id, customer_id = intent.id, intent.customer_id
+    amount, currency = intent.amount_received or intent.amount, intent.currency
     if (
         wallet is None
         or payment_intent_id is None
         or customer_id is None
         or customer_id != gateway.customer_of(wallet_id=wallet.id, stored=wallet.stripe_customer_id)
-        or isinstance(amount, bool)
-        or not isinstance(amount, int)
+        or amount is None
         or amount <= 0
-        or not isinstance(currency, str)
+        or currency is None
         or currency.upper() != wallet.currency
     ):
         logger.error(
@@ -457,7 +451,7 @@ async def recover(
             wallet_id,
         )
         return None
-    payment_method_id = _id_of(intent.get("payment_method"))
+    payment_method_id = intent.payment_method_id
     card: Card | None = await session.scalar(
         select(Card).where(Card.wallet_id == wallet.id, Card.payment_method_id == payment_method_id)
     )
@@ -480,12 +474,6 @@ async def recover(
     return deposit
 
 
-def _id_of(value: object) -> str | None:
-    if isinstance(value, dict):
-        value = value.get("id")
-    return value if isinstance(value, str) else None
-
-
 async def complete(session: AsyncSession, deposit: Transaction) -> bool:
     """Credit the wallet (once): the deposit's ``deposit`` leg, and the deposit completed."""
     if deposit.status == "completed":
@@ -506,7 +494,7 @@ async def complete(session: AsyncSession, deposit: Transaction) -> bool:
         ],
     )
     deposit.journal_id = entry.journal_id
-    deposit.status = "completed"
+    deposit.status = TransactionStatus.COMPLETED
     deposit.completed_at = func.now()
     deposit.failure_code = deposit.failure_message = None
     await session.flush()
@@ -522,7 +510,7 @@ async def mark_failed(
     """A pending deposit's payment failed; anything else is left as it is."""
     if deposit.status != "pending":
         return False
-    deposit.status = "failed"
+    deposit.status = TransactionStatus.FAILED
     deposit.failure_code = (code or "payment_failed")[:100]
     deposit.failure_message = (message or "The payment failed.")[:500]
     await session.flush()

@@ -2,35 +2,28 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Path, Query, Request, status
+from fastapi import APIRouter, Body, Path, Query, status
 from fastapi.responses import JSONResponse
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from amply.deps import (
-    CurrentUser,
-    GatewayDep,
-    RequiredIdempotencyKey,
-    SessionDep,
-    SettingsDep,
-    UnitOfWorkDep,
-)
-from amply.kit.error_responses import error_responses
-from amply.kit.errors import InvalidInput
-from amply.kit.idempotent_requests import idempotent_request, run_idempotently, run_in_steps
+from amply.auth.dependencies import CurrentUser
+from amply.kit.dependencies import RequiredIdempotencyKey, SessionDep, SettingsDep
+from amply.kit.error_responses import IDEMPOTENCY_ERRORS, PROVIDER_ERRORS, error_responses
+from amply.kit.errors import ErrorCode, InvalidInput
+from amply.kit.idempotency import IdempotentRequest
+from amply.kit.idempotent_requests import IdempotencyDep
 from amply.kit.schemas import Limit, ListResponse, StartingAfter
-from amply.ledger import service as ledger
-from amply.models import Transaction
+from amply.payments.dependencies import GatewayDep
 from amply.payments.gateway import CreatedPayment
 from amply.wallets import deposits
 from amply.wallets.deposits_schemas import (
     DepositCreate,
-    DepositEntryOut,
     DepositOut,
     DepositStatus,
 )
+from amply.wallets.views import deposit_out, deposit_views
 
 router = APIRouter(tags=["deposits"])
 
@@ -48,45 +41,6 @@ _EXAMPLES = {
 }
 
 
-async def deposit_views(session: AsyncSession, items: Sequence[Transaction]) -> list[DepositOut]:
-    entries = await deposits.ledger_entries(session, deposits=items)
-    return [_deposit_out(deposit, entries.get(deposit.id)) for deposit in items]
-
-
-async def deposit_out(session: AsyncSession, deposit: Transaction) -> DepositOut:
-    [out] = await deposit_views(session, [deposit])
-    return out
-
-
-def _deposit_out(deposit: Transaction, entry: ledger.Entry | None) -> DepositOut:
-    return DepositOut(
-        id=deposit.id,
-        status=deposit.status,
-        amount=deposit.amount,
-        currency=deposit.currency,
-        source=deposit.source,
-        card_id=deposit.card_id,
-        bank_name=deposit.bank_name,
-        provider=deposit.provider,
-        payment_intent_id=deposit.payment_intent_id,
-        description=deposit.description,
-        failure_code=deposit.failure_code,
-        failure_message=deposit.failure_message,
-        created_at=deposit.created_at,
-        completed_at=deposit.completed_at,
-        ledger_entry=DepositEntryOut(
-            chain_id=entry.chain_id,
-            seq=entry.seq,
-            entry_id=entry.id,
-            amount=entry.amount,
-            balance_after=entry.balance_after,
-            entry_hash=entry.entry_hash,
-        )
-        if entry
-        else None,
-    )
-
-
 @router.post(
     "/deposits",
     status_code=status.HTTP_201_CREATED,
@@ -100,28 +54,41 @@ def _deposit_out(deposit: Transaction, entry: ledger.Entry | None) -> DepositOut
     "exists only in sandbox mode: a simulated bank transfer, credited at once. Requires an "
     "`Idempotency-Key`: a retry with the same key and body returns the first response and "
     "moves nothing twice.",
-    responses=error_responses(400, 401, 404, 409, 422, 502, 503),
+    responses=error_responses(
+        400,
+        401,
+        403,
+        404,
+        422,
+        *IDEMPOTENCY_ERRORS,
+        ErrorCode.AMOUNT_TOO_SMALL,
+        ErrorCode.AMOUNT_TOO_LARGE,
+        ErrorCode.CURRENCY_MISMATCH,
+        ErrorCode.BANK_DEPOSITS_UNAVAILABLE,
+        ErrorCode.NO_DEFAULT_CARD,
+        ErrorCode.CARD_REMOVED,
+        ErrorCode.PAYMENT_METHOD_NOT_CARD,
+        *PROVIDER_ERRORS,
+    ),
 )
 async def create_deposit(
     body: Annotated[DepositCreate, Body(openapi_examples=_EXAMPLES)],
-    request: Request,
-    unit: UnitOfWorkDep,
+    session: SessionDep,
     settings: SettingsDep,
     gateway: GatewayDep,
     user: CurrentUser,
+    idempotency: IdempotencyDep,
     idempotency_key: RequiredIdempotencyKey,
 ) -> JSONResponse:
     _check_source_fields(body)
-    idempotent = idempotent_request(
-        key=idempotency_key, scope=f"user:{user.user.id}", request=request, body=body
-    )
-    assert idempotent is not None
+    scope = f"user:{user.user.id}"
     if body.bank_name is not None:
         bank_name = body.bank_name
 
-        async def bank_deposit() -> DepositOut:
+        async def bank_deposit(idempotent: IdempotentRequest | None) -> DepositOut:
+            assert idempotent is not None  # the key is required
             created = await deposits.create_bank_deposit(
-                unit.session,
+                session,
                 user_id=user.user.id,
                 amount=body.amount,
                 currency=body.currency,
@@ -129,18 +96,17 @@ async def create_deposit(
                 settings=settings,
                 idempotency=idempotent,
             )
-            return await deposit_out(unit.session, created)
+            return await deposit_out(session, created)
 
         # The sandbox's simulated bank calls no network: one transaction, as usual.
-        return await run_idempotently(
-            unit.session,
-            idempotent=idempotent,
-            settings=settings,
-            status_code=201,
-            run=bank_deposit,
+        return await idempotency.respond(
+            key=idempotency_key, scope=scope, body=body, status_code=201, run=bank_deposit
         )
 
-    async def prepare(session: AsyncSession) -> deposits.CardDepositPlan:
+    async def prepare(
+        session: AsyncSession, idempotent: IdempotentRequest | None
+    ) -> deposits.CardDepositPlan:
+        assert idempotent is not None  # the key is required
         return await deposits.prepare_card_deposit(
             session,
             user_id=user.user.id,
@@ -161,10 +127,10 @@ async def create_deposit(
         created = await deposits.record_card_deposit(session, plan, payment, gateway=gateway)
         return await deposit_out(session, created)
 
-    return await run_in_steps(
-        unit,
-        idempotent=idempotent,
-        settings=settings,
+    return await idempotency.respond_in_steps(
+        key=idempotency_key,
+        scope=scope,
+        body=body,
         status_code=201,
         prepare=prepare,
         call=charge,

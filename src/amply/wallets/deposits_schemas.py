@@ -4,15 +4,21 @@ wallet's currency (upper-case ISO 4217)."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import BaseModel, Field, StringConstraints
 
-from amply.donations.schemas import Amount
-from amply.kit.schemas import RequestModel
-from amply.organisations.schemas import Currency
+from amply.kit.schemas import Amount, Currency, RequestModel, as_literal
+from amply.models import enums
 
-DepositStatus = Literal["pending", "completed", "failed"]
+if TYPE_CHECKING:  # mypy sees the enums, pydantic the Literal of their values
+    DepositStatus = enums.DepositStatus
+    DepositSource = enums.DepositSource
+    Provider = enums.Provider
+else:
+    DepositStatus = as_literal(enums.DepositStatus)
+    DepositSource = as_literal(enums.DepositSource)
+    Provider = as_literal(enums.Provider)
 CardId = Annotated[
     str,
     Field(pattern=r"^card_[0-9A-Za-z]{1,64}$", examples=["card_4Hj6Kl8Mn0Pq2Rs4Tu6Vw8Xy"]),
@@ -33,7 +39,7 @@ class DepositCreate(RequestModel):
     credits the wallet when the payment succeeds; `source: bank` (sandbox mode only) is a
     simulated bank transfer, credited at once."""
 
-    source: Literal["card", "bank"] = Field(description="Where the money comes from.")
+    source: DepositSource = Field(description="Where the money comes from.")
     amount: Amount
     currency: WalletCurrency = None
     card_id: CardId | None = Field(
@@ -66,10 +72,10 @@ class DepositOut(BaseModel):
     )
     amount: int = Field(examples=[2500])
     currency: str = Field(examples=["USD"])
-    source: Literal["card", "bank"]
+    source: DepositSource
     card_id: str | None = Field(description="The card charged (card deposits).")
     bank_name: str | None = Field(description="The simulated bank (bank deposits).")
-    provider: Literal["stripe", "sandbox"]
+    provider: Provider
     payment_intent_id: str | None = Field(description="The PaymentIntent (card deposits).")
     description: str
     failure_code: str | None = Field(examples=["card_declined"])

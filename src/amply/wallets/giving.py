@@ -17,6 +17,7 @@ from amply.kit.ids import generate_id
 from amply.ledger import service as ledger
 from amply.ledger.service import Leg
 from amply.models import Transaction, User, Wallet
+from amply.models.enums import EntryType
 from amply.organisations import service as organisations
 from amply.wallets import deposit_reversals
 from amply.wallets import service as wallets
@@ -65,14 +66,14 @@ async def give(
         legs=[
             Leg(
                 wallet.id,
-                "wallet_donation_sent",
+                EntryType.WALLET_DONATION_SENT,
                 -amount,
                 wallet.currency,
                 {"transaction_id": gift.id, "organisation_id": organisation_id},
             ),
             Leg(
                 organisation_id,
-                "wallet_donation_received",
+                EntryType.WALLET_DONATION_RECEIVED,
                 amount,
                 wallet.currency,
                 {

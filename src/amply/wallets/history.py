@@ -15,35 +15,41 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from sqlalchemy import ColumnElement, and_, false, or_, select
+from sqlalchemy import ColumnElement, Select, and_, false, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from amply.kit.errors import NotFound
 from amply.kit.pagination import Page, keyset_page
 from amply.models import Transaction, Wallet
+from amply.models.enums import TransactionKind, TransactionStatus
 
 _KINDS: Final = {
-    "deposit": "deposit",
-    "withdrawal": "withdrawal",
-    "donation": "donation",
-    "bonus": "welcome_bonus",
+    "deposit": TransactionKind.DEPOSIT,
+    "withdrawal": TransactionKind.WITHDRAWAL,
+    "donation": TransactionKind.DONATION,
+    "bonus": TransactionKind.WELCOME_BONUS,
 }
 
 
 def _mine(wallet: Wallet) -> ColumnElement[bool]:
     return or_(
         Transaction.wallet_id == wallet.id,
-        and_(Transaction.counterparty_wallet_id == wallet.id, Transaction.status == "completed"),
+        and_(
+            Transaction.counterparty_wallet_id == wallet.id,
+            Transaction.status == TransactionStatus.COMPLETED,
+        ),
     )
 
 
 def _of_type(wallet: Wallet, kind: str) -> ColumnElement[bool]:
     if kind == "sent":
-        return and_(Transaction.kind == "transfer", Transaction.wallet_id == wallet.id)
+        return and_(
+            Transaction.kind == TransactionKind.TRANSFER, Transaction.wallet_id == wallet.id
+        )
     if kind == "received":
         return Transaction.counterparty_wallet_id == wallet.id
     if kind == "fee":
-        return and_(Transaction.kind == "withdrawal", Transaction.fee > 0)
+        return and_(Transaction.kind == TransactionKind.WITHDRAWAL, Transaction.fee > 0)
     if kind == "request":
         return Transaction.money_request_id.is_not(None)
     if kind in _KINDS:
@@ -82,6 +88,40 @@ async def list_history(
         statement = statement.where(Transaction.created_at >= created_gte)
     if created_lt is not None:
         statement = statement.where(Transaction.created_at < created_lt)
+    return await newest_first(
+        session, statement=statement, starting_after=starting_after, limit=limit
+    )
+
+
+async def list_of_kind(
+    session: AsyncSession,
+    *,
+    wallet_id: str,
+    kind: TransactionKind,
+    status: str | None,
+    starting_after: str | None,
+    limit: int,
+) -> Page[Transaction]:
+    """The wallet's transactions of one ``kind`` (only those in ``status``, if given), newest
+    first."""
+    statement = select(Transaction).where(
+        Transaction.wallet_id == wallet_id, Transaction.kind == kind
+    )
+    if status is not None:
+        statement = statement.where(Transaction.status == status)
+    return await newest_first(
+        session, statement=statement, starting_after=starting_after, limit=limit
+    )
+
+
+async def newest_first(
+    session: AsyncSession,
+    *,
+    statement: Select[Transaction],
+    starting_after: str | None,
+    limit: int,
+) -> Page[Transaction]:
+    """A page of the wallet transactions ``statement`` selects, newest first."""
     page: Page[Transaction] = await keyset_page(
         session,
         statement,

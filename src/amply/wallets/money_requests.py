@@ -24,6 +24,8 @@ from amply.kit.ids import generate_id
 from amply.kit.pagination import Page, keyset_page
 from amply.kit.settings import Settings
 from amply.models import MoneyRequest, Transaction, Wallet
+from amply.models.enums import MoneyRequestStatus, TransactionStatus, TransferStatus
+from amply.models.transactions import TransferView
 from amply.wallets import deposit_reversals, transfers
 from amply.wallets import service as wallets
 
@@ -45,10 +47,10 @@ class PaymentInProgress(Conflict):
     default_code = "request_payment_in_progress"
 
 
-def effective_status(request: MoneyRequest, *, at: datetime | None = None) -> str:
+def effective_status(request: MoneyRequest, *, at: datetime | None = None) -> MoneyRequestStatus:
     if request.status == "pending" and request.expires_at <= (at or transfers.now()):
-        return "expired"
-    return request.status
+        return MoneyRequestStatus.EXPIRED
+    return MoneyRequestStatus(request.status)
 
 
 async def create_request(
@@ -85,7 +87,7 @@ async def create_request(
         amount=amount,
         currency=requester.currency,
         description=description,
-        status="pending",
+        status=MoneyRequestStatus.PENDING,
         expires_at=transfers.now() + timedelta(seconds=settings.money_request_lifetime_seconds),
     )
     session.add(request)
@@ -112,7 +114,10 @@ async def payment_of(
             Transaction.status.in_((transfers.PENDING, "completed")),
         )
     )
-    if payment is not None and transfers.effective_status(payment, at=at) == "expired":
+    if (
+        payment is not None
+        and transfers.effective_status(TransferView.of(payment), at=at) == TransferStatus.EXPIRED
+    ):
         return None
     return payment
 
@@ -131,7 +136,7 @@ async def _expire_stale_payment(
             Transaction.status == transfers.PENDING,
             Transaction.hold_expires_at <= at,
         )
-        .values(status="expired")
+        .values(status=TransactionStatus.EXPIRED)
         .execution_options(synchronize_session="fetch")
     )
 
@@ -151,7 +156,8 @@ async def payments_of(
     return {
         payment.money_request_id: payment
         for payment in rows
-        if payment.money_request_id and transfers.effective_status(payment) != "expired"
+        if payment.money_request_id
+        and transfers.effective_status(TransferView.of(payment)) != TransferStatus.EXPIRED
     }
 
 
@@ -190,13 +196,13 @@ async def _locked(
             param="request_id",
         )
     if effective_status(locked, at=at) == "expired":
-        _resolve(locked, "expired")
+        _resolve(locked, MoneyRequestStatus.EXPIRED)
         await session.flush()
         raise RequestExpired("This request expired.", param="request_id")
     return locked
 
 
-def _resolve(request: MoneyRequest, status: str) -> None:
+def _resolve(request: MoneyRequest, status: MoneyRequestStatus) -> None:
     request.status = status
     request.resolved_at = transfers.now()
 
@@ -230,7 +236,7 @@ async def decline(session: AsyncSession, *, payer: Wallet, request_id: str) -> M
     request = await _locked(
         session, wallet=payer, request_id=request_id, role="payer", action="declined"
     )
-    _resolve(request, "declined")
+    _resolve(request, MoneyRequestStatus.DECLINED)
     await session.flush()
     return request
 
@@ -239,7 +245,7 @@ async def cancel(session: AsyncSession, *, requester: Wallet, request_id: str) -
     request = await _locked(
         session, wallet=requester, request_id=request_id, role="requester", action="cancelled"
     )
-    _resolve(request, "cancelled")
+    _resolve(request, MoneyRequestStatus.CANCELLED)
     await session.flush()
     return request
 

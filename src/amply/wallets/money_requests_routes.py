@@ -3,23 +3,21 @@ requester cancels."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Final, Literal
 
-from fastapi import APIRouter, Path, Query, Request, status
+from fastapi import APIRouter, Path, Query, status
 from fastapi.responses import JSONResponse
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from amply.deps import (
-    CurrentUser,
-    IdempotencyKeyHeader,
-    SessionDep,
-    SettingsDep,
-)
-from amply.kit.error_responses import error_responses
-from amply.kit.errors import InvalidInput
-from amply.kit.idempotent_requests import idempotent_request, run_idempotently
+from amply.kit.dependencies import IdempotencyKeyHeader, SessionDep, SettingsDep
+from amply.kit.error_responses import IDEMPOTENCY_ERRORS, error_responses
+from amply.kit.errors import ErrorCode, InvalidInput
+from amply.kit.idempotency import IdempotentRequest
+from amply.kit.idempotent_requests import IdempotencyDep
 from amply.kit.schemas import Limit, ListResponse, StartingAfter
+from amply.models import MoneyRequest, Wallet
 from amply.wallets import money_requests
-from amply.wallets import service as wallets
+from amply.wallets.dependencies import CurrentWallet
 from amply.wallets.schemas import (
     MoneyRequestCreate,
     MoneyRequestOut,
@@ -31,6 +29,21 @@ from amply.wallets.views import Views, request_views
 router = APIRouter(tags=["requests"])
 
 RequestId = Annotated[str, Path(max_length=64, description="The request's id (`req_…`).")]
+# Paying, declining or cancelling a request: it must be visible to you and still payable.
+PAYABLE_REQUEST_ERRORS: Final = (
+    ErrorCode.REQUEST_NOT_FOUND,
+    ErrorCode.REQUEST_NOT_PENDING,
+    ErrorCode.REQUEST_EXPIRED,
+    ErrorCode.REQUEST_PAYMENT_IN_PROGRESS,
+)
+ANSWER_ERRORS: Final = error_responses(401, 403, *PAYABLE_REQUEST_ERRORS)
+
+
+async def _request_out(
+    session: AsyncSession, *, viewer: Wallet, item: MoneyRequest
+) -> MoneyRequestOut:
+    [out] = await request_views(session, viewer_wallet_id=viewer.id, items=[item])
+    return out
 
 
 @router.post(
@@ -40,18 +53,26 @@ RequestId = Annotated[str, Path(max_length=64, description="The request's id (`r
     summary="Ask another user for money",
     description="The payer sees it among their incoming requests until it is paid, "
     "declined, cancelled or expires. An `Idempotency-Key` makes a retry create one request.",
-    responses=error_responses(400, 401, 404, 409, 422),
+    responses=error_responses(
+        400,
+        401,
+        403,
+        422,
+        *IDEMPOTENCY_ERRORS,
+        ErrorCode.USER_NOT_FOUND,
+        ErrorCode.SELF_REQUEST,
+        ErrorCode.CURRENCY_MISMATCH,
+    ),
 )
 async def create_request(
     body: MoneyRequestCreate,
-    request: Request,
-    caller: CurrentUser,
+    requester: CurrentWallet,
     session: SessionDep,
     settings: SettingsDep,
+    idempotency: IdempotencyDep,
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> JSONResponse:
-    async def run() -> MoneyRequestOut:
-        requester = await wallets.of_user(session, user_id=caller.user.id)
+    async def run(_: IdempotentRequest | None) -> MoneyRequestOut:
         created = await money_requests.create_request(
             session,
             requester=requester,
@@ -61,14 +82,10 @@ async def create_request(
             description=body.description,
             settings=settings,
         )
-        [out] = await request_views(session, viewer_wallet_id=requester.id, items=[created])
-        return out
+        return await _request_out(session, viewer=requester, item=created)
 
-    idempotent = idempotent_request(
-        key=idempotency_key, scope=f"user:{caller.user.id}", request=request, body=body
-    )
-    return await run_idempotently(
-        session, idempotent=idempotent, settings=settings, status_code=201, run=run
+    return await idempotency.respond(
+        key=idempotency_key, scope=f"user:{requester.user_id}", body=body, status_code=201, run=run
     )
 
 
@@ -78,7 +95,7 @@ async def create_request(
     responses=error_responses(401, 422),
 )
 async def list_requests(
-    caller: CurrentUser,
+    wallet: CurrentWallet,
     session: SessionDep,
     limit: Limit = 20,
     starting_after: StartingAfter = None,
@@ -90,7 +107,6 @@ async def list_requests(
         RequestStatus | None, Query(alias="status", description="Only this status.")
     ] = None,
 ) -> ListResponse[MoneyRequestOut]:
-    wallet = await wallets.of_user(session, user_id=caller.user.id)
     page = await money_requests.list_requests(
         session,
         wallet=wallet,
@@ -106,15 +122,13 @@ async def list_requests(
 @router.get(
     "/requests/{request_id}",
     summary="A request you made or were asked to pay",
-    responses=error_responses(401, 404),
+    responses=error_responses(401, ErrorCode.REQUEST_NOT_FOUND),
 )
 async def get_request(
-    request_id: RequestId, caller: CurrentUser, session: SessionDep
+    request_id: RequestId, wallet: CurrentWallet, session: SessionDep
 ) -> MoneyRequestOut:
-    wallet = await wallets.of_user(session, user_id=caller.user.id)
     found = await money_requests.visible_to(session, wallet=wallet, request_id=request_id)
-    [out] = await request_views(session, viewer_wallet_id=wallet.id, items=[found])
-    return out
+    return await _request_out(session, viewer=wallet, item=found)
 
 
 @router.post(
@@ -126,17 +140,26 @@ async def get_request(
     "confirmation (`POST /v1/transfers/{id}/confirm`; the request is paid when you "
     "confirm), or is blocked by a hard limit (the request stays payable). Paying twice pays "
     "once. Requires an `Idempotency-Key`.",
-    responses=error_responses(400, 401, 404, 409, 422),
+    responses=error_responses(
+        400,
+        401,
+        403,
+        422,
+        *IDEMPOTENCY_ERRORS,
+        *PAYABLE_REQUEST_ERRORS,
+        ErrorCode.WALLET_RESTRICTED,
+        ErrorCode.CURRENCY_MISMATCH,
+        ErrorCode.INSUFFICIENT_FUNDS,
+    ),
 )
 async def pay_request(
     request_id: RequestId,
-    request: Request,
-    caller: CurrentUser,
+    payer: CurrentWallet,
     session: SessionDep,
     settings: SettingsDep,
+    idempotency: IdempotencyDep,
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> JSONResponse:
-    payer = await wallets.of_user(session, user_id=caller.user.id)
     # Someone else's request is missing (404) before anything is said about the key.
     await money_requests.visible_to(session, wallet=payer, request_id=request_id)
     if idempotency_key is None:
@@ -145,45 +168,38 @@ async def pay_request(
             param="Idempotency-Key",
         )
 
-    async def run() -> MoneyRequestPaid:
+    async def run(_: IdempotentRequest | None) -> MoneyRequestPaid:
         paid, transfer = await money_requests.pay(
             session, payer=payer, request_id=request_id, settings=settings
         )
-        [out] = await request_views(session, viewer_wallet_id=payer.id, items=[paid])
+        out = await _request_out(session, viewer=payer, item=paid)
         views = await Views.load(session, viewer_wallet_id=payer.id, items=[transfer])
         return MoneyRequestPaid(request=out, transfer=views.transfer(transfer))
 
-    idempotent = idempotent_request(
-        key=idempotency_key, scope=f"user:{caller.user.id}", request=request, body=None
-    )
-    return await run_idempotently(
-        session, idempotent=idempotent, settings=settings, status_code=201, run=run
+    return await idempotency.respond(
+        key=idempotency_key, scope=f"user:{payer.user_id}", body=None, status_code=201, run=run
     )
 
 
 @router.post(
     "/requests/{request_id}/decline",
     summary="Decline a request you received",
-    responses=error_responses(401, 404, 409),
+    responses=ANSWER_ERRORS,
 )
 async def decline_request(
-    request_id: RequestId, caller: CurrentUser, session: SessionDep
+    request_id: RequestId, payer: CurrentWallet, session: SessionDep
 ) -> MoneyRequestOut:
-    payer = await wallets.of_user(session, user_id=caller.user.id)
     declined = await money_requests.decline(session, payer=payer, request_id=request_id)
-    [out] = await request_views(session, viewer_wallet_id=payer.id, items=[declined])
-    return out
+    return await _request_out(session, viewer=payer, item=declined)
 
 
 @router.post(
     "/requests/{request_id}/cancel",
     summary="Cancel a request you made",
-    responses=error_responses(401, 404, 409),
+    responses=ANSWER_ERRORS,
 )
 async def cancel_request(
-    request_id: RequestId, caller: CurrentUser, session: SessionDep
+    request_id: RequestId, requester: CurrentWallet, session: SessionDep
 ) -> MoneyRequestOut:
-    requester = await wallets.of_user(session, user_id=caller.user.id)
     cancelled = await money_requests.cancel(session, requester=requester, request_id=request_id)
-    [out] = await request_views(session, viewer_wallet_id=requester.id, items=[cancelled])
-    return out
+    return await _request_out(session, viewer=requester, item=cancelled)

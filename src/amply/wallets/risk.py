@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Final, Literal
+from typing import Final
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -18,8 +18,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from amply.kit.money import Money
 from amply.kit.settings import Settings
 from amply.models import Wallet
+from amply.models.enums import RiskRule
 
-Rule = Literal["large_amount", "new_recipient", "rapid_transfers"]
 DAILY_WINDOW: Final = timedelta(hours=24)
 
 _COMPLETED_BEFORE_SQL: Final = text("""
@@ -47,7 +47,7 @@ _SENT_TODAY_SQL: Final = text("""
 
 @dataclass(frozen=True, slots=True)
 class RiskFlag:
-    rule: Rule
+    rule: RiskRule
     reason: str
 
     def as_json(self) -> dict[str, str]:
@@ -67,7 +67,7 @@ async def assess_transfer(
     if amount > threshold:
         flags.append(
             RiskFlag(
-                "large_amount",
+                RiskRule.LARGE_AMOUNT,
                 f"{_money(amount, sender.currency)} is above the large-transfer threshold of "
                 f"{_money(threshold, sender.currency)}.",
             )
@@ -75,13 +75,15 @@ async def assess_transfer(
     if not await session.scalar(
         _COMPLETED_BEFORE_SQL, {"sender": sender.id, "recipient": recipient.id}
     ):
-        flags.append(RiskFlag("new_recipient", "This is your first transfer to this recipient."))
+        flags.append(
+            RiskFlag(RiskRule.NEW_RECIPIENT, "This is your first transfer to this recipient.")
+        )
     window = settings.risk_rapid_transfer_window_seconds
     recent = await session.scalar(_RECENT_COUNT_SQL, {"sender": sender.id, "seconds": window})
     if (recent or 0) >= settings.risk_rapid_transfer_count:
         flags.append(
             RiskFlag(
-                "rapid_transfers",
+                RiskRule.RAPID_TRANSFERS,
                 f"This is your transfer number {recent + 1} within {_duration(window)}; "
                 f"more than {settings.risk_rapid_transfer_count} need confirming.",
             )

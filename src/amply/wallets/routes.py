@@ -3,28 +3,34 @@ signed export, a checkpoint), and giving from it to an organisation."""
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Query, Request, Response, status
+from fastapi import APIRouter, Request, Response, status
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from amply.deps import (
-    CurrentUser,
+from amply.auth.dependencies import CurrentUser
+from amply.kit.dependencies import (
     DatabaseDep,
     ReadDatabaseDep,
     RequiredIdempotencyKey,
     SessionDep,
-    SettingsDep,
-    SignerDep,
 )
-from amply.kit.error_responses import error_responses
-from amply.kit.idempotent_requests import idempotent_request, run_idempotently
+from amply.kit.error_responses import IDEMPOTENCY_ERRORS, error_responses
+from amply.kit.errors import ErrorCode
+from amply.kit.idempotency import IdempotentRequest
+from amply.kit.idempotent_requests import IdempotencyDep
 from amply.ledger import service as ledger
+from amply.ledger.dependencies import SignerDep
+from amply.models.enums import ChainKind
 from amply.transparency import chain_responses
-from amply.transparency.chain_responses import PRIVATE_CACHE
+from amply.transparency.chain_responses import (
+    PRIVATE_CACHE,
+    SIGNING_ERRORS,
+    AfterSeq,
+    PageLimit,
+)
 from amply.transparency.schemas import CheckpointOut, LedgerPageOut, PublicEntryOut
 from amply.wallets import giving
 from amply.wallets import service as wallets
+from amply.wallets.dependencies import CurrentWallet
 from amply.wallets.schemas import (
     WalletDonationCreate,
     WalletDonationOut,
@@ -41,8 +47,7 @@ router = APIRouter(tags=["wallet"])
     summary="Your wallet: balance from the ledger, money held for confirmation, available",
     responses=error_responses(401),
 )
-async def get_wallet(caller: CurrentUser, session: SessionDep) -> WalletOut:
-    wallet = await wallets.of_user(session, user_id=caller.user.id)
+async def get_wallet(wallet: CurrentWallet, session: SessionDep) -> WalletOut:
     balance = await wallets.balance_of(session, wallet=wallet)
     head = await ledger.get_head(session, chain_id=wallet.id)
     return WalletOut(
@@ -64,12 +69,11 @@ async def get_wallet(caller: CurrentUser, session: SessionDep) -> WalletOut:
     responses=error_responses(401, 422),
 )
 async def get_wallet_ledger(
-    caller: CurrentUser,
+    wallet: CurrentWallet,
     session: SessionDep,
-    after_seq: Annotated[int, Query(ge=0, le=2**62, description="Entries after this seq.")] = 0,
-    limit: Annotated[int, Query(ge=1, le=1000, description="At most this many entries.")] = 100,
+    after_seq: AfterSeq = 0,
+    limit: PageLimit = 100,
 ) -> LedgerPageOut:
-    wallet = await wallets.of_user(session, user_id=caller.user.id)
     page = await ledger.list_entries(session, chain_id=wallet.id, after_seq=after_seq, limit=limit)
     return LedgerPageOut(
         data=[PublicEntryOut(**entry.as_export()) for entry in page.entries],
@@ -91,23 +95,22 @@ async def get_wallet_ledger(
     responses={
         200: {"content": {"application/json": {}}, "description": "The export."},
         304: {"description": "Your chain has not grown since the export with this ETag."},
-        **error_responses(401, 503),
+        **error_responses(401, 503, *SIGNING_ERRORS),
     },
 )
 async def export_wallet_ledger(
-    caller: CurrentUser,
+    wallet: CurrentWallet,
     request: Request,
     session: SessionDep,
     database: DatabaseDep,
     read_database: ReadDatabaseDep,
     signer: SignerDep,
 ) -> Response:
-    wallet = await wallets.of_user(session, user_id=caller.user.id)
     return await chain_responses.export(
         request,
         database,
         chain_id=wallet.id,
-        kind="wallet",
+        kind=ChainKind.WALLET,
         signer=signer,
         read_database=read_database,
         cache_control=PRIVATE_CACHE,
@@ -125,17 +128,16 @@ async def export_wallet_ledger(
     "text/plain`, the note alone. 404 `checkpoint_missing` while your chain is empty.",
     responses={
         200: {"content": {"text/plain": {}}, "description": "The checkpoint."},
-        **error_responses(401, 404, 503),
+        **error_responses(401, 503, ErrorCode.CHECKPOINT_MISSING, *SIGNING_ERRORS),
     },
 )
 async def get_wallet_checkpoint(
-    caller: CurrentUser,
+    wallet: CurrentWallet,
     request: Request,
     response: Response,
     session: SessionDep,
     signer: SignerDep,
 ) -> CheckpointOut | Response:
-    wallet = await wallets.of_user(session, user_id=caller.user.id)
     return await chain_responses.checkpoint(
         request, response, session, chain_id=wallet.id, signer=signer, cache_control=PRIVATE_CACHE
     )
@@ -149,18 +151,28 @@ async def get_wallet_checkpoint(
     description="One balanced journal from your wallet's chain to the organisation's public "
     "chain, at once. The public ledger names you only if `anonymous` is false; it never "
     "shows your username or email. Requires an `Idempotency-Key`.",
-    responses=error_responses(400, 401, 404, 409, 422),
+    responses=error_responses(
+        400,
+        401,
+        403,
+        404,
+        422,
+        *IDEMPOTENCY_ERRORS,
+        ErrorCode.FUND_CLOSED,
+        ErrorCode.WALLET_RESTRICTED,
+        ErrorCode.CURRENCY_MISMATCH,
+        ErrorCode.INSUFFICIENT_FUNDS,
+    ),
 )
 async def give(
     body: WalletDonationCreate,
-    request: Request,
     caller: CurrentUser,
+    wallet: CurrentWallet,
     session: SessionDep,
-    settings: SettingsDep,
+    idempotency: IdempotencyDep,
     idempotency_key: RequiredIdempotencyKey,
 ) -> JSONResponse:
-    async def run() -> WalletDonationOut:
-        wallet = await wallets.of_user(session, user_id=caller.user.id)
+    async def run(_: IdempotentRequest | None) -> WalletDonationOut:
         gift = await giving.give(
             session,
             wallet=wallet,
@@ -186,9 +198,6 @@ async def give(
             ledger_entries=views.legs(gift),
         )
 
-    idempotent = idempotent_request(
-        key=idempotency_key, scope=f"user:{caller.user.id}", request=request, body=body
-    )
-    return await run_idempotently(
-        session, idempotent=idempotent, settings=settings, status_code=201, run=run
+    return await idempotency.respond(
+        key=idempotency_key, scope=f"user:{caller.user.id}", body=body, status_code=201, run=run
     )

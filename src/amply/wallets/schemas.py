@@ -5,14 +5,14 @@ currency (upper-case ISO 4217)."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import BaseModel, Field, StrictBool, StringConstraints
 
-from amply.donations.schemas import Amount, FundId, OrganisationId
-from amply.identity.schemas import Username
-from amply.kit.schemas import RequestModel
-from amply.organisations.schemas import Currency
+from amply.auth.schemas import Username
+from amply.kit.schemas import Amount, Currency, RequestModel, as_literal
+from amply.models import enums
+from amply.organisations.schemas import FundId, OrganisationId
 
 Description = Annotated[
     str,
@@ -22,9 +22,14 @@ Description = Annotated[
         examples=["Dinner on Friday"],
     ),
 ]
-TransferStatus = Literal["pending_confirmation", "completed", "cancelled", "expired", "blocked"]
-RequestStatus = Literal["pending", "paid", "declined", "cancelled", "expired"]
-RiskRule = Literal["large_amount", "new_recipient", "rapid_transfers"]
+if TYPE_CHECKING:  # mypy sees the enums, pydantic the Literal of their values
+    TransferStatus = enums.TransferStatus
+    RequestStatus = enums.MoneyRequestStatus
+    RiskRule = enums.RiskRule
+else:
+    TransferStatus = as_literal(enums.TransferStatus)
+    RequestStatus = as_literal(enums.MoneyRequestStatus)
+    RiskRule = as_literal(enums.RiskRule)
 
 
 class LedgerLegOut(BaseModel):
@@ -154,16 +159,12 @@ HistoryType = Literal["sent", "received", "deposit", "withdrawal", "donation", "
 HistoryFilter = Literal[
     "sent", "received", "deposit", "withdrawal", "fee", "request", "donation", "bonus"
 ]
-HistoryStatus = Literal[
-    "pending_confirmation",
-    "completed",
-    "cancelled",
-    "expired",
-    "blocked",
-    "pending",
-    "paid",
-    "failed",
-]
+if TYPE_CHECKING:  # mypy sees the enums, pydantic the Literal of their values
+    HistoryStatus = enums.TransactionStatus
+    GiftStatus = enums.DonationTransactionStatus
+else:
+    HistoryStatus = as_literal(enums.TransactionStatus)
+    GiftStatus = as_literal(enums.DonationTransactionStatus)
 
 
 class TransactionOut(BaseModel):
@@ -208,7 +209,7 @@ class WalletDonationCreate(RequestModel):
 class WalletDonationOut(BaseModel):
     object: Literal["wallet_donation"] = "wallet_donation"
     id: str
-    status: Literal["completed"]
+    status: GiftStatus
     organisation_id: str
     fund_id: str | None
     amount: int

@@ -23,6 +23,7 @@ from amply.kit.settings import Settings
 from amply.ledger import service as ledger
 from amply.ledger.service import Leg
 from amply.models import Transaction, User, Wallet
+from amply.models.enums import ChainKind, EntryType
 
 # The chain's last balance in the wallet's currency, and what its transfers awaiting
 # confirmation hold: holds past their expiry no longer count, whether or not housekeeping
@@ -53,7 +54,7 @@ class Balance:
 async def open_wallet(session: AsyncSession, *, user: User, settings: Settings) -> Wallet:
     """The new user's wallet and its chain; in demo mode, credited with the welcome bonus."""
     wallet = Wallet(id=generate_id("wal"), user_id=user.id, currency=settings.wallet_currency)
-    await ledger.create_chain(session, chain_id=wallet.id, kind="wallet")
+    await ledger.create_chain(session, chain_id=wallet.id, kind=ChainKind.WALLET)
     session.add(wallet)
     await session.flush()
     if settings.demo:
@@ -69,10 +70,10 @@ async def _credit_welcome_bonus(session: AsyncSession, *, wallet: Wallet, amount
     entries = await ledger.append_journal(
         session,
         legs=[
-            Leg(wallet.id, "welcome_bonus", amount, wallet.currency, reference),
+            Leg(wallet.id, EntryType.WELCOME_BONUS, amount, wallet.currency, reference),
             Leg(
                 ledger.PLATFORM_PROMOTIONS_CHAIN,
-                "promotion_granted",
+                EntryType.PROMOTION_GRANTED,
                 -amount,
                 wallet.currency,
                 reference,

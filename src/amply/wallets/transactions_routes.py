@@ -8,11 +8,12 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
 
-from amply.deps import CurrentUser, SessionDep
+from amply.kit.dependencies import SessionDep
 from amply.kit.error_responses import error_responses
+from amply.kit.errors import ErrorCode
 from amply.kit.schemas import Limit, ListResponse, StartingAfter, as_utc
 from amply.wallets import history
-from amply.wallets import service as wallets
+from amply.wallets.dependencies import CurrentWallet
 from amply.wallets.schemas import HistoryFilter, HistoryStatus, TransactionOut
 from amply.wallets.views import Views
 
@@ -28,7 +29,7 @@ router = APIRouter(tags=["transactions"])
     responses=error_responses(401, 422),
 )
 async def list_transactions(
-    caller: CurrentUser,
+    wallet: CurrentWallet,
     session: SessionDep,
     limit: Limit = 20,
     starting_after: StartingAfter = None,
@@ -41,7 +42,6 @@ async def list_transactions(
     ] = None,
     created_lt: Annotated[datetime | None, Query(description="Created before this time.")] = None,
 ) -> ListResponse[TransactionOut]:
-    wallet = await wallets.of_user(session, user_id=caller.user.id)
     page = await history.list_history(
         session,
         wallet=wallet,
@@ -53,22 +53,19 @@ async def list_transactions(
         limit=limit,
     )
     views = await Views.load(session, viewer_wallet_id=wallet.id, items=page.items)
-    return ListResponse(
-        data=[views.history_item(item) for item in page.items], has_more=page.has_more
-    )
+    return ListResponse.of(page, views.history_item)
 
 
 @router.get(
     "/transactions/{transaction_id}",
     summary="One item of your history",
-    responses=error_responses(401, 404),
+    responses=error_responses(401, ErrorCode.TRANSACTION_NOT_FOUND),
 )
 async def get_transaction(
     transaction_id: Annotated[str, Path(max_length=64, description="`txn_…`")],
-    caller: CurrentUser,
+    wallet: CurrentWallet,
     session: SessionDep,
 ) -> TransactionOut:
-    wallet = await wallets.of_user(session, user_id=caller.user.id)
     item = await history.get_item(session, wallet=wallet, transaction_id=transaction_id)
     views = await Views.load(session, viewer_wallet_id=wallet.id, items=[item])
     return views.history_item(item)

@@ -17,15 +17,23 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from amply.kit.errors import Conflict, InvalidInput, NotFound
 from amply.kit.ids import generate_id
-from amply.kit.pagination import Page, keyset_page
+from amply.kit.pagination import Page
 from amply.kit.settings import Settings
 from amply.ledger import service as ledger
 from amply.ledger.service import Leg
 from amply.models import MoneyRequest, Transaction, Wallet
-from amply.wallets import deposit_reversals, risk
+from amply.models.enums import (
+    EntryType,
+    MoneyRequestStatus,
+    TransactionKind,
+    TransactionStatus,
+    TransferStatus,
+)
+from amply.models.transactions import TransferView
+from amply.wallets import deposit_reversals, history, risk
 from amply.wallets import service as wallets
 
-PENDING: Final = "pending_confirmation"
+PENDING: Final = TransactionStatus.PENDING_CONFIRMATION
 
 
 class TransferNotPending(Conflict):
@@ -44,15 +52,15 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
-def effective_status(transfer: Transaction, *, at: datetime | None = None) -> str:
+def effective_status(transfer: TransferView, *, at: datetime | None = None) -> TransferStatus:
     """The status as the user sees it: a hold past its time has expired, even before
     housekeeping marks it so."""
     if (
-        transfer.status == PENDING
+        transfer.status == TransferStatus.PENDING_CONFIRMATION
         and transfer.hold_expires_at is not None
         and transfer.hold_expires_at <= (at or now())
     ):
-        return "expired"
+        return TransferStatus.EXPIRED
     return transfer.status
 
 
@@ -76,7 +84,7 @@ async def create_transfer(
     await wallets.require_available(session, wallet=sender, amount=amount)
     transfer = Transaction(
         id=generate_id("txn"),
-        kind="transfer",
+        kind=TransactionKind.TRANSFER,
         wallet_id=sender.id,
         counterparty_wallet_id=recipient.id,
         money_request_id=money_request.id if money_request else None,
@@ -87,7 +95,7 @@ async def create_transfer(
     )
     blocked = await risk.hard_limit_reason(session, sender=sender, amount=amount, settings=settings)
     if blocked is not None:
-        transfer.status = "blocked"
+        transfer.status = TransactionStatus.BLOCKED
         transfer.blocked_reason = blocked
         session.add(transfer)
         await session.flush()
@@ -131,28 +139,28 @@ def _check_parties(*, sender: Wallet, recipient: Wallet, currency: str | None) -
 async def _complete(session: AsyncSession, transfer: Transaction, *, created: bool) -> None:
     """Move the money (one balanced journal) and mark the transfer completed. The caller holds
     both wallets' locks and has checked the sender can afford it."""
-    assert transfer.counterparty_wallet_id is not None
+    recipient_wallet_id = TransferView.of(transfer).recipient_wallet_id
     reference = {"transaction_id": transfer.id}
     entries = await ledger.append_journal(
         session,
         legs=[
             Leg(
                 transfer.wallet_id,
-                "transfer_out",
+                EntryType.TRANSFER_OUT,
                 -transfer.amount,
                 transfer.currency,
-                {**reference, "to": transfer.counterparty_wallet_id},
+                {**reference, "to": recipient_wallet_id},
             ),
             Leg(
-                transfer.counterparty_wallet_id,
-                "transfer_in",
+                recipient_wallet_id,
+                EntryType.TRANSFER_IN,
                 transfer.amount,
                 transfer.currency,
                 {**reference, "from": transfer.wallet_id},
             ),
         ],
     )
-    transfer.status = "completed"
+    transfer.status = TransactionStatus.COMPLETED
     transfer.journal_id = entries[0].journal_id
     transfer.completed_at = now()
     if created:
@@ -167,7 +175,7 @@ async def _mark_request_paid(session: AsyncSession, *, money_request_id: str) ->
         MoneyRequest, money_request_id, with_for_update=True, populate_existing=True
     )
     assert request is not None
-    request.status = "paid"
+    request.status = MoneyRequestStatus.PAID
     request.resolved_at = now()
     await session.flush()
 
@@ -175,7 +183,11 @@ async def _mark_request_paid(session: AsyncSession, *, money_request_id: str) ->
 async def sent_by(session: AsyncSession, *, sender: Wallet, transfer_id: str) -> Transaction:
     """One of the sender's transfers, or 404 (another user's is as missing as none)."""
     transfer = await session.get(Transaction, transfer_id)
-    if transfer is None or transfer.kind != "transfer" or transfer.wallet_id != sender.id:
+    if (
+        transfer is None
+        or transfer.kind != TransactionKind.TRANSFER
+        or transfer.wallet_id != sender.id
+    ):
         raise NotFound("No such transfer.", code="transfer_not_found", param="transfer_id")
     return transfer
 
@@ -184,7 +196,7 @@ async def visible_to(session: AsyncSession, *, wallet: Wallet, transfer_id: str)
     """A transfer its sender sent, or its recipient received (completed ones only: money held
     for confirmation is not the recipient's yet)."""
     transfer = await session.get(Transaction, transfer_id)
-    if transfer is not None and transfer.kind == "transfer":
+    if transfer is not None and transfer.kind == TransactionKind.TRANSFER:
         if transfer.wallet_id == wallet.id:
             return transfer
         if transfer.counterparty_wallet_id == wallet.id and transfer.status == "completed":
@@ -197,9 +209,8 @@ async def _locked_pending(
 ) -> Transaction:
     """The sender's transfer, under both wallets' locks and its row lock, still awaiting
     confirmation; an expired hold is marked expired and refused."""
-    transfer = await sent_by(session, sender=sender, transfer_id=transfer_id)
-    assert transfer.counterparty_wallet_id is not None
-    await wallets.lock(session, transfer.wallet_id, transfer.counterparty_wallet_id)
+    transfer = TransferView.of(await sent_by(session, sender=sender, transfer_id=transfer_id))
+    await wallets.lock(session, transfer.sender_wallet_id, transfer.recipient_wallet_id)
     locked = await session.get(
         Transaction, transfer_id, with_for_update=True, populate_existing=True
     )
@@ -210,8 +221,8 @@ async def _locked_pending(
             f"{action}.",
             param="transfer_id",
         )
-    if effective_status(locked) == "expired":
-        locked.status = "expired"
+    if effective_status(TransferView.of(locked)) == TransferStatus.EXPIRED:
+        locked.status = TransactionStatus.EXPIRED
         await session.flush()
         raise TransferExpired(
             "This transfer's hold expired before it was confirmed; nothing was sent. "
@@ -240,7 +251,7 @@ async def cancel(session: AsyncSession, *, sender: Wallet, transfer_id: str) -> 
     transfer = await _locked_pending(
         session, sender=sender, transfer_id=transfer_id, action="cancelled"
     )
-    transfer.status = "cancelled"
+    transfer.status = TransactionStatus.CANCELLED
     await session.flush()
     return transfer
 
@@ -255,7 +266,7 @@ async def list_transfers(
 ) -> Page[Transaction]:
     """The wallet's transfers, newest first: sent (any status) and received (completed)."""
     statement = select(Transaction).where(
-        Transaction.kind == "transfer",
+        Transaction.kind == TransactionKind.TRANSFER,
         or_(
             Transaction.wallet_id == wallet.id,
             (Transaction.counterparty_wallet_id == wallet.id) & (Transaction.status == "completed"),
@@ -263,16 +274,9 @@ async def list_transfers(
     )
     if status is not None:
         statement = statement.where(Transaction.status == status)
-    page: Page[Transaction] = await keyset_page(
-        session,
-        statement,
-        key=(Transaction.created_at, Transaction.id),
-        id_column=Transaction.id,
-        starting_after=starting_after,
-        limit=limit,
-        descending=True,
+    return await history.newest_first(
+        session, statement=statement, starting_after=starting_after, limit=limit
     )
-    return page
 
 
 _EXPIRE_HOLDS_SQL: Final = text("""

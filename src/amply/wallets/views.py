@@ -10,8 +10,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from amply.ledger import service as ledger
 from amply.models import MoneyRequest, Transaction
-from amply.wallets import money_requests, transfers
+from amply.models.enums import TransactionKind, TransactionStatus
+from amply.models.transactions import DepositView, TransferView
+from amply.wallets import deposits, money_requests, transfers
 from amply.wallets import service as wallets
+from amply.wallets.deposits_schemas import DepositEntryOut, DepositOut
 from amply.wallets.schemas import (
     LedgerLegOut,
     MoneyRequestOut,
@@ -22,10 +25,10 @@ from amply.wallets.schemas import (
 )
 
 _HISTORY_TYPES = {
-    "deposit": "deposit",
-    "withdrawal": "withdrawal",
-    "donation": "donation",
-    "welcome_bonus": "bonus",
+    TransactionKind.DEPOSIT: "deposit",
+    TransactionKind.WITHDRAWAL: "withdrawal",
+    TransactionKind.DONATION: "donation",
+    TransactionKind.WELCOME_BONUS: "bonus",
 }
 
 
@@ -92,18 +95,20 @@ class Views:
     def history_item(self, item: Transaction) -> TransactionOut:
         """A transaction as the viewer's history shows it."""
         counterparty = None
-        if item.kind == "transfer":
-            assert item.counterparty_wallet_id is not None
-            outgoing = item.wallet_id == self.viewer_wallet_id
+        status = item.status
+        if item.kind == TransactionKind.TRANSFER:
+            transfer = TransferView.of(item)
+            outgoing = transfer.sender_wallet_id == self.viewer_wallet_id
             kind = "sent" if outgoing else "received"
-            other = item.counterparty_wallet_id if outgoing else item.wallet_id
+            other = transfer.recipient_wallet_id if outgoing else transfer.sender_wallet_id
             counterparty = self.party(other)
+            status = TransactionStatus(transfers.effective_status(transfer, at=self.now))
         else:
             kind = _HISTORY_TYPES[item.kind]
         return TransactionOut(
             id=item.id,
             type=kind,
-            status=transfers.effective_status(item, at=self.now),
+            status=status,
             direction="in" if kind in ("received", "deposit", "bonus") else "out",
             amount=item.amount,
             fee=item.fee,
@@ -118,21 +123,23 @@ class Views:
         )
 
     def transfer(self, item: Transaction) -> TransferOut:
-        assert item.counterparty_wallet_id is not None
+        transfer = TransferView.of(item)
         return TransferOut(
-            id=item.id,
-            status=transfers.effective_status(item, at=self.now),
-            sender=self.party(item.wallet_id),
-            recipient=self.party(item.counterparty_wallet_id),
-            amount=item.amount,
-            currency=item.currency,
-            description=item.description,
-            risk_flags=[RiskFlagOut.model_validate(flag) for flag in item.risk_flags],
-            blocked_reason=item.blocked_reason,
-            hold_expires_at=item.hold_expires_at,
-            money_request_id=item.money_request_id,
-            created_at=item.created_at,
-            completed_at=item.completed_at,
+            id=transfer.id,
+            status=transfers.effective_status(transfer, at=self.now),
+            sender=self.party(transfer.sender_wallet_id),
+            recipient=self.party(transfer.recipient_wallet_id),
+            amount=transfer.amount,
+            currency=transfer.currency,
+            description=transfer.description,
+            risk_flags=[
+                RiskFlagOut(rule=flag.rule, reason=flag.reason) for flag in transfer.risk_flags
+            ],
+            blocked_reason=transfer.blocked_reason,
+            hold_expires_at=transfer.hold_expires_at,
+            money_request_id=transfer.money_request_id,
+            created_at=transfer.created_at,
+            completed_at=transfer.completed_at,
             ledger_entries=self.legs(item),
         )
 
@@ -180,3 +187,42 @@ async def request_views(
             )
         )
     return out
+
+
+async def deposit_views(session: AsyncSession, items: Sequence[Transaction]) -> list[DepositOut]:
+    entries = await deposits.ledger_entries(session, deposits=items)
+    return [_deposit_out(DepositView.of(deposit), entries.get(deposit.id)) for deposit in items]
+
+
+async def deposit_out(session: AsyncSession, deposit: Transaction) -> DepositOut:
+    [out] = await deposit_views(session, [deposit])
+    return out
+
+
+def _deposit_out(deposit: DepositView, entry: ledger.Entry | None) -> DepositOut:
+    return DepositOut(
+        id=deposit.id,
+        status=deposit.status,
+        amount=deposit.amount,
+        currency=deposit.currency,
+        source=deposit.source,
+        card_id=deposit.card_id,
+        bank_name=deposit.bank_name,
+        provider=deposit.provider,
+        payment_intent_id=deposit.payment_intent_id,
+        description=deposit.description,
+        failure_code=deposit.failure_code,
+        failure_message=deposit.failure_message,
+        created_at=deposit.created_at,
+        completed_at=deposit.completed_at,
+        ledger_entry=DepositEntryOut(
+            chain_id=entry.chain_id,
+            seq=entry.seq,
+            entry_id=entry.id,
+            amount=entry.amount,
+            balance_after=entry.balance_after,
+            entry_hash=entry.entry_hash,
+        )
+        if entry
+        else None,
+    )

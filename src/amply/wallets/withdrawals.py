@@ -27,26 +27,33 @@ journal (``withdrawal_reversed`` +amount, ``withdrawal_fee_refunded`` +fee on th
 
 from __future__ import annotations
 
-from typing import Final, Literal
+from typing import Final
 
-from sqlalchemy import func, select
+from sqlalchemy import func
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from amply.kit.errors import Conflict, InsufficientFunds, InvalidInput, NotFound
 from amply.kit.idempotency import IdempotentRequest
 from amply.kit.ids import derived_id, generate_id
 from amply.kit.money import MoneyError, fee_for, normalize_currency, validate_amount
-from amply.kit.pagination import Page, keyset_page
+from amply.kit.pagination import Page
 from amply.kit.settings import Settings
 from amply.ledger import service as ledger
 from amply.ledger.service import PLATFORM_FEES_CHAIN, JSONValue, Leg
 from amply.models import Transaction, Wallet
-from amply.payments.payouts import CreatedPayout, PayoutProvider, Speed
-from amply.wallets import deposit_reversals
+from amply.models.enums import (
+    EntryType,
+    TransactionKind,
+    TransactionStatus,
+    WithdrawalSpeed,
+    WithdrawalStatus,
+)
+from amply.models.transactions import WithdrawalView
+from amply.payments.payouts import CreatedPayout, PayoutProvider
+from amply.wallets import deposit_reversals, history
 from amply.wallets import service as wallets
 
-WithdrawalStatus = Literal["pending", "paid", "failed"]
-SPEEDS: Final[frozenset[str]] = frozenset({"standard", "instant"})
+SPEEDS: Final[frozenset[str]] = frozenset(WithdrawalSpeed)
 MAX_FAILURE_CODE: Final = 100
 MAX_FAILURE_MESSAGE: Final = 500
 
@@ -107,7 +114,7 @@ async def request_withdrawal(
     *,
     wallet: Wallet,
     amount: int,
-    speed: Speed,
+    speed: WithdrawalSpeed,
     bank_name: str,
     settings: Settings,
     provider: PayoutProvider,
@@ -139,8 +146,8 @@ async def request_withdrawal(
     )
     withdrawal = Transaction(
         id=transaction_id,
-        kind="withdrawal",
-        status="pending",
+        kind=TransactionKind.WITHDRAWAL,
+        status=TransactionStatus.PENDING,
         wallet_id=wallet.id,
         amount=amount,
         fee=fee,
@@ -215,36 +222,37 @@ def _debit_legs(
     legs = [
         Leg(
             wallet.id,
-            "withdrawal",
+            EntryType.WITHDRAWAL,
             -amount,
             currency,
             {**reference, "payout": None, "speed": speed},
         )
     ]
     if fee:
-        legs.append(Leg(wallet.id, "withdrawal_fee", -fee, currency, reference))
+        legs.append(Leg(wallet.id, EntryType.WITHDRAWAL_FEE, -fee, currency, reference))
         # The platform's chains are public: never name the wallet there (anyone who knows
         # its id would learn its withdrawals). The journal id links the legs for its owner.
-        legs.append(Leg(PLATFORM_FEES_CHAIN, "fee_collected", fee, currency, reference))
+        legs.append(Leg(PLATFORM_FEES_CHAIN, EntryType.FEE_COLLECTED, fee, currency, reference))
     return legs
 
 
-def _reversal_legs(withdrawal: Transaction) -> list[Leg]:
+def _reversal_legs(row: Transaction) -> list[Leg]:
+    withdrawal = WithdrawalView.of(row)
     reference: dict[str, JSONValue] = {"transaction_id": withdrawal.id}
     currency = withdrawal.currency
     wallet_id, fee = withdrawal.wallet_id, withdrawal.fee
     legs = [
         Leg(
             wallet_id,
-            "withdrawal_reversed",
+            EntryType.WITHDRAWAL_REVERSED,
             withdrawal.amount,
             currency,
             {**reference, "payout": withdrawal.payout_id},
         ),
     ]
     if fee:
-        legs.append(Leg(wallet_id, "withdrawal_fee_refunded", fee, currency, reference))
-        legs.append(Leg(PLATFORM_FEES_CHAIN, "fee_refunded", -fee, currency, reference))
+        legs.append(Leg(wallet_id, EntryType.WITHDRAWAL_FEE_REFUNDED, fee, currency, reference))
+        legs.append(Leg(PLATFORM_FEES_CHAIN, EntryType.FEE_REFUNDED, -fee, currency, reference))
     return legs
 
 
@@ -265,7 +273,7 @@ async def _apply_initial_status(
 
 
 def _settle_paid(withdrawal: Transaction) -> None:
-    withdrawal.status = "paid"
+    withdrawal.status = TransactionStatus.PAID
     withdrawal.completed_at = func.now()
 
 
@@ -280,7 +288,7 @@ async def _settle_failed(
     withdrawal.failure_message = failure_message[:MAX_FAILURE_MESSAGE] if failure_message else None
     await ledger.lock_chains(session, chain_ids=_chains(withdrawal.wallet_id, fee=withdrawal.fee))
     entries = await ledger.append_journal(session, legs=_reversal_legs(withdrawal))
-    withdrawal.status = "failed"
+    withdrawal.status = TransactionStatus.FAILED
     withdrawal.reversal_journal_id = entries[0].journal_id
     await session.flush()
 
@@ -307,7 +315,7 @@ async def get_withdrawal(
 def _is_withdrawal_of(withdrawal: Transaction | None, *, wallet_id: str | None) -> bool:
     return (
         withdrawal is not None
-        and withdrawal.kind == "withdrawal"
+        and withdrawal.kind == TransactionKind.WITHDRAWAL
         and (wallet_id is None or withdrawal.wallet_id == wallet_id)
     )
 
@@ -321,21 +329,14 @@ async def list_withdrawals(
     limit: int = 20,
 ) -> Page[Transaction]:
     """The wallet's withdrawals, newest first."""
-    statement = select(Transaction).where(
-        Transaction.wallet_id == wallet_id, Transaction.kind == "withdrawal"
-    )
-    if status is not None:
-        statement = statement.where(Transaction.status == status)
-    page: Page[Transaction] = await keyset_page(
+    return await history.list_of_kind(
         session,
-        statement,
-        key=[Transaction.created_at, Transaction.id],
-        id_column=Transaction.id,
+        wallet_id=wallet_id,
+        kind=TransactionKind.WITHDRAWAL,
+        status=status,
         starting_after=starting_after,
         limit=limit,
-        descending=True,
     )
-    return page
 
 
 # --- Settling -------------------------------------------------------------------------------
@@ -380,7 +381,11 @@ async def mark_paid(
     """The payout reached the bank: ``pending`` → ``paid``. Nothing moves on the ledger (the
     money left at the request). 409 ``withdrawal_not_pending`` from any other status."""
     withdrawal = await _locked_pending(
-        session, withdrawal_id=withdrawal_id, wallet_id=wallet_id, provider=provider, to="paid"
+        session,
+        withdrawal_id=withdrawal_id,
+        wallet_id=wallet_id,
+        provider=provider,
+        to=WithdrawalStatus.PAID,
     )
     _settle_paid(withdrawal)
     await session.flush()
@@ -400,7 +405,11 @@ async def mark_failed(
     """The payout failed: ``pending`` → ``failed``, and a compensating journal returns the
     amount and the fee to the wallet. 409 ``withdrawal_not_pending`` from any other status."""
     withdrawal = await _locked_pending(
-        session, withdrawal_id=withdrawal_id, wallet_id=wallet_id, provider=provider, to="failed"
+        session,
+        withdrawal_id=withdrawal_id,
+        wallet_id=wallet_id,
+        provider=provider,
+        to=WithdrawalStatus.FAILED,
     )
     await _settle_failed(
         session, withdrawal, failure_code=failure_code, failure_message=failure_message

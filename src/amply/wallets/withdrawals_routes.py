@@ -4,28 +4,29 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query, Request, status
+from fastapi import APIRouter, Depends, Path, Query, status
 from fastapi.responses import JSONResponse
 
-from amply.deps import CurrentUser, RequiredIdempotencyKey, SessionDep, SettingsDep
-from amply.kit.error_responses import error_responses
-from amply.kit.errors import NotFound
-from amply.kit.idempotent_requests import idempotent_request, run_idempotently
+from amply.kit.dependencies import RequiredIdempotencyKey, SessionDep, SettingsDep
+from amply.kit.error_responses import IDEMPOTENCY_ERRORS, error_responses
+from amply.kit.errors import ErrorCode, NotFound
+from amply.kit.idempotency import IdempotentRequest
+from amply.kit.idempotent_requests import IdempotencyDep
 from amply.kit.money import MAX_AMOUNT
 from amply.kit.schemas import Limit, ListResponse, StartingAfter
 from amply.kit.settings import Settings
-from amply.models import Transaction
+from amply.models.enums import WithdrawalSpeed
 from amply.payments.payouts import PayoutProvider, payouts_for
-from amply.wallets import service as wallets
 from amply.wallets import withdrawals
+from amply.wallets.dependencies import CurrentWallet
 from amply.wallets.withdrawals_schemas import (
     SandboxPayoutFailure,
     Speed,
     WithdrawalCreate,
     WithdrawalFeeOut,
-    WithdrawalLedgerOut,
     WithdrawalOut,
     WithdrawalStatus,
+    withdrawal_out,
 )
 
 router = APIRouter(tags=["withdrawals"])
@@ -41,47 +42,22 @@ def get_payouts(settings: SettingsDep) -> PayoutProvider:
 PayoutsDep = Annotated[PayoutProvider, Depends(get_payouts)]
 
 
-def withdrawal_out(withdrawal: Transaction) -> WithdrawalOut:
-    assert withdrawal.journal_id is not None  # a withdrawal names its journal from the start
-    return WithdrawalOut.model_validate(
-        {
-            "id": withdrawal.id,
-            "status": withdrawal.status,
-            "amount": withdrawal.amount,
-            "fee": withdrawal.fee,
-            "total": withdrawal.amount + withdrawal.fee,
-            "currency": withdrawal.currency,
-            "speed": withdrawal.speed,
-            "bank_name": withdrawal.bank_name,
-            "provider": withdrawal.provider,
-            "payout_id": withdrawal.payout_id,
-            "created_at": withdrawal.created_at,
-            "completed_at": withdrawal.completed_at,
-            "failure_code": withdrawal.failure_code,
-            "failure_message": withdrawal.failure_message,
-            "ledger": WithdrawalLedgerOut(
-                journal_id=withdrawal.journal_id,
-                reversal_journal_id=withdrawal.reversal_journal_id,
-            ),
-        }
-    )
-
-
 @router.get(
     "/withdrawals/fee",
     summary="What a withdrawal would cost: its fee and the total taken from the wallet",
     responses=error_responses(401, 422),
 )
 async def quote_fee(
-    user: CurrentUser,
+    wallet: CurrentWallet,
     session: SessionDep,
     settings: SettingsDep,
     amount: Annotated[
         int, Query(gt=0, le=MAX_AMOUNT, description="The amount to withdraw, in minor units.")
     ],
-    speed: Annotated[Speed, Query(description="`standard` (free) or `instant`.")] = "standard",
+    speed: Annotated[
+        Speed, Query(description="`standard` (free) or `instant`.")
+    ] = WithdrawalSpeed.STANDARD,
 ) -> WithdrawalFeeOut:
-    wallet = await wallets.of_user(session, user_id=user.user.id)
     fee = withdrawals.fee_of(amount, speed=speed, settings=settings)
     return WithdrawalFeeOut(
         amount=amount,
@@ -103,23 +79,28 @@ async def quote_fee(
     "(a failed payout returns the money). Requires an `Idempotency-Key`: a retry returns the "
     "first response and moves nothing twice. In sandbox mode, settle it with "
     "`POST /v1/sandbox/withdrawals/{id}/paid` or `…/fail`.",
-    responses=error_responses(400, 401, 403, 404, 409, 422, 503),
+    responses=error_responses(
+        400,
+        401,
+        403,
+        422,
+        *IDEMPOTENCY_ERRORS,
+        ErrorCode.WALLET_RESTRICTED,
+        ErrorCode.CURRENCY_MISMATCH,
+        ErrorCode.INSUFFICIENT_FUNDS,
+        ErrorCode.PAYOUTS_UNAVAILABLE,
+    ),
 )
 async def create_withdrawal(
     body: WithdrawalCreate,
-    request: Request,
-    user: CurrentUser,
+    wallet: CurrentWallet,
     session: SessionDep,
     settings: SettingsDep,
     payouts: PayoutsDep,
+    idempotency: IdempotencyDep,
     idempotency_key: RequiredIdempotencyKey,
 ) -> JSONResponse:
-    idempotent = idempotent_request(
-        key=idempotency_key, scope=f"user:{user.user.id}", request=request, body=body
-    )
-
-    async def withdraw() -> WithdrawalOut:
-        wallet = await wallets.of_user(session, user_id=user.user.id)
+    async def withdraw(idempotent: IdempotentRequest | None) -> WithdrawalOut:
         withdrawal = await withdrawals.request_withdrawal(
             session,
             wallet=wallet,
@@ -133,8 +114,12 @@ async def create_withdrawal(
         )
         return withdrawal_out(withdrawal)
 
-    return await run_idempotently(
-        session, idempotent=idempotent, settings=settings, status_code=201, run=withdraw
+    return await idempotency.respond(
+        key=idempotency_key,
+        scope=f"user:{wallet.user_id}",
+        body=body,
+        status_code=201,
+        run=withdraw,
     )
 
 
@@ -144,13 +129,12 @@ async def create_withdrawal(
     responses=error_responses(401, 422),
 )
 async def list_withdrawals(
-    user: CurrentUser,
+    wallet: CurrentWallet,
     session: SessionDep,
     status: Annotated[WithdrawalStatus | None, Query(description="Only this status.")] = None,
     limit: Limit = 20,
     starting_after: StartingAfter = None,
 ) -> ListResponse[WithdrawalOut]:
-    wallet = await wallets.of_user(session, user_id=user.user.id)
     page = await withdrawals.list_withdrawals(
         session,
         wallet_id=wallet.id,
@@ -158,7 +142,7 @@ async def list_withdrawals(
         starting_after=starting_after,
         limit=limit,
     )
-    return ListResponse(data=[withdrawal_out(item) for item in page.items], has_more=page.has_more)
+    return ListResponse.of(page, withdrawal_out)
 
 
 @router.get(
@@ -167,9 +151,8 @@ async def list_withdrawals(
     responses=error_responses(401, 404, 422),
 )
 async def get_withdrawal(
-    withdrawal_id: WithdrawalId, user: CurrentUser, session: SessionDep
+    withdrawal_id: WithdrawalId, wallet: CurrentWallet, session: SessionDep
 ) -> WithdrawalOut:
-    wallet = await wallets.of_user(session, user_id=user.user.id)
     withdrawal = await withdrawals.get_withdrawal(
         session, withdrawal_id=withdrawal_id, wallet_id=wallet.id
     )
@@ -178,12 +161,22 @@ async def get_withdrawal(
 
 # --- Sandbox settlement ---------------------------------------------------------------------
 
-SANDBOX_ERRORS = error_responses(401, 404, 409, 422)
+SANDBOX_ERRORS = error_responses(
+    401,
+    403,
+    422,
+    ErrorCode.SANDBOX_DISABLED,
+    ErrorCode.RESOURCE_MISSING,
+    ErrorCode.WITHDRAWAL_NOT_PENDING,
+    ErrorCode.WITHDRAWAL_PROVIDER_MISMATCH,
+)
 
 
 def _require_sandbox(settings: Settings) -> None:
     if not settings.sandbox_mode:
-        raise NotFound("The sandbox is off: this server has Stripe keys.", code="sandbox_disabled")
+        raise NotFound(
+            "The sandbox is off: this server has Stripe keys.", code=ErrorCode.SANDBOX_DISABLED
+        )
 
 
 @router.post(
@@ -195,10 +188,9 @@ def _require_sandbox(settings: Settings) -> None:
     responses=SANDBOX_ERRORS,
 )
 async def sandbox_paid(
-    withdrawal_id: WithdrawalId, user: CurrentUser, session: SessionDep, settings: SettingsDep
+    withdrawal_id: WithdrawalId, wallet: CurrentWallet, session: SessionDep, settings: SettingsDep
 ) -> WithdrawalOut:
     _require_sandbox(settings)
-    wallet = await wallets.of_user(session, user_id=user.user.id)
     withdrawal = await withdrawals.mark_paid(
         session, withdrawal_id=withdrawal_id, wallet_id=wallet.id, provider="sandbox"
     )
@@ -216,14 +208,13 @@ async def sandbox_paid(
 )
 async def sandbox_fail(
     withdrawal_id: WithdrawalId,
-    user: CurrentUser,
+    wallet: CurrentWallet,
     session: SessionDep,
     settings: SettingsDep,
     body: SandboxPayoutFailure | None = None,
 ) -> WithdrawalOut:
     _require_sandbox(settings)
     failure = body or SandboxPayoutFailure()
-    wallet = await wallets.of_user(session, user_id=user.user.id)
     withdrawal = await withdrawals.mark_failed(
         session,
         withdrawal_id=withdrawal_id,

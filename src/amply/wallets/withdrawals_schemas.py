@@ -4,29 +4,28 @@ currencies are upper-case ISO 4217 codes."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import BaseModel, Field, StringConstraints
 
-from amply.kit.money import MAX_AMOUNT
-from amply.kit.schemas import RequestModel
-from amply.organisations.schemas import Currency
+from amply.kit import schemas as kit_schemas
+from amply.kit.schemas import Currency, RequestModel, Text100, as_literal
+from amply.models import Transaction, enums
 
-Speed = Literal["standard", "instant"]
-WithdrawalStatus = Literal["pending", "paid", "failed"]
+if TYPE_CHECKING:  # mypy sees the enums, pydantic the Literal of their values
+    Speed = enums.WithdrawalSpeed
+    WithdrawalStatus = enums.WithdrawalStatus
+    Provider = enums.Provider
+else:
+    Speed = as_literal(enums.WithdrawalSpeed)
+    WithdrawalStatus = as_literal(enums.WithdrawalStatus)
+    Provider = as_literal(enums.Provider)
 Amount = Annotated[
-    int,
-    Field(
-        strict=True,
-        gt=0,
-        le=MAX_AMOUNT,
-        description="A positive integer in the wallet currency's minor units (cents for USD).",
-        examples=[2500],
-    ),
+    kit_schemas.Amount,
+    Field(description="A positive integer in the wallet currency's minor units (cents for USD)."),
 ]
 BankName = Annotated[
-    str,
-    StringConstraints(strip_whitespace=True, min_length=1, max_length=100),
+    Text100,
     Field(
         description="Which of your banks to pay: a label you recognise. It stays between you "
         "and Amply; the ledger never shows it.",
@@ -38,7 +37,7 @@ BankName = Annotated[
 class WithdrawalCreate(RequestModel):
     amount: Amount
     speed: Speed = Field(
-        default="standard",
+        default=enums.WithdrawalSpeed.STANDARD,
         description="`standard` is free; `instant` costs a fee (1.5% by default, rounded half "
         "up to the minor unit), paid on top of the amount.",
     )
@@ -78,7 +77,7 @@ class WithdrawalOut(BaseModel):
     currency: str
     speed: Speed
     bank_name: str
-    provider: Literal["stripe", "sandbox"]
+    provider: Provider
     payout_id: str | None = Field(description="The payout provider's id (`po_sandbox_…`).")
     created_at: datetime
     completed_at: datetime | None = Field(description="When the payout was paid.")
@@ -95,3 +94,29 @@ class WithdrawalFeeOut(BaseModel):
     fee: int
     total: int = Field(description="What the withdrawal would take from the wallet.")
     fee_basis_points: int = Field(description="The rate applied (150 = 1.5%; 0 for standard).")
+
+
+def withdrawal_out(withdrawal: Transaction) -> WithdrawalOut:
+    assert withdrawal.journal_id is not None  # a withdrawal names its journal from the start
+    return WithdrawalOut.model_validate(
+        {
+            "id": withdrawal.id,
+            "status": withdrawal.status,
+            "amount": withdrawal.amount,
+            "fee": withdrawal.fee,
+            "total": withdrawal.amount + withdrawal.fee,
+            "currency": withdrawal.currency,
+            "speed": withdrawal.speed,
+            "bank_name": withdrawal.bank_name,
+            "provider": withdrawal.provider,
+            "payout_id": withdrawal.payout_id,
+            "created_at": withdrawal.created_at,
+            "completed_at": withdrawal.completed_at,
+            "failure_code": withdrawal.failure_code,
+            "failure_message": withdrawal.failure_message,
+            "ledger": WithdrawalLedgerOut(
+                journal_id=withdrawal.journal_id,
+                reversal_journal_id=withdrawal.reversal_journal_id,
+            ),
+        }
+    )

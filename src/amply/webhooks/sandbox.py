@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Final
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -36,6 +36,7 @@ from amply.models import (
     Transaction,
     Wallet,
 )
+from amply.models.enums import StripeEventSource
 from amply.organisations import service as organisations
 from amply.payments.gateway import (
     SANDBOX_FEE_BASIS_POINTS,
@@ -46,6 +47,7 @@ from amply.payments.gateway import (
     sandbox_payment_method_id,
     sandbox_setup_intent_wallet,
 )
+from amply.payments.stripe_objects import JSONObject, StripeEvent
 from amply.wallets import cards
 from amply.webhooks import stripe_events
 
@@ -160,10 +162,10 @@ async def refund(
             code="refund_exceeds_remaining",
             param="amount",
         )
-    refunds = [_refund_object(r.provider_refund_id, r.amount) for r in pending]
+    refunds = [(r.provider_refund_id, r.amount) for r in pending]
     if amount or not pending:
-        refunds.append(_refund_object(sandbox_id("re"), total - sum(r.amount for r in pending)))
-    charge = {
+        refunds.append((sandbox_id("re"), total - sum(r.amount for r in pending)))
+    charge: dict[str, object] = {
         "id": _charge_id(donation),
         "object": "charge",
         "amount": donation.amount,
@@ -172,11 +174,14 @@ async def refund(
         "currency": donation.currency.lower(),
         "payment_intent": donation.payment_intent_id,
         "status": "succeeded",
-        "refunds": {"object": "list", "data": refunds},
+        "refunds": {
+            "object": "list",
+            "data": [_refund_object(refund_id, part) for refund_id, part in refunds],
+        },
     }
     await _emit(session, donation, "charge.refunded", charge, gateway=gateway)
-    for refunded in refunds:
-        await _record_refund(session, donation, refund_id=refunded["id"], amount=refunded["amount"])
+    for refund_id, part in refunds:
+        await _record_refund(session, donation, refund_id=refund_id, amount=part)
     return donation
 
 
@@ -191,7 +196,7 @@ def _charge_id(donation: Donation) -> str:
     return donation.payment_intent_id.replace("pi_", "ch_", 1)
 
 
-def _intent(donation: Donation, *, status: str) -> dict[str, Any]:
+def _intent(donation: Donation, *, status: str) -> dict[str, object]:
     return {
         "id": donation.payment_intent_id,
         "object": "payment_intent",
@@ -204,7 +209,7 @@ def _intent(donation: Donation, *, status: str) -> dict[str, Any]:
     }
 
 
-def _refund_object(refund_id: str, amount: int) -> dict[str, Any]:
+def _refund_object(refund_id: str, amount: int) -> dict[str, object]:
     return {"id": refund_id, "object": "refund", "amount": amount, "status": "succeeded"}
 
 
@@ -212,7 +217,7 @@ async def _emit(
     session: AsyncSession,
     donation: Donation,
     event_type: str,
-    obj: dict[str, Any],
+    obj: JSONObject,
     *,
     gateway: PaymentGateway,
 ) -> None:
@@ -223,34 +228,28 @@ async def _emit(
 async def _emit_event(
     session: AsyncSession,
     event_type: str,
-    obj: dict[str, Any],
+    obj: JSONObject,
     *,
     account: str | None,
     gateway: PaymentGateway,
 ) -> None:
     """Process the event Stripe would send about ``obj`` (``account``: the connected account
-    it happened on; None for the platform account's own objects)."""
-    event_id, created = sandbox_id("evt"), int(time.time())
-    payload: dict[str, Any] = {
-        "id": event_id,
+    it happened on; None for the platform account's own objects), read as the webhook reads
+    Stripe's: its envelope parsed here, its object by its handler."""
+    payload: dict[str, object] = {
+        "id": sandbox_id("evt"),
         "object": "event",
         "type": event_type,
         "account": account,
         "livemode": False,
-        "created": created,
+        "created": int(time.time()),
         "api_version": "sandbox",
         "data": {"object": obj},
     }
-    event = stripe_events.Event(
-        id=event_id,
-        type=event_type,
-        account=account,
-        livemode=False,
-        created=created,
-        object=obj,
-        payload=payload,
+    event = StripeEvent.parse(payload)
+    await stripe_events.process(
+        session, event=event, source=StripeEventSource.SANDBOX, gateway=gateway
     )
-    await stripe_events.process(session, event=event, source="sandbox", gateway=gateway)
 
 
 # --- Wallets: card deposits and saved cards --------------------------------------------------
@@ -284,7 +283,7 @@ async def _settle_deposit(
         )
     assert deposit.payment_intent_id is not None
     card = await session.get(Card, deposit.card_id) if deposit.card_id else None
-    intent: dict[str, Any] = {
+    intent: dict[str, object] = {
         "id": deposit.payment_intent_id,
         "object": "payment_intent",
         "amount": deposit.amount,
@@ -326,7 +325,7 @@ async def succeed_setup_intent(
             "This SetupIntent has succeeded already.", code="setup_intent_already_succeeded"
         )
     payment_method_id = sandbox_payment_method_id(card)
-    intent: dict[str, Any] = {
+    intent: dict[str, object] = {
         "id": setup_intent_id,
         "object": "setup_intent",
         "customer": sandbox_customer_id(wallet.id),
@@ -393,7 +392,7 @@ SANDBOX_DISPUTE_FEE: Final = 1500  # Stripe's US dispute fee, in cents
 
 async def dispute_withdrawal(
     session: AsyncSession, donation: Donation, *, dispute_id: str
-) -> dict[str, Any]:
+) -> dict[str, object]:
     """The balance transaction of a dispute of the whole donation (-amount, Stripe's dispute
     fee), recorded in the simulated balance, as Stripe lists it in the dispute's
     ``balance_transactions``."""
@@ -593,7 +592,7 @@ async def _record_failure(session: AsyncSession, payout: ConnectedPayout) -> str
     )
 
 
-def _payout_object(payout_id: str, *, amount: int, currency: str, status: str) -> dict[str, Any]:
+def _payout_object(payout_id: str, *, amount: int, currency: str, status: str) -> dict[str, object]:
     return {
         "id": payout_id,
         "object": "payout",

@@ -15,30 +15,33 @@ its write API key) may say so.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Final
 
 from fastapi import APIRouter, Depends, Path, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from amply.deps import (
+from amply.auth.dependencies import (
     CallerDep,
-    GatewayDep,
+    CurrentUser,
     OriginDep,
-    SessionDep,
-    SettingsDep,
-    authorize_organisation,
+    SignedIn,
     get_caller,
     get_current_user,
     require_caller,
 )
 from amply.donations import service as donations
 from amply.donations.schemas import LedgerEntryRef, SandboxDonationOut, SandboxRefund
-from amply.kit.error_responses import error_responses
-from amply.kit.errors import NotFound
-from amply.models import ConnectedPayout, Donation, Transaction
-from amply.payments.schemas import PayoutOut, SandboxPayoutIn
-from amply.wallets.deposits_routes import deposit_out
+from amply.kit.dependencies import SessionDep, SettingsDep
+from amply.kit.error_responses import at, error_responses
+from amply.kit.errors import ErrorCode, NotFound
+from amply.models import Donation, Transaction
+from amply.models.enums import MemberRole
+from amply.organisations.dependencies import authorize_organisation
+from amply.payments.dependencies import GatewayDep, require_sandbox
+from amply.payments.schemas import PayoutOut, SandboxPayoutIn, payout_out
+from amply.wallets.cards_schemas import SandboxSetupIntentOut, SandboxSetupIntentSucceed
 from amply.wallets.deposits_schemas import DepositOut
+from amply.wallets.views import deposit_out
 from amply.webhooks import sandbox
 
 PaymentId = Annotated[
@@ -49,12 +52,6 @@ PaymentId = Annotated[
         "deposit.",
     ),
 ]
-
-
-def require_sandbox(settings: SettingsDep) -> None:
-    """404 ``sandbox_disabled`` with Stripe keys, whoever calls (checked before credentials)."""
-    if not settings.sandbox_mode:
-        raise NotFound("The sandbox is off: this server has Stripe keys.", code="sandbox_disabled")
 
 
 async def _payer(
@@ -83,24 +80,37 @@ async def _refunder(payment_id: PaymentId, caller: CallerDep, session: SessionDe
     caller = require_caller(caller)  # 401 before the payment is looked up
     owner = await sandbox.owner_of(session, payment_intent_id=payment_id)
     if owner.organisation_id is None:
-        if caller.auth is None or caller.auth.user.id != owner.user_id:
+        if not isinstance(caller, SignedIn) or caller.user.id != owner.user_id:
             raise sandbox.no_such_payment()
         return
     try:
         await authorize_organisation(
-            session, caller, organisation_id=owner.organisation_id, role="admin", scope="write"
+            session,
+            caller,
+            organisation_id=owner.organisation_id,
+            role=MemberRole.ADMIN,
+            scope="write",
         )
     except NotFound as error:
         # Another organisation's payment is as missing as one that never existed.
         raise sandbox.no_such_payment() from error
 
 
+# What every sandbox route may answer, and what those an organisation's admins call may too.
+_SANDBOX_ERRORS: Final = (401, 403, 404, 422, ErrorCode.SANDBOX_DISABLED)
+_ADMIN_ERRORS: Final = (
+    *_SANDBOX_ERRORS,
+    ErrorCode.ROLE_INSUFFICIENT,
+    ErrorCode.SESSION_REQUIRED,
+    ErrorCode.API_KEY_READ_ONLY,
+)
+_PAYOUT_ERRORS: Final = (*_ADMIN_ERRORS, at(409, ErrorCode.PAYOUTS_UNAVAILABLE))
+
 router = APIRouter(
     prefix="/sandbox/payments/{payment_id}",
     tags=["sandbox"],
     dependencies=[Depends(require_sandbox)],
 )
-ERRORS = error_responses(401, 403, 404, 409, 422)  # 403: a cookie session without its CSRF token
 
 
 async def _payment_out(
@@ -138,7 +148,9 @@ async def _donation_out(session: AsyncSession, donation: Donation) -> SandboxDon
     "donation's status and ledger entry, never its donor. A card deposit's: its wallet's "
     "owner only (401 without a session, 404 for another's); answers with the deposit, "
     "credited to the wallet.",
-    responses=ERRORS,
+    responses=error_responses(
+        *_SANDBOX_ERRORS, ErrorCode.PAYMENT_ALREADY_SUCCEEDED, ErrorCode.PAYMENT_NOT_PENDING
+    ),
 )
 async def succeed(
     payment_id: PaymentId, session: SessionDep, gateway: GatewayDep
@@ -153,7 +165,9 @@ async def succeed(
     summary="The payment fails (a donor's, or a card deposit's)",
     description="Who may: as for `…/succeed`. Answers with the donation's status (never its "
     "donor), or with the deposit.",
-    responses=ERRORS,
+    responses=error_responses(
+        *_SANDBOX_ERRORS, ErrorCode.PAYMENT_ALREADY_SUCCEEDED, ErrorCode.PAYMENT_NOT_PENDING
+    ),
 )
 async def fail(
     payment_id: PaymentId, session: SessionDep, gateway: GatewayDep
@@ -171,7 +185,12 @@ async def fail(
     "donation's organisation or its write API key (401 without credentials, 403 for a "
     "viewer or a read-only key, 404 for another organisation's payment). Answers with the "
     "donation's status and amount refunded, never its donor.",
-    responses=error_responses(401, 403, 404, 409, 422),
+    responses=error_responses(
+        *_ADMIN_ERRORS,
+        ErrorCode.DEPOSIT_NOT_REFUNDABLE,
+        ErrorCode.DONATION_NOT_COMPLETED,
+        ErrorCode.REFUND_EXCEEDS_REMAINING,
+    ),
 )
 async def refund(
     payment_id: PaymentId,
@@ -202,7 +221,7 @@ async def _payout_admin(
     """Who may have Stripe pay out: an admin (or write API key) of the organisation, as for
     refunds; another organisation answers 404."""
     await authorize_organisation(
-        session, caller, organisation_id=organisation_id, role="admin", scope="write"
+        session, caller, organisation_id=organisation_id, role=MemberRole.ADMIN, scope="write"
     )
 
 
@@ -211,20 +230,6 @@ payouts_router = APIRouter(
     tags=["sandbox"],
     dependencies=[Depends(require_sandbox), Depends(_payout_admin)],
 )
-
-
-def _payout_out(payout: ConnectedPayout) -> PayoutOut:
-    return PayoutOut(
-        id=payout.id,
-        organisation_id=payout.organisation_id,
-        amount=payout.amount,
-        currency=payout.currency,
-        status=payout.status,
-        failure_code=payout.failure_code,
-        sent_entry_id=payout.sent_entry_id,
-        failed_entry_id=payout.failed_entry_id,
-        created_at=payout.created_at,
-    )
 
 
 @payouts_router.post(
@@ -236,7 +241,7 @@ def _payout_out(payout: ConnectedPayout) -> PayoutOut:
     "beyond it) and `payout.created` puts a `payout_sent` entry on its public chain. Then "
     "`…/{payout_id}/paid` or `…/{payout_id}/fail`. An admin of the organisation, or its write "
     "API key.",
-    responses=ERRORS,
+    responses=error_responses(*_PAYOUT_ERRORS, ErrorCode.PAYOUT_EXCEEDS_BALANCE),
 )
 async def create_payout(
     organisation_id: OrganisationPath,
@@ -251,7 +256,7 @@ async def create_payout(
         currency=body.currency,
         gateway=gateway,
     )
-    return _payout_out(payout)
+    return payout_out(payout)
 
 
 @payouts_router.post(
@@ -259,7 +264,7 @@ async def create_payout(
     summary="The sandbox payout reaches the organisation's bank",
     description="`payout.paid`: the status becomes `paid`; the chain does not move (the "
     "balance was debited when the payout was created).",
-    responses=ERRORS,
+    responses=error_responses(*_PAYOUT_ERRORS, ErrorCode.PAYOUT_SETTLED),
 )
 async def payout_paid(
     organisation_id: OrganisationPath, payout_id: PayoutId, session: SessionDep, gateway: GatewayDep
@@ -267,7 +272,7 @@ async def payout_paid(
     payout = await sandbox.settle_payout(
         session, organisation_id=organisation_id, payout_id=payout_id, paid=True, gateway=gateway
     )
-    return _payout_out(payout)
+    return payout_out(payout)
 
 
 @payouts_router.post(
@@ -275,7 +280,7 @@ async def payout_paid(
     summary="The sandbox payout fails (even after it was paid)",
     description="`payout.failed` with its `payout_failure` balance transaction: the amount "
     "returns to the balance, and a `payout_failed` entry to the chain.",
-    responses=ERRORS,
+    responses=error_responses(*_PAYOUT_ERRORS, ErrorCode.PAYOUT_SETTLED),
 )
 async def payout_failed(
     organisation_id: OrganisationPath, payout_id: PayoutId, session: SessionDep, gateway: GatewayDep
@@ -283,4 +288,38 @@ async def payout_failed(
     payout = await sandbox.settle_payout(
         session, organisation_id=organisation_id, payout_id=payout_id, paid=False, gateway=gateway
     )
-    return _payout_out(payout)
+    return payout_out(payout)
+
+
+SetupIntentPath = Annotated[
+    str, Path(max_length=100, description="The sandbox SetupIntent (`seti_sandbox_…`).")
+]
+
+setup_intents_router = APIRouter(
+    prefix="/sandbox/setup-intents", tags=["sandbox"], dependencies=[Depends(require_sandbox)]
+)
+
+
+@setup_intents_router.post(
+    "/{setup_intent_id}/succeed",
+    summary="Your card's SetupIntent succeeds with a test card (sandbox only)",
+    description="Stands in for Stripe.js confirming the SetupIntent: the test card is saved "
+    "to your wallet as Stripe's `setup_intent.succeeded` event would save it. Only the "
+    "wallet's owner, signed in (401 otherwise; another user's SetupIntent is 404).",
+    responses=error_responses(*_SANDBOX_ERRORS, ErrorCode.SETUP_INTENT_ALREADY_SUCCEEDED),
+)
+async def succeed_sandbox_setup_intent(
+    setup_intent_id: SetupIntentPath,
+    session: SessionDep,
+    user: CurrentUser,
+    gateway: GatewayDep,
+    body: SandboxSetupIntentSucceed | None = None,
+) -> SandboxSetupIntentOut:
+    payment_method_id = await sandbox.succeed_setup_intent(
+        session,
+        user_id=user.user.id,
+        setup_intent_id=setup_intent_id,
+        card=body.card if body else "visa",
+        gateway=gateway,
+    )
+    return SandboxSetupIntentOut(id=setup_intent_id, payment_method_id=payment_method_id)

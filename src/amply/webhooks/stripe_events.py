@@ -6,6 +6,10 @@ id and applies its effects in the same transaction: a redelivery, or a concurren
 that waits on the first one's row, finds the id taken and does nothing. If an effect fails,
 the transaction rolls back, nothing is stored, and Stripe delivers the event again.
 
+Each handler first parses its event's object into the typed values of
+``payments/stripe_objects.py`` (a malformed one is refused with 400, and nothing is stored),
+and passes only those values on to donations and wallets.
+
 Events may arrive in any order. Each handler works from the object in the event and the
 donation's state under its row lock: a refund or dispute of a donation not yet completed
 completes it first (the charge in the event, or the PaymentIntent fetched fresh, proves the
@@ -23,11 +27,9 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any, Final, Literal
+from datetime import datetime
+from typing import Final, Literal
 
 import stripe
 from sqlalchemy import text
@@ -38,17 +40,25 @@ from amply.kit.errors import AmplyError, ServiceUnavailable
 from amply.kit.observability import STRIPE_EVENTS
 from amply.kit.settings import Settings
 from amply.models import Donation, Transaction
+from amply.models.enums import StripeEventSource
 from amply.payments import connect, connected_payouts, stripe_reads
-from amply.payments.gateway import AccountState, PaymentGateway, SetupIntentState
+from amply.payments.gateway import PaymentGateway
+from amply.payments.stripe_objects import (
+    AccountState,
+    ChargeState,
+    DisputeState,
+    PaymentIntentState,
+    RefundState,
+    SetupIntentState,
+    StripeEvent,
+)
 from amply.wallets import cards, deposit_reversals, deposits
-from amply.wallets.deposit_reversals import BalanceMove
 
 logger = logging.getLogger(__name__)
 
-EventSource = Literal["webhook", "sandbox"]
+EventSource = StripeEventSource
 Outcome = Literal["processed", "ignored", "duplicate"]
 MAX_PAYLOAD_BYTES: Final = 1_000_000
-DISPUTE_ID: Final = re.compile(r"^(dp|du)_[0-9A-Za-z_]{1,64}$")
 
 
 class InvalidWebhook(AmplyError):
@@ -56,15 +66,8 @@ class InvalidWebhook(AmplyError):
     default_code = "webhook_invalid"
 
 
-@dataclass(frozen=True, slots=True)
-class Event:
-    id: str
-    type: str
-    account: str | None
-    livemode: bool
-    created: int
-    object: dict[str, Any]
-    payload: dict[str, Any]
+# An event's envelope (``payments/stripe_objects.py``); each handler parses its object.
+Event = StripeEvent
 
 
 def webhook_secrets(settings: Settings) -> list[str]:
@@ -106,39 +109,13 @@ def _signed_with(body: str, signature: str, secret: str, settings: Settings) -> 
 
 
 def parse(body: str) -> Event:
-    """An event envelope, checked for the fields every handler relies on."""
+    """An event envelope, checked for the fields every handler relies on
+    (``MalformedStripeObject``, 400, if it lacks one)."""
     try:
         payload = json.loads(body)
     except json.JSONDecodeError as error:
         raise InvalidWebhook("The event is not JSON.", code="webhook_payload_invalid") from error
-    if not isinstance(payload, dict):
-        raise _malformed("an object")
-    event_id, event_type, created = payload.get("id"), payload.get("type"), payload.get("created")
-    data = payload.get("data")
-    if not (isinstance(event_id, str) and event_id.startswith("evt_") and len(event_id) <= 104):
-        raise _malformed("an `id` starting evt_")
-    if not (isinstance(event_type, str) and 0 < len(event_type) <= 100):
-        raise _malformed("a `type`")
-    if isinstance(created, bool) or not isinstance(created, int) or created < 0:
-        raise _malformed("a `created` timestamp")
-    if not isinstance(data, dict) or not isinstance(data.get("object"), dict):
-        raise _malformed("a `data.object`")
-    account = payload.get("account")
-    if account is not None and not isinstance(account, str):
-        raise _malformed("a string `account`")
-    return Event(
-        id=event_id,
-        type=event_type,
-        account=account,
-        livemode=bool(payload.get("livemode")),
-        created=created,
-        object=data["object"],
-        payload=payload,
-    )
-
-
-def _malformed(what: str) -> InvalidWebhook:
-    return InvalidWebhook(f"The event lacks {what}.", code="webhook_payload_invalid")
+    return StripeEvent.parse(payload)
 
 
 _STORE_SQL = text("""
@@ -158,13 +135,11 @@ async def receive(
     transaction open (``payments/stripe_reads.py``), then :func:`process` it with no calls."""
     assert not session.in_transaction(), "Stripe is read before the event's transaction"
     if gateway.provider == "stripe":
-        reads = await stripe_reads.read_ahead(
-            gateway, event_type=event.type, account=event.account, obj=event.object
-        )
+        reads = await stripe_reads.read_ahead(gateway, event=event)
         gateway = stripe_reads.ReadAhead(gateway, reads)
     # (The sandbox's gateway calls nothing: it answers in-process.)
     return await process(
-        session, event=event, source="webhook", gateway=gateway, live_mode=live_mode
+        session, event=event, source=StripeEventSource.WEBHOOK, gateway=gateway, live_mode=live_mode
     )
 
 
@@ -192,7 +167,7 @@ async def process(
             "livemode": event.livemode,
             "source": source,
             "outcome": "processed" if handler else "ignored",
-            "created": datetime.fromtimestamp(event.created, UTC),
+            "created": event.created_at,
             "payload": json.dumps(event.payload),
         },
     )
@@ -207,18 +182,10 @@ async def process(
     return outcome
 
 
-def _id_of(value: object) -> str | None:
-    """A Stripe reference, expanded (an object with an id) or not (the id itself)."""
-    if isinstance(value, dict):
-        value = value.get("id")
-    return value if isinstance(value, str) else None
-
-
 async def _donation(
-    session: AsyncSession, event: Event, *, payment_intent: object
+    session: AsyncSession, event: Event, *, payment_intent_id: str | None
 ) -> Donation | None:
     """The donation this event is about, if it is one of ours on the event's account."""
-    payment_intent_id = _id_of(payment_intent)
     if payment_intent_id is None:
         return None
     donation = await donations.find_by_payment_intent(session, payment_intent_id=payment_intent_id)
@@ -240,7 +207,7 @@ async def _ensure_completed(
     session: AsyncSession,
     donation: Donation,
     *,
-    charge: dict[str, Any] | None,
+    charge: ChargeState | None,
     gateway: PaymentGateway,
 ) -> None:
     """A refund or dispute proves the payment went through, even if its success event has
@@ -253,18 +220,17 @@ async def _ensure_completed(
         intent = await gateway.retrieve_payment_intent(
             account_id=donation.stripe_account_id, payment_intent_id=donation.payment_intent_id
         )
-        if intent.get("status") != "succeeded":
+        if intent.status != "succeeded":
             raise ServiceUnavailable(
                 f"PaymentIntent {donation.payment_intent_id} has not succeeded yet; "
                 "deliver this event again later.",
                 code="event_out_of_order",
             )
-        _check_paid_as_asked(donation, intent)
-        charge_id = _id_of(intent.get("latest_charge"))
+        _check_paid_as_asked(donation, paid=intent.paid, currency=intent.currency)
+        charge_id = intent.latest_charge_id
     else:
-        paid = {"amount_received": charge.get("amount"), "currency": charge.get("currency")}
-        _check_paid_as_asked(donation, paid)
-        charge_id = _id_of(charge.get("id"))
+        _check_paid_as_asked(donation, paid=charge.amount, currency=charge.currency)
+        charge_id = charge.id
     await donations.complete(session, donation, charge_id=charge_id, gateway=gateway)
 
 
@@ -275,22 +241,23 @@ class PaymentMismatch(AmplyError):
     default_code = "payment_mismatch"
 
 
-def _check_paid_as_asked(donation: Donation, intent: dict[str, Any]) -> None:
+def _check_paid_as_asked(donation: Donation, *, paid: int | None, currency: str | None) -> None:
     # The PaymentIntent lives on the organisation's own account, where it could be changed
     # before the donor paid; the ledger records only what was asked and paid alike.
-    _check_payment(intent, kind="donation", payment=donation)
+    _check_payment(paid=paid, currency=currency, kind="donation", payment=donation)
 
 
-def _check_payment(intent: dict[str, Any], *, kind: str, payment: Donation | Transaction) -> None:
-    received = intent.get("amount_received", intent.get("amount"))
-    currency = intent.get("currency")
-    if (isinstance(received, int) and received != payment.amount) or (
-        isinstance(currency, str) and currency.upper() != payment.currency
+def _check_payment(
+    *, paid: int | None, currency: str | None, kind: str, payment: Donation | Transaction
+) -> None:
+    """What Stripe says was paid (what it did not say is not checked) against what was asked."""
+    if (paid is not None and paid != payment.amount) or (
+        currency is not None and currency.upper() != payment.currency
     ):
         logger.error(
             "PaymentIntent %s paid %s %s, but %s %s asked %s %s: not recorded",
             payment.payment_intent_id,
-            received,
+            paid,
             currency,
             kind,
             payment.id,
@@ -302,248 +269,171 @@ def _check_payment(intent: dict[str, Any], *, kind: str, payment: Donation | Tra
         )
 
 
-async def _deposit(session: AsyncSession, event: Event) -> Transaction | None:
+async def _deposit(
+    session: AsyncSession, event: Event, intent: PaymentIntentState
+) -> Transaction | None:
     """The deposit a PaymentIntent of the platform account pays, locked, if it is one."""
-    payment_intent_id = _id_of(event.object.get("id"))
-    if event.account is not None or payment_intent_id is None:
+    if event.account is not None or intent.id is None:
         return None
     return await deposits.find_for_payment(
-        session, payment_intent_id=payment_intent_id, deposit_id=_deposit_reference(event)
+        session, payment_intent_id=intent.id, deposit_id=intent.deposit_id
     )
 
 
-def _deposit_reference(event: Event) -> str | None:
-    """The deposit a PaymentIntent's metadata names (``amply_deposit``)."""
-    metadata = event.object.get("metadata")
-    reference = metadata.get("amply_deposit") if isinstance(metadata, dict) else None
-    return reference if isinstance(reference, str) else None
-
-
-async def _deposit_succeeded(session: AsyncSession, event: Event, gateway: PaymentGateway) -> bool:
+async def _deposit_succeeded(
+    session: AsyncSession, event: Event, intent: PaymentIntentState, gateway: PaymentGateway
+) -> bool:
     """Complete the deposit this success pays, once; False if it pays no deposit."""
-    deposit = await _deposit(session, event)
-    reference = _deposit_reference(event)
-    if deposit is None and event.account is None and reference is not None:
+    deposit = await _deposit(session, event, intent)
+    if deposit is None and event.account is None and intent.deposit_id is not None:
         # The request that created it did not commit, though Stripe took the money.
         deposit = await deposits.recover(
-            session, deposit_id=reference, intent=event.object, gateway=gateway
+            session, deposit_id=intent.deposit_id, intent=intent, gateway=gateway
         )
     if deposit is None:
         return False
     if deposit.status != "completed":
-        _check_payment(event.object, kind="deposit", payment=deposit)
+        _check_payment(paid=intent.paid, currency=intent.currency, kind="deposit", payment=deposit)
         await deposits.complete(session, deposit)
     return True
 
 
 async def _payment_succeeded(session: AsyncSession, event: Event, gateway: PaymentGateway) -> None:
-    intent = event.object
-    if await _deposit_succeeded(session, event, gateway):
+    intent = PaymentIntentState.parse(event.object)
+    if await _deposit_succeeded(session, event, intent, gateway):
         return
-    donation = await _donation(session, event, payment_intent=intent.get("id"))
+    donation = await _donation(session, event, payment_intent_id=intent.id)
     if donation is not None and donation.received_entry_id is None:
-        _check_paid_as_asked(donation, intent)
+        _check_paid_as_asked(donation, paid=intent.paid, currency=intent.currency)
         await donations.complete(
-            session, donation, charge_id=_id_of(intent.get("latest_charge")), gateway=gateway
+            session, donation, charge_id=intent.latest_charge_id, gateway=gateway
         )
 
 
 async def _payment_failed(session: AsyncSession, event: Event, gateway: PaymentGateway) -> None:
-    intent = event.object
-    deposit = await _deposit(session, event)
+    intent = PaymentIntentState.parse(event.object)
+    deposit = await _deposit(session, event, intent)
     if deposit is not None:
-        code, message = _failure(event)
+        code, message = _failure(event, intent)
         await deposits.mark_failed(session, deposit, code=code, message=message)
         return
-    donation = await _donation(session, event, payment_intent=intent.get("id"))
+    donation = await _donation(session, event, payment_intent_id=intent.id)
     if donation is None:
         return
-    code, message = _failure(event)
+    code, message = _failure(event, intent)
     await donations.mark_failed(session, donation, code=code, message=message)
 
 
-def _failure(event: Event) -> tuple[str | None, str | None]:
+def _failure(event: Event, intent: PaymentIntentState) -> tuple[str | None, str | None]:
     """The failure code and message of a failed or canceled PaymentIntent."""
-    error = event.object.get("last_payment_error")
     if event.type == "payment_intent.canceled":
-        error = {"code": "canceled", "message": "The payment was canceled."}
-    if not isinstance(error, dict):
-        error = {}
-    code, message = error.get("code"), error.get("message")
-    return (code if isinstance(code, str) else None, message if isinstance(message, str) else None)
+        return "canceled", "The payment was canceled."
+    return intent.failure_code, intent.failure_message
 
 
 async def _charge_updated(session: AsyncSession, event: Event, gateway: PaymentGateway) -> None:
-    charge = event.object
-    donation = await _donation(session, event, payment_intent=charge.get("payment_intent"))
-    charge_id = _id_of(charge.get("id"))
-    if donation is not None and charge_id is not None and charge.get("balance_transaction"):
-        await donations.record_fee(session, donation, charge_id=charge_id, gateway=gateway)
+    charge = ChargeState.parse(event.object)
+    donation = await _donation(session, event, payment_intent_id=charge.payment_intent_id)
+    if donation is not None and charge.id is not None and charge.settled:
+        await donations.record_fee(session, donation, charge_id=charge.id, gateway=gateway)
 
 
 async def _charge_refunded(session: AsyncSession, event: Event, gateway: PaymentGateway) -> None:
-    charge = event.object
-    if await _deposit_refunded(session, event):
+    charge = ChargeState.parse(event.object)
+    if await _deposit_refunded(session, event, charge):
         return
-    donation = await _donation(session, event, payment_intent=charge.get("payment_intent"))
-    charge_id = _id_of(charge.get("id"))
-    if donation is None or charge_id is None:
+    donation = await _donation(session, event, payment_intent_id=charge.payment_intent_id)
+    if donation is None or charge.id is None:
         return
     await _ensure_completed(session, donation, charge=charge, gateway=gateway)
-    refunds = _listed_refunds(charge)
-    for refund in refunds or []:
-        await _update_refund(session, refund, as_of=_created(event))
+    for refund in charge.refunds or ():
+        await _update_refund(session, refund, as_of=event.created_at)
     await donations.record_refunded_total(
         session,
         donation,
-        amount_refunded=_count(charge.get("amount_refunded")),
-        charge_id=charge_id,
-        refund_ids=None if refunds is None else [str(refund.get("id")) for refund in refunds],
-        as_of=_created(event),
+        amount_refunded=charge.amount_refunded,
+        charge_id=charge.id,
+        refund_ids=None if charge.refunds is None else [refund.id for refund in charge.refunds],
+        as_of=event.created_at,
     )
-
-
-def _count(value: object) -> int:
-    """A non-negative integer amount from an event, or 400 (so that nothing is applied)."""
-    if value is None:
-        return 0
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise InvalidWebhook("An amount in the event is not a count of minor units.")
-    return value
-
-
-def _listed_refunds(charge: dict[str, Any]) -> list[dict[str, Any]] | None:
-    """The refunds a charge lists (older API versions, or ``expand``), else None."""
-    listed = charge.get("refunds")
-    if not isinstance(listed, dict) or not isinstance(listed.get("data"), list):
-        return None
-    return [refund for refund in listed["data"] if isinstance(refund, dict)]
 
 
 async def _refund_updated(session: AsyncSession, event: Event, gateway: PaymentGateway) -> None:
+    refund = RefundState.parse(event.object)
+    if refund is None:
+        return
     # Lock the donation first, as the refund's request does: an event that overtakes the
     # request's commit waits for it, and then finds the refund.
-    await _donation(session, event, payment_intent=event.object.get("payment_intent"))
-    await _update_refund(session, event.object, as_of=_created(event))
+    await _donation(session, event, payment_intent_id=refund.payment_intent_id)
+    await _update_refund(session, refund, as_of=event.created_at)
 
 
-def _created(event: Event) -> datetime:
-    return datetime.fromtimestamp(event.created, UTC)
-
-
-async def _update_refund(session: AsyncSession, refund: object, *, as_of: datetime) -> None:
-    if isinstance(refund, dict) and isinstance(refund.get("id"), str):
-        await donations.update_refund_status(
-            session, provider_refund_id=refund["id"], status=str(refund.get("status")), as_of=as_of
-        )
-
-
-async def _charged_deposit(
-    session: AsyncSession, event: Event, *, payment_intent: object, metadata: object
-) -> Transaction | None:
-    """The deposit a charge or dispute of the platform account is about, locked, if any."""
-    payment_intent_id = _id_of(payment_intent)
-    if event.account is not None or payment_intent_id is None:
-        return None
-    reference = metadata.get("amply_deposit") if isinstance(metadata, dict) else None
-    return await deposits.find_for_payment(
-        session,
-        payment_intent_id=payment_intent_id,
-        deposit_id=reference if isinstance(reference, str) else None,
+async def _update_refund(session: AsyncSession, refund: RefundState, *, as_of: datetime) -> None:
+    await donations.update_refund_status(
+        session, provider_refund_id=refund.id, status=refund.status, as_of=as_of
     )
 
 
-async def _deposit_refunded(session: AsyncSession, event: Event) -> bool:
+async def _charged_deposit(
+    session: AsyncSession, event: Event, *, payment_intent_id: str | None, deposit_id: str | None
+) -> Transaction | None:
+    """The deposit a charge or dispute of the platform account is about, locked, if any."""
+    if event.account is not None or payment_intent_id is None:
+        return None
+    return await deposits.find_for_payment(
+        session, payment_intent_id=payment_intent_id, deposit_id=deposit_id
+    )
+
+
+async def _deposit_refunded(session: AsyncSession, event: Event, charge: ChargeState) -> bool:
     """Take a refunded deposit's money back from its wallet; False if no deposit is refunded.
 
     The refunded charge proves the payment succeeded: a deposit still pending (its success
     event not here yet) is completed first, after the same check of what was paid."""
-    charge = event.object
     deposit = await _charged_deposit(
-        session, event, payment_intent=charge.get("payment_intent"), metadata=charge.get("metadata")
+        session, event, payment_intent_id=charge.payment_intent_id, deposit_id=charge.deposit_id
     )
-    charge_id = _id_of(charge.get("id"))
-    if deposit is None or charge_id is None:
+    if deposit is None or charge.id is None:
         return False
     await deposit_reversals.prepare(session, wallet_id=deposit.wallet_id)
     if deposit.status != "completed":
-        paid = {"amount_received": charge.get("amount"), "currency": charge.get("currency")}
-        _check_payment(paid, kind="deposit", payment=deposit)
+        _check_payment(
+            paid=charge.amount, currency=charge.currency, kind="deposit", payment=deposit
+        )
         await deposits.complete(session, deposit)
     await deposit_reversals.record_refunded_total(
-        session,
-        deposit,
-        charge_id=charge_id,
-        amount_refunded=_count(charge.get("amount_refunded")),
+        session, deposit, charge_id=charge.id, amount_refunded=charge.amount_refunded
     )
     return True
-
-
-def _balance_moves(dispute: dict[str, Any]) -> list[BalanceMove]:
-    """The balance transactions a dispute lists (Stripe expands them in every event)."""
-    listed = dispute.get("balance_transactions")
-    moves = []
-    for item in listed if isinstance(listed, list) else []:
-        if not isinstance(item, dict):
-            continue
-        move_id, amount, fee = item.get("id"), item.get("amount"), item.get("fee")
-        currency = item.get("currency")
-        if not (
-            isinstance(move_id, str)
-            and 0 < len(move_id) <= 255
-            and _signed(amount) is not None
-            and _signed(fee) is not None
-            and isinstance(currency, str)
-            and len(currency) == 3
-        ):
-            raise InvalidWebhook(
-                "A balance transaction of the dispute lacks an id, amount, fee or currency.",
-                code="webhook_payload_invalid",
-            )
-        assert isinstance(amount, int)
-        assert isinstance(fee, int)
-        moves.append(BalanceMove(move_id, amount, fee, currency.upper()))
-    return moves
-
-
-def _signed(value: object) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 async def _dispute(session: AsyncSession, event: Event, gateway: PaymentGateway) -> None:
     """Any dispute event (``created``, ``updated``, ``funds_withdrawn``, ``funds_reinstated``,
     ``closed``): every balance transaction it lists is recorded once, in any order."""
-    dispute = event.object
     # Whose dispute first: one about a payment Amply does not know is acknowledged, however
-    # it looks (refusing it would have Stripe retry it for days).
+    # it looks (refusing it would have Stripe retry it for days); then the dispute itself.
+    payment_intent_id = DisputeState.payment_intent_of(event.object)
     deposit = await _charged_deposit(
-        session, event, payment_intent=dispute.get("payment_intent"), metadata=None
+        session, event, payment_intent_id=payment_intent_id, deposit_id=None
     )
     donation = None
     if deposit is None:
-        donation = await _donation(session, event, payment_intent=dispute.get("payment_intent"))
+        donation = await _donation(session, event, payment_intent_id=payment_intent_id)
         if donation is None:
             return
-    dispute_id, amount = dispute.get("id"), dispute.get("amount")
-    if not (isinstance(dispute_id, str) and DISPUTE_ID.match(dispute_id)) or _count(amount) == 0:
-        raise InvalidWebhook("The dispute lacks an id or amount.", code="webhook_payload_invalid")
-    moves = _balance_moves(dispute)
+    dispute = DisputeState.parse(event.object)
     if deposit is not None:
-        await _deposit_disputed(session, deposit, dispute=dispute, moves=moves)
+        await _deposit_disputed(session, deposit, dispute=dispute)
         return
     assert donation is not None
     await _ensure_completed(session, donation, charge=None, gateway=gateway)
-    await donations.record_dispute(session, donation, dispute=dispute, moves=moves)
+    await donations.record_dispute(session, donation, dispute=dispute)
 
 
 async def _deposit_disputed(
-    session: AsyncSession,
-    deposit: Transaction,
-    *,
-    dispute: dict[str, Any],
-    moves: list[BalanceMove],
+    session: AsyncSession, deposit: Transaction, *, dispute: DisputeState
 ) -> None:
-    if not moves:
+    if not dispute.moves:
         return
     if deposit.status != "completed":
         # Its success event credits the wallet first; Stripe delivers this one again.
@@ -554,32 +444,16 @@ async def _deposit_disputed(
     await deposit_reversals.record_dispute(
         session,
         deposit,
-        dispute_id=str(dispute["id"]),
-        charge_id=_id_of(dispute.get("charge")),
-        moves=moves,
+        dispute_id=dispute.id,
+        charge_id=dispute.charge_id,
+        moves=dispute.moves,
     )
 
 
 async def _account_updated(session: AsyncSession, event: Event, gateway: PaymentGateway) -> None:
-    account = event.object
-    if not isinstance(account.get("id"), str):
-        return
-    requirements = account.get("requirements")
-    requirements = requirements if isinstance(requirements, dict) else {}
-    due = requirements.get("currently_due")
-    reason = requirements.get("disabled_reason")
-    await connect.apply_account_update(
-        session,
-        as_of=_created(event),
-        state=AccountState(
-            account_id=account["id"],
-            charges_enabled=bool(account.get("charges_enabled")),
-            payouts_enabled=bool(account.get("payouts_enabled")),
-            details_submitted=bool(account.get("details_submitted")),
-            requirements_due=tuple(str(item) for item in due) if isinstance(due, list) else (),
-            disabled_reason=reason[:200] if isinstance(reason, str) else None,
-        ),
-    )
+    state = AccountState.parse(event.object)
+    if state is not None:
+        await connect.apply_account_update(session, as_of=event.created_at, state=state)
 
 
 async def _account_deauthorized(
@@ -588,30 +462,17 @@ async def _account_deauthorized(
     # The object is the platform's application; the account is the event's.
     if event.account is not None:
         await connect.apply_deauthorization(
-            session, account_id=event.account, as_of=_created(event)
+            session, account_id=event.account, as_of=event.created_at
         )
 
 
 async def _setup_intent_succeeded(
     session: AsyncSession, event: Event, gateway: PaymentGateway
 ) -> None:
-    intent = event.object
-    setup_intent_id = _id_of(intent.get("id"))
-    metadata = intent.get("metadata")
-    wallet_id = metadata.get("wallet_id") if isinstance(metadata, dict) else None
-    if event.account is not None or setup_intent_id is None or not isinstance(wallet_id, str):
+    intent = SetupIntentState.parse(event.object)
+    if event.account is not None or intent is None or intent.wallet_id is None:
         return
-    await cards.save_from_setup_intent(
-        session,
-        intent=SetupIntentState(
-            setup_intent_id=setup_intent_id,
-            status=str(intent.get("status")),
-            customer_id=_id_of(intent.get("customer")),
-            payment_method_id=_id_of(intent.get("payment_method")),
-            wallet_id=wallet_id,
-        ),
-        gateway=gateway,
-    )
+    await cards.save_from_setup_intent(session, intent=intent, gateway=gateway)
 
 
 async def _connected_payout(session: AsyncSession, event: Event, gateway: PaymentGateway) -> None:

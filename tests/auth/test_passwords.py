@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from amply.identity.passwords import Hasher, WeakPassword, check_policy
+from amply.auth.passwords import Hasher, WeakPassword, check_policy
 
 CHEAP = Hasher(time_cost=1, memory_kib=1024, parallelism=1)
 

@@ -7,7 +7,7 @@ passwords; a client address and user agent are kept for the person the event con
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -15,26 +15,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from amply.kit.ids import generate_id
 from amply.kit.pagination import Page, keyset_page
 from amply.models import SecurityEvent
+from amply.models.enums import SecurityEventType
 
-EventType = Literal[
-    "user_signed_up",
-    "login_succeeded",
-    "login_failed",
-    "login_throttled",
-    "session_revoked",
-    "password_changed",
-    "password_change_failed",
-    "organisation_created",
-    "organisation_updated",
-    "member_added",
-    "member_role_changed",
-    "member_removed",
-    "api_key_created",
-    "api_key_revoked",
-    "stripe_account_created",
-    "stripe_account_deauthorized",
-    "refund_requested",
-]
+EventType = SecurityEventType
 
 
 @dataclass(frozen=True)

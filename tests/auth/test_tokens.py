@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from amply.identity import tokens
+from amply.auth import tokens
 
 
 def test_secrets_are_prefixed_random_and_long() -> None:

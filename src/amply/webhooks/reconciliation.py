@@ -40,9 +40,9 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final, Literal, Protocol
+from typing import Final, Literal, Protocol
 
 import stripe
 from sqlalchemy import select, text
@@ -107,7 +107,7 @@ class ChainEntry:
     type: str
     amount: int
     currency: str
-    metadata: dict[str, Any]
+    metadata: Mapping[str, object]  # the entry's public metadata, as the ledger stores it
 
 
 @dataclass(frozen=True, slots=True)
@@ -305,7 +305,7 @@ async def read_chains(
     return chains, read_at
 
 
-def _metadata(raw: object) -> dict[str, Any]:
+def _metadata(raw: object) -> Mapping[str, object]:
     if isinstance(raw, dict):
         return raw
     if isinstance(raw, str):

@@ -10,7 +10,7 @@ import psycopg
 import pytest
 from fastapi import FastAPI
 
-from amply.deps import SessionDep
+from amply.kit.dependencies import SessionDep
 from amply.kit.ids import generate_id
 from amply.kit.settings import Settings
 from amply.ledger import service as ledger
