@@ -86,7 +86,7 @@ def pytest_configure(config: pytest.Config) -> None:
 # that started last would leave the other idle for its whole length at the end of the run.
 SLOW_FIRST: Final = (
     "tests/test_wallet_stress.py",
-    "tests/transparency/test_public_export.py::test_a_million_entry_chain",
+    "tests/transparency/test_public_export.py::test_a_long_chain",
     "tests/test_docs_run.py",
     "tests/verify/test_verify_fuzz.py",
     "tests/test_deployment.py",

@@ -1,4 +1,4 @@
-"""A seeded stress test of the wallets: 20 wallets and 600 random operations (transfers with
+"""A seeded stress test of the wallets: 20 wallets and 400 random operations (transfers with
 confirmations and cancellations, money requests paid, declined or cancelled, deposits,
 withdrawals paid or failed, gifts to organisations), 16 at a time, many sent twice with the
 same Idempotency-Key. Afterwards money is conserved, no wallet balance was ever negative,
@@ -6,7 +6,7 @@ every chain verifies, and no retry moved money twice.
 
 The plan (every operation and every later decision) is drawn from one seed, printed at the
 start; set ``AMPLY_STRESS_SEED`` to replay it, and ``AMPLY_STRESS_OPERATIONS`` for a longer
-run (CI's budget of 12 minutes on two cores holds about 600, 45 s). The interleaving of
+run (CI's budget of 12 minutes on two cores holds about 400, 40 s). The interleaving of
 concurrent requests is the scheduler's, so outcomes may differ between runs of one seed; the
 invariants may not.
 """
@@ -29,7 +29,7 @@ from amply.ledger import service as ledger
 from tests.factories import Account, create_organisation, sign_up
 
 WALLETS = 20
-OPERATIONS = int(os.environ.get("AMPLY_STRESS_OPERATIONS", "600"))
+OPERATIONS = int(os.environ.get("AMPLY_STRESS_OPERATIONS", "400"))
 CONCURRENCY = 16
 RETRY_SHARE = 0.25
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -151,7 +152,10 @@ async def test_unknown_chains_are_404_and_release_their_snapshot(
     assert await _snapshots_closed(superuser_sql)
 
 
-MILLION = 1_000_000
+# A quarter of a million entries (about 85 MiB of JSON) by default, so that buffering the body,
+# or the rows, would show in the memory it grows by; AMPLY_EXPORT_TEST_ENTRIES=1000000 for the
+# million the README speaks of (bench/transparency.py measures 100k, 500k and 1M every time).
+MILLION = int(os.environ.get("AMPLY_EXPORT_TEST_ENTRIES", "250000"))
 START = datetime(2026, 1, 1, tzinfo=UTC)
 
 
@@ -163,7 +167,7 @@ def _created_at(seq: int) -> str:
 
 def _million_rows(chain_id: str) -> Iterator[tuple[object, ...]]:
     """A valid chain of a million entries, hashed by the auditors' own code."""
-    for seq in (1, MILLION):
+    for seq in (1, MILLION, 1_000_000):
         assert _created_at(seq) == format_timestamp(START + timedelta(microseconds=seq))
     previous = None
     for seq in range(1, MILLION + 1):
@@ -201,7 +205,7 @@ def _load_million(superuser_url: str, chain_id: str) -> None:
             connection.execute("ALTER TABLE ledger_entries ENABLE TRIGGER ALL")
 
 
-async def test_a_million_entry_chain_streams_in_flat_memory(
+async def test_a_long_chain_streams_in_flat_memory(
     served: httpx.AsyncClient,
     database: Database,
     test_database: IsolatedDatabase,
@@ -243,7 +247,7 @@ async def test_a_million_entry_chain_streams_in_flat_memory(
     assert entries == MILLION + 1  # and the head's
     assert tail.endswith(b"]}")
     assert f'"seq":{MILLION},'.encode() in tail
-    assert growth_mb < 100
+    assert growth_mb < 60  # the body alone is 115 MiB
 
 
 async def test_a_client_leaving_mid_export_releases_the_snapshot(
