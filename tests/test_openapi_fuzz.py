@@ -70,8 +70,8 @@ from tests.factories import (
 BASE_URL = "https://amply.test"
 # Generated requests per operation: valid ones (by the document), then invalid ones (which
 # cost about eight times as much to generate).
-POSITIVE_EXAMPLES = 15
-NEGATIVE_EXAMPLES = 5
+POSITIVE_EXAMPLES = 12
+NEGATIVE_EXAMPLES = 3
 
 
 def _app_settings() -> Settings:
