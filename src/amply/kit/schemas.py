@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated, Any, Generic, Literal, TypeVar, cast
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from fastapi import Query
 from pydantic import (
@@ -118,4 +118,4 @@ def as_literal(enum: type[StrEnum]) -> Any:
             FundStatus = as_literal(enums.FundStatus)
     """
     values = tuple(member.value for member in enum)
-    return Annotated[cast(Any, Literal)[values], AfterValidator(enum)]
+    return Annotated[Literal.__getitem__(values), AfterValidator(enum)]
